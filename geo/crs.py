@@ -1,0 +1,44 @@
+"""Choosing the local metric CRS in which every distance and area is computed.
+
+Inside China: CGCS2000 / 3-degree Gauss-Krüger "CM" zones (EPSG:4534 for 75°E ... EPSG:4554 for
+135°E), the projection Chinese surveys use; the zone whose central meridian is nearest the data's
+centre. Elsewhere: the UTM zone of the data's centre (WGS 84). Scale error stays below 0.03%
+within ±1.5° of the central meridian, which a county or a province like Hainan fits.
+"""
+from __future__ import annotations
+
+import numpy as np
+from pyproj import CRS
+
+WGS84 = CRS.from_epsg(4326)
+CGCS2000 = CRS.from_epsg(4490)
+
+
+def in_china_box(lon: float, lat: float) -> bool:
+    return 73.0 <= lon <= 135.5 and 3.0 <= lat <= 54.0
+
+
+def gk3_cm_epsg(lon: float) -> int:
+    """EPSG code of the CGCS2000 3-degree Gauss-Krüger CM zone nearest ``lon``."""
+    cm = int(np.clip(round(lon / 3.0) * 3, 75, 135))
+    return 4534 + (cm - 75) // 3
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    zone = int(np.clip(np.floor((lon + 180.0) / 6.0) + 1, 1, 60))
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def choose_metric_crs(bounds_wgs84) -> CRS:
+    """A metric CRS for data whose WGS 84 bounds are (minx, miny, maxx, maxy)."""
+    minx, miny, maxx, maxy = (float(v) for v in bounds_wgs84)
+    if not all(np.isfinite([minx, miny, maxx, maxy])):
+        raise ValueError("cannot choose a metric CRS: the data has no finite extent")
+    lon, lat = (minx + maxx) / 2.0, (miny + maxy) / 2.0
+    if in_china_box(lon, lat):
+        return CRS.from_epsg(gk3_cm_epsg(lon))
+    return CRS.from_epsg(utm_epsg(lon, lat))
+
+
+def is_geographic(crs) -> bool:
+    return crs is not None and CRS.from_user_input(crs).is_geographic

@@ -1,0 +1,57 @@
+"""The ``Plan``: the output layers as WGS 84 GeoDataFrames plus the summary dict.
+
+Layer columns follow ../shared/CONTRACT.md exactly (extra columns may follow the contract's):
+  grids         grid_code, village_code, township_code, county_code, households, population,
+                workers, area_km2, polsby_popper, deviation            (Polygon)
+  stations      station_id, name, existing, village_code, households_covered      (Point)
+  service_areas station_id, minutes, mode                               (Polygon/MultiPolygon)
+  households    <input id>, grid_code, station_id, minutes, village_code, households  (Point)
+  workers       worker_id, grid_code, role (+ name, travel_m)           (Point: home)
+  units         <code field>, households, grids, workers, coverage (+ names, codes)  (Polygon)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+
+LAYER_NAMES = ("grids", "stations", "service_areas", "households", "workers", "units")
+
+
+@dataclass
+class Plan:
+    grids: gpd.GeoDataFrame
+    stations: gpd.GeoDataFrame
+    service_areas: gpd.GeoDataFrame
+    households: gpd.GeoDataFrame
+    units: gpd.GeoDataFrame
+    workers: gpd.GeoDataFrame
+    summary: dict = field(default_factory=dict)
+    options: object = None  # the PlanOptions it was made with
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        return {name: getattr(self, name) for name in LAYER_NAMES}
+
+    def to_dir(self, path: str | Path, report: bool = True) -> Path:
+        """Write plan.gpkg, summary.json and report.html into ``path`` (created if needed)."""
+        from geo.output import write_plan_dir
+        oc = getattr(self.options, "output_coords", "wgs84")
+        return write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report)
+
+    def explore(self, **kwargs):
+        """An interactive folium map of grids (coloured by deviation), stations and service areas."""
+        m = self.grids.explore(column="deviation", cmap="RdYlBu_r", tooltip=list(self.grids.columns[:9]),
+                               name="grids", **kwargs)
+        if len(self.service_areas):
+            self.service_areas.explore(m=m, color="#2a9d8f", style_kwds={"fillOpacity": 0.08, "weight": 1},
+                                       name="service areas")
+        if len(self.stations):
+            self.stations.explore(m=m, color="#e63946", marker_kwds={"radius": 5}, name="stations")
+        return m
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"Plan({s.get('units', len(self.units))} units, {s.get('grids', len(self.grids))} grids, "
+                f"{s.get('households', '?')} households, {s.get('stations', len(self.stations))} stations, "
+                f"coverage {s.get('coverage', {}).get('share', float('nan')):.3f})")
