@@ -1,0 +1,366 @@
+"""The ``gridplan`` command line (CONTRACT.md "Command line").
+
+Exit codes: 0 success; 1 data or validation error (the message names the file, row/feature and
+the problem); 2 usage error. Set GRIDPLAN_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Grid-governance plans: balanced grids, grid workers, service stations, point→grid lookup.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys for `gridplan serve`.")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)   # progress and tables on stderr; stdout stays for --json and keys
+out = Console()
+
+
+class Mode(str, Enum):
+    walk = "walk"
+    bike = "bike"
+    ebike = "ebike"
+    drive = "drive"
+
+
+class Coords(str, Enum):
+    wgs84 = "wgs84"
+    gcj02 = "gcj02"
+    bd09 = "bd09"
+    cgcs2000 = "cgcs2000"
+
+
+class OutCoords(str, Enum):
+    wgs84 = "wgs84"
+    gcj02 = "gcj02"
+    bd09 = "bd09"
+
+
+class Role(str, Enum):
+    planner = "planner"
+    reader = "reader"
+
+
+def _fail(code: int, message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _problems_table(problems, title="Data problems") -> Table:
+    t = Table(title=title, show_lines=False, title_justify="left")
+    t.add_column("", no_wrap=True)
+    t.add_column("file")
+    t.add_column("where")
+    t.add_column("problem")
+    for p in problems:
+        t.add_row("[red]ERROR[/]" if p.fatal else "[yellow]warn[/]", p.source, p.row or "", p.message)
+    return t
+
+
+def _check_inputs(**paths) -> None:
+    for role, p in paths.items():
+        if p is not None and not Path(p).exists():
+            _fail(1, f"{p}: no such file (given as --{role.replace('_', '-')})")
+
+
+def _summary_table(summary: dict) -> Table:
+    t = Table(title="Plan summary", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    b, c = summary.get("balance", {}), summary.get("coverage", {})
+    comp = summary.get("compactness", {})
+    share = c.get("share")
+    rows = [
+        ("households", f"{summary.get('households', 0):,}"),
+        ("units", f"{summary.get('units', 0):,}"),
+        ("grids", f"{summary.get('grids', 0):,}"),
+        ("workers", f"{summary.get('workers', 0):,}"),
+        ("stations", f"{summary.get('stations', 0):,}"),
+        (f"coverage ({c.get('minutes', '?')} min, {c.get('mode', '?')})",
+         "—" if share is None else f"{share:.1%}"),
+        ("grids within tolerance", f"{b.get('within_tolerance_share', 0):.1%}"),
+        ("grids within tolerance (granular)", f"{b.get('within_granular_tolerance_share', 0):.1%}"),
+        ("max / p95 deviation", f"{b.get('max_abs_dev', 0):.1%} / {b.get('p95_abs_dev', 0):.1%}"),
+        ("Polsby-Popper mean / p10", f"{comp.get('polsby_popper_mean') or 0:.2f} / {comp.get('polsby_popper_p10') or 0:.2f}"),
+        ("contiguous grids", f"{summary.get('contiguous_share', 0):.1%}"),
+        ("unassigned households", f"{summary.get('unassigned_households', 0):,}"),
+        ("problems", f"{len(summary.get('problems', []))}"),
+        ("runtime", f"{summary.get('runtime_s', {}).get('total', 0):.1f} s"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: bool) -> dict:
+    from geo.problems import DataError
+    from optimize.options import PlanOptions
+    from optimize.pipeline import STAGES, plan
+
+    try:
+        options = PlanOptions.from_mapping(opts)
+    except (ValueError, TypeError) as e:
+        _fail(2, str(e))
+    labels = {"load": "Reading and validating", "partition": "Partitioning units", "staffing": "Staffing grids",
+              "siting": "Siting stations", "output": "Writing outputs"}
+    t0 = time.perf_counter()
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TimeElapsedColumn(), console=console, disable=quiet or as_json, transient=False)
+    tasks: dict[str, int] = {}
+
+    def on_progress(stage: str, fraction: float) -> None:
+        lo, hi = STAGES[stage]
+        for s, (slo, shi) in STAGES.items():   # close earlier stages, open this one
+            if shi <= lo + 1e-9 and s in tasks:
+                progress.update(tasks[s], completed=100)
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(labels[stage], total=100)
+        progress.update(tasks[stage], completed=100 * (fraction - lo) / max(hi - lo, 1e-9))
+
+    try:
+        with progress:
+            p = plan(inputs["boundaries"], inputs["households"], inputs.get("facilities"), inputs.get("roster"),
+                     inputs.get("network"), options=options, progress=on_progress)
+            on_progress("output", STAGES["output"][0])
+            t = time.perf_counter()
+            p.to_dir(out_dir)
+            p.summary.setdefault("runtime_s", {})["output"] = round(time.perf_counter() - t, 3)
+            on_progress("output", 1.0)
+    except DataError as e:
+        if as_json:
+            out.print_json(json.dumps({"ok": False, "problems": [q.as_dict() for q in e.problems]}, ensure_ascii=False))
+        else:
+            console.print(_problems_table(e.problems, "The input has problems that stop the plan"))
+        raise typer.Exit(1)
+    except ValueError as e:   # options that only the data can refute (budget below the grid count, ...)
+        _fail(1, str(e))
+    summary = p.summary
+    # the summary on disk gets the output time too
+    from geo.output import summary_json
+    (out_dir / "summary.json").write_text(summary_json(summary), encoding="utf-8")
+    if as_json:
+        out.print_json(summary_json(summary))
+    elif not quiet:
+        console.print(_summary_table(summary))
+        fatal_free = [q for q in summary.get("problems", []) if q.get("kind") != "partition_note"]
+        if fatal_free:
+            console.print(f"[yellow]{len(fatal_free)} data problem(s) were repaired or set aside: "
+                          f"see summary.json[\"problems\"][/]")
+        console.print(f"Wrote [bold]{out_dir}[/] (plan.gpkg, summary.json, report.html) "
+                      f"in {time.perf_counter() - t0:.1f} s")
+    return summary
+
+
+def _plan_options(**kw) -> dict:
+    opts = {k: v for k, v in kw.items() if v is not None}
+    for k in ("mode", "coords", "output_coords"):
+        if k in opts and isinstance(opts[k], Enum):
+            opts[k] = opts[k].value
+    if opts.get("coverage_target") == 0:
+        opts["coverage_target"] = None      # 0: report coverage of the given stations only
+    if "coverage_target" not in kw or kw["coverage_target"] is None:
+        opts.pop("coverage_target", None)
+    return opts
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("gridplan-demo"), "--out", help="Output directory."),
+         jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Worker processes for partitioning."),
+         small: bool = typer.Option(False, "--small", help="Use the small one-township sample (fast)."),
+         quiet: bool = typer.Option(False, "--quiet", "-q"),
+         as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout.")):
+    """The whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
+    from geo.samples import sample_paths
+    try:
+        inputs = sample_paths("sample_small" if small else "sample")
+    except FileNotFoundError as e:
+        _fail(1, str(e))
+    if not quiet and not as_json:
+        console.print(f"gridplan demo: the bundled sample county from [bold]{inputs['boundaries'].parent}[/]")
+    _run_plan(inputs, {"jobs": jobs}, out, quiet, as_json)
+
+
+@app.command("plan")
+def plan_cmd(
+    boundaries: Path = typer.Option(..., "--boundaries", "-b", help="Unit polygons (villages/communities)."),
+    households: Path = typer.Option(..., "--households", "-h", help="Household points, or CSV with lon/lat."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    facilities: Optional[Path] = typer.Option(None, "--facilities", help="Existing/candidate station points."),
+    roster: Optional[Path] = typer.Option(None, "--roster", help="Grid workers with home points."),
+    network: Optional[Path] = typer.Option(None, "--network", help="OpenStreetMap .osm.pbf: travel follows roads."),
+    target_households: Optional[float] = typer.Option(None, "--target-households", help="Households per grid [300]."),
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Allowed deviation from the unit mean [0.10]."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Service-area travel time [20]."),
+    mode: Optional[Mode] = typer.Option(None, "--mode", help="Travel mode [walk]."),
+    speed_kmh: Optional[float] = typer.Option(None, "--speed-kmh", help="Override the mode's speed."),
+    coverage_target: Optional[float] = typer.Option(None, "--coverage-target",
+                                                    help="Fewest stations reaching this share [0.9]; 0: report only."),
+    max_stations: Optional[int] = typer.Option(None, "--max-stations", help="Maximal covering with P stations."),
+    workers_budget: Optional[int] = typer.Option(None, "--workers-budget", help="Total grid workers."),
+    workers_per_10k: Optional[float] = typer.Option(None, "--workers-per-10k", help="Staffing norm per 10,000 residents."),
+    coords: Optional[Coords] = typer.Option(None, "--coords", help="What input lon/lat mean [wgs84]."),
+    output_coords: Optional[OutCoords] = typer.Option(None, "--output-coords", help="Output coordinates [wgs84]."),
+    code_field: Optional[str] = typer.Option(None, "--code-field", help="Unit code column [village_code]."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes [1]."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:port."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Last plan's output directory: keep its grids stable."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Solver seconds per unit [10]."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
+):
+    """Plan grids, workers and stations for your own boundaries and households."""
+    _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster,
+                  network=network, baseline=baseline)
+    inputs = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
+              "network": network}
+    opts = _plan_options(target_households=target_households, tolerance=tolerance, minutes=minutes, mode=mode,
+                         speed_kmh=speed_kmh, coverage_target=coverage_target, max_stations=max_stations,
+                         workers_budget=workers_budget, workers_per_10k=workers_per_10k, coords=coords,
+                         output_coords=output_coords, code_field=code_field, jobs=jobs, scheduler=scheduler,
+                         baseline=str(baseline) if baseline else None, time_limit_per_unit=time_limit, seed=seed)
+    _run_plan(inputs, opts, out, quiet, as_json)
+
+
+@app.command()
+def validate(
+    boundaries: Path = typer.Option(..., "--boundaries", "-b"),
+    households: Path = typer.Option(..., "--households", "-h"),
+    facilities: Optional[Path] = typer.Option(None, "--facilities"),
+    roster: Optional[Path] = typer.Option(None, "--roster"),
+    coords: Coords = typer.Option(Coords.wgs84, "--coords"),
+    code_field: str = typer.Option("village_code", "--code-field"),
+    as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON to stdout."),
+):
+    """List every data problem found; exit 1 if any is fatal."""
+    from geo.io import validate as validate_files
+    _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster)
+    problems = validate_files(boundaries, households, facilities, roster, coords=coords.value, code_field=code_field)
+    fatal = [p for p in problems if p.fatal]
+    if as_json:
+        out.print_json(json.dumps({"ok": not fatal, "problems": [p.as_dict() for p in problems]}, ensure_ascii=False))
+    elif problems:
+        console.print(_problems_table(problems))
+        console.print(f"{len(fatal)} fatal, {len(problems) - len(fatal)} repairable problem(s).")
+    else:
+        console.print("[green]No problems found.[/]")
+    raise typer.Exit(1 if fatal else 0)
+
+
+@app.command()
+def lookup(
+    plan_dir: Path = typer.Option(..., "--plan", help="A plan's output directory."),
+    lon: Optional[float] = typer.Argument(None),
+    lat: Optional[float] = typer.Argument(None),
+    points: Optional[Path] = typer.Option(None, "--points", help="Points file (CSV lon/lat or any vector format)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write the looked-up points (CSV, GPKG...)."),
+    coords: OutCoords = typer.Option(OutCoords.wgs84, "--coords", help="What the given lon/lat mean."),
+):
+    """Which grid (and worker, and station) is this point in? Offline, on an output directory."""
+    from geo.index import GridIndex
+    if (lon is None) != (lat is None):
+        _fail(2, "give both LON and LAT, or --points F --out F")
+    if lon is None and points is None:
+        _fail(2, "give LON LAT, or --points F --out F")
+    if points is not None and out_file is None:
+        _fail(2, "--points needs --out")
+    if not (plan_dir / "plan.gpkg").exists():
+        _fail(1, f"{plan_dir}: no plan.gpkg here — give the output directory of `gridplan plan`")
+    idx = GridIndex.from_plan_dir(plan_dir)
+    if lon is not None:
+        res = idx.lookup_one(lon, lat, coords=coords.value)
+        if res is None:
+            out.print_json(json.dumps({"lon": lon, "lat": lat, "grid_code": None}))
+            console.print("The point lies outside every grid of this plan.")
+            raise typer.Exit(1)
+        out.print_json(json.dumps(res, ensure_ascii=False, default=str))
+        return
+    _lookup_file(idx, points, out_file, coords.value)
+
+
+def _lookup_file(idx, points: Path, out_file: Path, coords: str) -> None:
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+
+    from geo.io import read_table
+    df, problems = read_table(points, role="points")
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        console.print(_problems_table(fatal))
+        raise typer.Exit(1)
+    if isinstance(df, gpd.GeoDataFrame):
+        g = df.to_crs(4326) if df.crs is not None else df
+        lon, lat = g.geometry.x.to_numpy(), g.geometry.y.to_numpy()
+    else:
+        cols = {c.lower(): c for c in df.columns}
+        lx = next((cols[c] for c in ("lon", "lng", "longitude", "x") if c in cols), None)
+        ly = next((cols[c] for c in ("lat", "latitude", "y") if c in cols), None)
+        if lx is None or ly is None:
+            _fail(1, f"{points}: no lon/lat (or x/y) columns; found {', '.join(map(str, df.columns))}")
+        lon = pd.to_numeric(df[lx], errors="coerce").to_numpy(float)
+        lat = pd.to_numeric(df[ly], errors="coerce").to_numpy(float)
+    res = idx.lookup(lon, lat, coords=coords)
+    table = pd.DataFrame(df.drop(columns=[df.geometry.name]) if isinstance(df, gpd.GeoDataFrame) else df).copy()
+    for k, v in res.items():
+        table[k] = v
+    if out_file.suffix.lower() in (".csv", ".txt"):
+        if "lon" not in table.columns:
+            table["lon"], table["lat"] = lon, lat
+        table.to_csv(out_file, index=False)
+    else:
+        gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(lon, lat), crs=4326).to_file(out_file)
+    found = int(np.sum(pd.notna(res.get("grid_code"))))
+    console.print(f"{found:,} of {len(table):,} points lie in a grid; wrote {out_file}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+          data_dir: Path = typer.Option(Path("gridplan-data"), "--data-dir"),
+          database_url: Optional[str] = typer.Option(None, "--database-url",
+                                                     help="postgresql://… (PostGIS); default SQLite in --data-dir.")):
+    """Run the HTTP service (jobs, results, lookup, keys)."""
+    from api.server import serve as run_server
+    run_server(host=host, port=port, data_dir=str(data_dir), database_url=database_url)
+
+
+@keys_app.command("create")
+def keys_create(role: Role = typer.Option(..., "--role"),
+                data_dir: Path = typer.Option(Path("gridplan-data"), "--data-dir"),
+                database_url: Optional[str] = typer.Option(None, "--database-url")):
+    """Create an API key; the key is printed alone on the last line (stored hashed)."""
+    from api.auth import create_key
+    key = create_key(role.value, data_dir=str(data_dir), database_url=database_url)
+    console.print(f"Created a {role.value} key (shown once; only its hash is stored):")
+    print(key)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 — never a traceback for users; GRIDPLAN_DEBUG=1 shows it
+        if os.environ.get("GRIDPLAN_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)
+        console.print("(set GRIDPLAN_DEBUG=1 to see the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

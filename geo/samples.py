@@ -1,0 +1,30 @@
+"""Where the bundled sample data lives (installed as the ``gridplan_data`` package, or the checkout's data/)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLES = ("sample", "sample_small")
+
+
+def sample_dir(name: str = "sample") -> Path:
+    if name not in SAMPLES:
+        raise ValueError(f"unknown sample {name!r}: expected one of {', '.join(SAMPLES)}")
+    try:
+        from importlib.resources import files
+        p = Path(str(files("gridplan_data"))) / name
+        if p.is_dir():
+            return p
+    except (ModuleNotFoundError, TypeError):
+        pass
+    p = Path(__file__).resolve().parents[1] / "data" / name
+    if p.is_dir():
+        return p
+    raise FileNotFoundError(f"the bundled sample {name!r} is not installed (looked in gridplan_data and {p})")
+
+
+def sample_paths(name: str = "sample") -> dict[str, Path]:
+    """{"boundaries", "households", "facilities", "roster"} -> paths of the bundled sample (those present)."""
+    d = sample_dir(name)
+    files = {"boundaries": "boundaries.geojson", "households": "households.csv",
+             "facilities": "facilities.csv", "roster": "roster.csv"}
+    return {k: d / f for k, f in files.items() if (d / f).exists()}
