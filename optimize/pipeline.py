@@ -45,10 +45,17 @@ class UnitTask:
     households: np.ndarray
     target: float
     options: PlanOptions
+    old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
 
 
-def solve_unit(task: UnitTask) -> tuple[int, UnitPartition]:
-    return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target, task.options)
+def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
+    """Partition one unit; with a baseline, keep its still-balanced grids. Returns (unit, partition, seqs)."""
+    if task.old is not None and len(task.old):
+        from optimize.baseline import replan_unit
+        res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
+        if res is not None:
+            return task.unit_idx, res[0], res[1]
+    return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target, task.options), None
 
 
 def options_from(options: PlanOptions | None, kwargs: dict) -> PlanOptions:
@@ -78,8 +85,10 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     return plan_dataset(ds, opts, progress=progress, runtime={"load": load_s})
 
 
-def unit_tasks(ds: Dataset, opts: PlanOptions):
+def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None = None):
     """One task per unit, biggest first (better load balance), streamed lazily."""
+    old_by_unit = baseline.groupby("village_code") if baseline is not None else None
+    old_codes = set(baseline["village_code"]) if baseline is not None else set()
     hh = ds.households
     inside = hh[hh["unit_idx"] >= 0]
     groups = inside.groupby("unit_idx").indices
@@ -91,9 +100,11 @@ def unit_tasks(ds: Dataset, opts: PlanOptions):
     for u in order:
         idx = groups.get(u, np.array([], dtype=np.int64))
         row = units.iloc[u]
-        yield UnitTask(unit_idx=u, unit_code=str(row["unit_code"]), geometry=row.geometry,
+        code = str(row["unit_code"])
+        old = old_by_unit.get_group(code) if code in old_codes else None
+        yield UnitTask(unit_idx=u, unit_code=code, geometry=row.geometry,
                        xy=xy_all[idx], households=w_all[idx],
-                       target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts)
+                       target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old)
 
 
 def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
@@ -106,18 +117,34 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     # --- partition, unit by unit ---------------------------------------------------------
     t = time.perf_counter()
     results: dict[int, UnitPartition] = {}
+    seqs: dict[int, list[int]] = {}
+    baseline = None
+    if opts.baseline:
+        from optimize.baseline import load_baseline
+        baseline = load_baseline(opts.baseline, ds.crs)
 
     def collect(res):
-        u, part = res
+        u, part, unit_seqs = res
         results[u] = part
+        if unit_seqs is not None:
+            seqs[u] = unit_seqs
         _report(progress, "partition", len(results) / max(n_units, 1))
 
     _report(progress, "partition", 0.0)
-    run_tasks(solve_unit, unit_tasks(ds, opts), jobs=opts.jobs, scheduler=opts.scheduler, on_result=collect)
+    run_tasks(solve_unit, unit_tasks(ds, opts, baseline), jobs=opts.jobs, scheduler=opts.scheduler,
+              on_result=collect)
     runtime["partition"] = time.perf_counter() - t
 
-    grids_m, hh_grid = assemble_grids(ds, results, opts)
+    grids_m, hh_grid = assemble_grids(ds, results, opts, seqs)
     hh["grid_code"] = hh_grid
+    baseline_summary = None
+    if baseline is not None:
+        from optimize.baseline import changed_households
+        xy = np.column_stack([hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()])
+        baseline_summary = changed_households(xy, hh["households"].to_numpy(float), hh_grid, baseline)
+        baseline_summary.update(path=str(opts.baseline), kept_units=sum(1 for p in results.values() if p.status == "baseline"),
+                                resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
+                                replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
     for u in sorted(results):
         for note in results[u].notes:
             problems.append(Problem(source="partition", row=f"unit {units.iloc[u]['unit_code']}",
@@ -160,6 +187,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     grids_out = grids_m[["grid_code", "village_code", "township_code", "county_code", "households", "population",
                          "workers", "area_km2", "polsby_popper", "deviation", "weight", "workload", "geometry"]]
     summary = build_summary(ds, opts, grids_m, hh, sres, problems, runtime, results)
+    if baseline_summary is not None:
+        summary["baseline"] = baseline_summary
     runtime["assemble"] = time.perf_counter() - t
     summary["runtime_s"] = {k: round(v, 3) for k, v in runtime.items()}
     summary["runtime_s"]["total"] = round(sum(runtime.values()), 3)
@@ -169,7 +198,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
                 units=units_out.to_crs(4326), workers=workers_m.to_crs(4326), summary=summary, options=opts)
 
 
-def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOptions):
+def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOptions,
+                   seqs: dict[int, list[int]] | None = None):
     """Grid rows (metric CRS) with codes and metrics, and each household's grid code."""
     units, hh = ds.units, ds.households
     hh_grid = np.full(len(hh), None, dtype=object)
@@ -184,7 +214,8 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
         unit = units.iloc[u]
         code = str(unit["unit_code"])
         idx = inside[groups[u]] if u in groups else np.array([], dtype=np.int64)
-        codes = np.array([f"{code}{i + 1:03d}" for i in range(part.k)], dtype=object)
+        unit_seqs = (seqs or {}).get(u) or list(range(1, part.k + 1))
+        codes = np.array([f"{code}{s:03d}" for s in unit_seqs], dtype=object)
         if len(idx):
             hh_grid[idx] = codes[part.labels]
         g_h = np.bincount(part.labels, weights=counts[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
