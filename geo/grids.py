@@ -1,0 +1,120 @@
+"""Grid polygons from cells: dissolve, code order, shape metrics.
+
+The single place for the Polsby-Popper metric and for the west→east, north→south code order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from geo.cells import GRID_SIZE
+
+
+def polsby_popper(geoms) -> np.ndarray:
+    """Polsby-Popper compactness 4πA/P² of each geometry (1 for a disc; 0 for empty/degenerate)."""
+    g = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object).reshape(-1)
+    if not len(g):
+        return np.zeros(0)
+    a = shapely.area(g)
+    p = shapely.length(g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pp = np.where(p > 0, 4.0 * np.pi * a / (p * p), 0.0)
+    return np.nan_to_num(pp)
+
+
+def order_for_codes(polygons) -> np.ndarray:
+    """Permutation putting grids in code order: north→south rows, west→east inside a row.
+
+    The exact rule (reading order, like the lines of a page): let A be the total area of the
+    grids, k their number and h = sqrt(A / k) (the side of an average grid). Each grid's row is
+    floor((ymax - cy) / h), where (cx, cy) is the centroid of the grid and ymax the northern edge
+    of all grids' bounds; grids are sorted by (row, cx, -cy). ``polygons[order]`` is the coded
+    sequence: the grid at position i gets the sequence number i + 1.
+    """
+    g = np.asarray(list(polygons), dtype=object).reshape(-1)
+    k = len(g)
+    if k <= 1:
+        return np.arange(k, dtype=np.int64)
+    cen = shapely.get_coordinates(shapely.centroid(g))
+    total = float(np.sum(shapely.area(g)))
+    ymax = float(shapely.total_bounds(g)[3])
+    h = np.sqrt(total / k) if total > 0 else 1.0
+    row = np.floor((ymax - cen[:, 1]) / h + 1e-9)
+    return np.lexsort((-cen[:, 1], cen[:, 0], row)).astype(np.int64)
+
+
+def grid_codes(unit_code: str, k: int) -> list[str]:
+    """Unit code + 3-digit sequence (001, 002, ...) for k grids already in code order."""
+    if k > 999:
+        raise ValueError(f"unit {unit_code}: {k} grids do not fit a 3-digit sequence")
+    return [f"{unit_code}{i:03d}" for i in range(1, k + 1)]
+
+
+def dissolve_cells(cell_polys, labels, k) -> list:
+    """Union of the cells of each grid (index 0..k-1); cells tile the unit, so the grids do too.
+
+    A grid whose cells are connected by shared edges comes out as one Polygon; a grid holding
+    separate islands comes out as a MultiPolygon (the caller reports it). Unions snap to
+    ``GRID_SIZE`` so edges shared by neighbouring cells cancel exactly.
+    """
+    cells = np.asarray(list(cell_polys), dtype=object).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(cells) != len(labels):
+        raise ValueError(f"{len(cells)} cells but {len(labels)} labels")
+    out = []
+    for j in range(int(k)):
+        members = cells[labels == j]
+        if not len(members):
+            out.append(shapely.Polygon())
+            continue
+        u = shapely.coverage_union_all(members) if len(members) > 1 else members[0]
+        if u.geom_type != "Polygon" or not u.is_valid:
+            u = shapely.union_all(members, grid_size=GRID_SIZE)
+        if u.geom_type == "MultiPolygon":
+            parts = [p for p in shapely.get_parts(u) if p.area > 1e-6]
+            u = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+        if u.geom_type == "Polygon":
+            u = _drop_tiny_holes(u)
+        out.append(u)
+    return out
+
+
+def _drop_tiny_holes(p):
+    """Remove slivers of holes below 1e-6 m² that snapping can leave between cells."""
+    holes = [r for r in p.interiors if shapely.Polygon(r).area > 1e-6]
+    if len(holes) == len(p.interiors):
+        return p
+    return shapely.Polygon(p.exterior, holes)
+
+
+def smooth_grids(polygons, xy, labels, tolerance: float, tries: int = 4) -> tuple[list, float]:
+    """Straighten the staircase edges *between* grids without breaking the tiling.
+
+    ``shapely.coverage_simplify`` simplifies every edge shared by two grids once (both sides move
+    together, so no gap or overlap appears) and keeps the unit's outer boundary fixed. A result is
+    accepted only if it is a valid coverage of single Polygons and every household point ``xy[i]``
+    still lies in its grid ``labels[i]``; otherwise the tolerance is halved (up to ``tries``
+    times). Returns (polygons, tolerance used; 0.0 when the input was kept unchanged).
+    """
+    polys = list(polygons)
+    if len(polys) < 2 or tolerance <= 0:
+        return polys, 0.0
+    arr = np.asarray(polys, dtype=object)
+    if not all(p.geom_type == "Polygon" for p in polys):
+        return polys, 0.0
+    pts = shapely.points(np.asarray(xy, dtype=float).reshape(-1, 2))
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    t = float(tolerance)
+    for _ in range(tries):
+        out = shapely.coverage_simplify(arr, t, simplify_boundary=False)
+        ok = all(g.geom_type == "Polygon" and g.is_valid and not g.is_empty for g in out)
+        if ok and len(pts):
+            ok = bool(shapely.covers(out[labels], pts).all())
+            if ok:   # no point may sit inside (or on the edge of) another grid either
+                tree = shapely.STRtree(out)
+                pi, gi = tree.query(pts, predicate="intersects")
+                ok = bool((gi == labels[pi]).all())
+        if ok:
+            return list(out), t
+        t /= 2.0
+    return polys, 0.0

@@ -1,0 +1,411 @@
+"""Balanced, contiguous, compact grids inside one unit (OR-Tools CP-SAT).
+
+The model, per unit (see ``partition_unit``):
+
+1. ``geo.cells.build_cells``: merged household points → Voronoi cells clipped to the unit →
+   adjacency graph (shared edges of positive length, never across a barrier line). Units with many
+   cells are coarsened into compact *atoms* (``geo.cells.coarsen``) so that the model stays small.
+2. k = ``choose_k(households, target)``, apportioned over the graph's connected components (unit
+   parts, areas cut off by barriers); a component too small for a grid of its own is attached to a
+   neighbouring grid afterwards (reported in ``notes``).
+3. Centers from a seeded, weighted k-means (k-means++ start) snapped to nodes; then a few
+   Lloyd-like rounds, each solving with CP-SAT the capacitated p-median assignment
+     min  BIG·D + Σ c_ij x_ij,    c_ij = (½ h_i/H + ½ a_i/A) · |p_i − p_cj|² / (A/k)
+     s.t. Σ_j x_ij = 1;  x_cj,j = 1;  lo − D ≤ Σ_i h_i x_ij ≤ hi + D  (lo, hi = mean·(1 ∓ tol))
+          x_ij ≤ Σ_{l ∈ N(i), d_j(l) < d_j(i)} x_lj          (Zoltners–Sinha contiguity)
+   with x restricted to each node's few nearest centers along the graph. D = 0 is the hard balance
+   when it is feasible; when indivisible points make it infeasible, D (the excess deviation of the
+   worst grid) is minimized first. The Zoltners–Sinha constraints make every grid connected. The
+   previous round's solution is the CP-SAT hint (warm start); centers move to the node nearest
+   their grid's weighted centroid; the best round (deviation, then moment of inertia) is kept.
+4. Fallback (CP-SAT found nothing within its deterministic limit): the shortest-path Voronoi
+   assignment of the centers, connected by construction.
+5. Grid polygons = union of their cells (``geo.grids.dissolve_cells``), so the grids tile the
+   unit exactly; ordered for codes with ``geo.grids.order_for_codes``.
+
+Determinism: one CP-SAT worker, fixed seed, and a *deterministic* time limit
+(``max_deterministic_time``), so the same input gives the same grids on a loaded or idle machine.
+A wall-clock cap of several times the budget exists only as a safety net.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+import shapely
+from ortools.sat.python import cp_model
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from geo.cells import MIN_SHARED, CellGraph, build_cells, coarsen
+from geo.grids import dissolve_cells, order_for_codes, smooth_grids
+
+# CP-SAT deterministic time units per wall-clock second of one worker, measured on the reference
+# machine (2 shared cores): max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit.
+DTIME_PER_SECOND = 0.5
+MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
+ROUNDS = 4                # Lloyd-like center updates
+CANDIDATES = 5            # nearest centers (along the graph) a node may join
+SMOOTH = 1.0              # grid edges are simplified with this many typical cell spacings (0: off)
+AREA_WEIGHT = 0.5         # share of area (vs households) in the moment-of-inertia weights
+RELATIVE_GAP = 0.002      # stop a CP-SAT round within 0.2% of the proven bound
+
+
+@dataclass(frozen=True)
+class UnitPartition:
+    labels: np.ndarray          # grid index 0..k-1 of each input household row, in input order
+    polygons: list              # k Polygons (metric CRS), index = grid index, in code order, tiling the unit
+    k: int
+    status: str                 # "optimal" | "feasible" | "heuristic" | "single" | "empty"
+    max_abs_dev: float          # max |h - mean| / mean over the k grids
+    seconds: float
+    notes: tuple[str, ...] = ()
+    households: tuple[int, ...] = ()   # households of each grid (index = grid index)
+    cells: int = 0                     # cells in the unit's graph (after merging coincident points)
+
+
+def choose_k(total_households: float, target: float) -> int:
+    """Number of grids for a unit: total / target rounded half up, at least 1."""
+    if not target > 0:
+        raise ValueError(f"target must be > 0, got {target}")
+    t = float(total_households) if total_households == total_households else 0.0
+    return max(1, int(math.floor(max(t, 0.0) / float(target) + 0.5)))
+
+
+def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float, options,
+                   barriers=None) -> UnitPartition:
+    """Split one unit into k balanced, contiguous, compact grids. See the module docstring."""
+    t0 = perf_counter()
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
+    mp, graph = build_cells(geometry, xy, hh, barriers=barriers)
+    notes: list[str] = []
+    total = int(hh.sum())
+    k = choose_k(total, target)
+    if mp.m and k > mp.m:
+        notes.append(f"k reduced from {k} to {mp.m}: only {mp.m} distinct household locations")
+        k = mp.m
+    if mp.m == 0 or k == 1:
+        cell_lab = np.zeros(graph.n, dtype=np.int64)
+        status = "empty" if mp.m == 0 else "single"
+    else:
+        cell_lab, status, k, more = _partition_graph(graph, k, options)
+        notes.extend(more)
+    polys = dissolve_cells(graph.polygons, cell_lab, k)
+    if k > 1 and SMOOTH > 0:
+        spacing = math.sqrt(float(graph.area.sum()) / max(graph.n, 1))
+        polys, _ = smooth_grids(polys, mp.xy, cell_lab[graph.point_cell], SMOOTH * spacing)
+    order = order_for_codes(polys)
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    polys = [polys[j] for j in order]
+    cell_lab = rank[cell_lab]
+    multi = [i for i, p in enumerate(polys) if p.geom_type != "Polygon"]
+    if multi:
+        notes.append(f"grid(s) {', '.join(str(i) for i in multi)} are MultiPolygons: the unit has parts "
+                     "(islands) that no grid can reach by a shared edge")
+    labels = cell_lab[graph.point_cell[mp.index]] if len(xy) else np.zeros(0, dtype=np.int64)
+    gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
+    mean = total / k
+    dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
+    return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
+                         tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+
+
+# ----------------------------------------------------------------------------------------------
+# the graph problem
+
+
+def _apportion(comp_h: np.ndarray, k: int, mean: float) -> tuple[np.ndarray, list[str]]:
+    """Grids per component: components with at least half a grid's households get >= 1 grid."""
+    notes = []
+    big = comp_h >= 0.5 * mean
+    if not big.any():
+        big[int(np.argmax(comp_h))] = True
+    nb = int(big.sum())
+    kc = np.zeros(len(comp_h), dtype=np.int64)
+    if nb > k:
+        notes.append(f"{nb} separate parts each need a grid: k raised from {k} to {nb}")
+        kc[big] = 1
+        return kc, notes
+    hb = comp_h[big].astype(float)
+    q = k * hb / hb.sum()
+    base = np.maximum(1, np.floor(q)).astype(np.int64)
+    while base.sum() > k:
+        cand = np.flatnonzero(base > 1)
+        i = cand[np.argmin((q - base)[cand])]
+        base[i] -= 1
+    while base.sum() < k:
+        i = int(np.argmax(q - base))
+        base[i] += 1
+    kc[big] = base
+    return kc, notes
+
+
+def _partition_graph(graph: CellGraph, k: int, options) -> tuple[np.ndarray, str, int, list[str]]:
+    notes: list[str] = []
+    hh = graph.households
+    total = int(hh.sum())
+    comp_h = np.bincount(graph.component, weights=hh, minlength=graph.n_components)
+    kc, more = _apportion(comp_h, k, total / k)
+    notes.extend(more)
+    k = int(kc.sum())
+    mean = total / k
+    active = kc[graph.component] > 0
+    sub_idx = np.flatnonzero(active)
+    sub = _subgraph(graph, sub_idx)
+    tol = float(options.tolerance)
+    atom, model_g = coarsen(sub, max_households=max(1.0, 0.25 * tol * mean), max_nodes=MAX_NODES)
+    if model_g.n < sub.n:
+        notes.append(f"{sub.n} cells coarsened into {model_g.n} atoms")
+    lab_nodes, status, more = _solve(model_g, kc, mean, tol, options)
+    notes.extend(more)
+    cell_lab = np.full(graph.n, -1, dtype=np.int64)
+    cell_lab[sub_idx] = lab_nodes[atom]
+    if (~active).any():
+        notes.extend(_attach_leftovers(graph, cell_lab))
+    return cell_lab, status, k, notes
+
+
+def _subgraph(graph: CellGraph, idx: np.ndarray) -> CellGraph:
+    if len(idx) == graph.n:
+        return graph
+    pos = np.full(graph.n, -1, dtype=np.int64)
+    pos[idx] = np.arange(len(idx))
+    e = pos[graph.edges] if len(graph.edges) else np.zeros((0, 2), np.int64)
+    keep = (e >= 0).all(axis=1) if len(e) else np.zeros(0, bool)
+    comp = graph.component[idx]
+    _, comp = np.unique(comp, return_inverse=True)
+    return CellGraph(graph.polygons[idx] if graph.polygons is not None else None, graph.households[idx],
+                     graph.area[idx], graph.centroid[idx], pos[graph.point_cell], e[keep],
+                     graph.edge_length[keep], comp.reshape(-1).astype(np.int64))
+
+
+def _attach_leftovers(graph: CellGraph, cell_lab: np.ndarray) -> list[str]:
+    """Give each cell of a component without grids the grid of a neighbour across a shared edge
+    (ignoring barriers), or else of the nearest labelled cell (the grid becomes a MultiPolygon)."""
+    notes = []
+    polys = graph.polygons
+    for c in range(graph.n_components):
+        members = np.flatnonzero(graph.component == c)
+        if (cell_lab[members] >= 0).all():
+            continue
+        labelled = np.flatnonzero(cell_lab >= 0)
+        tree = shapely.STRtree(polys[labelled])
+        piece = shapely.union_all(polys[members])
+        hit = labelled[tree.query(piece, predicate="intersects")]
+        best, best_len = -1, MIN_SHARED
+        for j in hit:
+            ln = shapely.intersection(shapely.boundary(piece), shapely.boundary(polys[j])).length
+            if ln > best_len:
+                best, best_len = int(j), ln
+        h = int(graph.households[members].sum())
+        if best >= 0:
+            cell_lab[members] = cell_lab[best]
+            notes.append(f"a separate part with {h} households joined a neighbouring grid across a barrier")
+        else:
+            _, near = tree.query_nearest(piece, all_matches=False)
+            cell_lab[members] = cell_lab[labelled[int(np.ravel(near)[0])]]
+            notes.append(f"an island with {h} households was attached to the nearest grid")
+    return notes
+
+
+def _seed_centers(g: CellGraph, kc: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Weighted k-means (k-means++ start, 15 Lloyd steps) per component, snapped to distinct nodes."""
+    centers = []
+    for c in np.flatnonzero(kc > 0):
+        idx = np.flatnonzero(g.component == c)
+        p, wi = g.centroid[idx], w[idx]
+        kk = int(kc[c])
+        chosen = [int(rng.choice(len(idx), p=wi / wi.sum()))]
+        d2 = ((p - p[chosen[0]]) ** 2).sum(axis=1)
+        for _ in range(1, kk):
+            pr = wi * d2
+            s = pr.sum()
+            nxt = int(rng.choice(len(idx), p=pr / s)) if s > 0 else int(np.argmax(d2))
+            chosen.append(nxt)
+            d2 = np.minimum(d2, ((p - p[nxt]) ** 2).sum(axis=1))
+        cen = p[chosen].copy()
+        for _ in range(15):
+            a = np.argmin(((p[:, None, :] - cen[None, :, :]) ** 2).sum(axis=2), axis=1)
+            for j in range(kk):
+                m = a == j
+                if m.any() and wi[m].sum() > 0:
+                    cen[j] = (p[m] * wi[m, None]).sum(axis=0) / wi[m].sum()
+        taken = set()
+        for j in range(kk):
+            d = ((p - cen[j]) ** 2).sum(axis=1)
+            for i in np.argsort(d, kind="stable"):
+                if int(idx[i]) not in taken:
+                    taken.add(int(idx[i]))
+                    centers.append(int(idx[i]))
+                    break
+    return np.array(centers, dtype=np.int64)
+
+
+def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tuple[np.ndarray, str, list[str]]:
+    n = g.n
+    k = int(kc.sum())
+    notes: list[str] = []
+    hh = g.households.astype(np.int64)
+    H = float(hh.sum())
+    A = float(g.area.sum())
+    w = (1 - AREA_WEIGHT) * hh / H + AREA_WEIGHT * g.area / A
+    L2 = A / k
+    lo = int(math.ceil((1 - tol) * mean - 1e-9))
+    hi = int(math.floor((1 + tol) * mean + 1e-9))
+    if lo > hi:
+        lo = hi = int(round(mean))
+    e = g.edges
+    elen = np.sqrt(((g.centroid[e[:, 0]] - g.centroid[e[:, 1]]) ** 2).sum(axis=1)) + 1e-6 if len(e) else np.zeros(0)
+    adj = csr_matrix((np.r_[elen, elen], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)) \
+        if len(e) else csr_matrix((n, n))
+    nbrs = g.neighbours()
+    rng = np.random.default_rng(int(options.seed))
+    centers = _seed_centers(g, kc, w, rng)
+    dtime_total = DTIME_PER_SECOND * float(options.time_limit_per_unit)
+    spent = 0.0
+    best = None            # (excess deviation, inertia, labels, status)
+    hint = None
+    seen = set()
+    biggest = int(hh.max())
+    if biggest > hi:
+        notes.append(f"a point of {biggest} households exceeds the upper bound {hi}: balance minimized, not enforced")
+    for rnd in range(ROUNDS):
+        key = tuple(sorted(centers.tolist()))
+        if key in seen:
+            break
+        seen.add(key)
+        D = dijkstra(adj, indices=centers)            # (k, n) graph distances
+        vor = _sp_voronoi(D)
+        budget = max(0.05, (dtime_total - spent) / (ROUNDS - rnd))
+        res = _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint if hint is not None else vor,
+                           budget, int(options.seed))
+        if res is None:
+            labels, status = vor, "heuristic"
+            if rnd == 0:
+                notes.append("CP-SAT found no assignment in its limit: shortest-path Voronoi fallback")
+        else:
+            labels, status, dt = res
+            spent += dt
+        gh = np.bincount(labels, weights=hh, minlength=k)
+        excess = float(max(0.0, np.max(np.maximum(lo - gh, gh - hi))))
+        inertia = _inertia(g, labels, k, w)
+        if best is None or (excess, inertia) < (best[0], best[1]):
+            best = (excess, inertia, labels, status)
+        hint = labels
+        centers = _recenter(g, labels, k, w)
+    excess, _, labels, status = best
+    if excess > 0:
+        notes.append(f"tolerance ±{tol:.0%} infeasible here: the worst grid exceeds the band by {excess:.0f} households")
+    return labels, status, notes
+
+
+def _sp_voronoi(D: np.ndarray) -> np.ndarray:
+    """Each node to its nearest center along the graph (ties to the lower grid index)."""
+    return np.argmin(D, axis=0).astype(np.int64)
+
+
+def _inertia(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> float:
+    tot = 0.0
+    for j in range(k):
+        m = labels == j
+        if not m.any():
+            continue
+        ww = w[m]
+        c = (g.centroid[m] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
+        tot += float((ww * ((g.centroid[m] - c) ** 2).sum(axis=1)).sum())
+    return tot
+
+
+def _recenter(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
+    out = np.zeros(k, dtype=np.int64)
+    for j in range(k):
+        idx = np.flatnonzero(labels == j)
+        ww = w[idx]
+        c = (g.centroid[idx] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
+        out[j] = idx[int(np.argmin(((g.centroid[idx] - c) ** 2).sum(axis=1)))]
+    return out
+
+
+def _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint, dtime, seed):
+    """One CP-SAT assignment for fixed centers; None when no solution was found."""
+    n, k = g.n, len(centers)
+    finite = np.isfinite(D)
+    m_cand = min(k, CANDIDATES)
+    Dm = np.where(finite, D, np.inf)
+    near = np.argsort(Dm, axis=0, kind="stable")[:m_cand]       # (m, n) nearest centers of each node
+    allowed = np.zeros((k, n), dtype=bool)
+    cols = np.arange(n)
+    for r in range(m_cand):
+        allowed[near[r], cols] = True
+    allowed &= finite
+    allowed[hint, cols] = True & finite[hint, cols]
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    for j in range(k):
+        order = np.argsort(D[j], kind="stable")
+        for i in order:
+            i = int(i)
+            if not allowed[j, i]:
+                continue
+            if i == centers[j]:
+                x[i, j] = model.NewBoolVar(f"x{i}_{j}")
+                continue
+            pred = [x[l, j] for l in nbrs[i] if D[j, l] < D[j, i] and (int(l), j) in x]
+            if not pred:
+                continue
+            v = model.NewBoolVar(f"x{i}_{j}")
+            x[i, j] = v
+            model.Add(v <= sum(pred)) if len(pred) > 1 else model.AddImplication(v, pred[0])
+    per_node: list[list] = [[] for _ in range(n)]
+    for (i, j), v in x.items():
+        per_node[i].append((j, v))
+    if any(not p for p in per_node):
+        return None
+    for i in range(n):
+        model.AddExactlyOne(v for _, v in per_node[i])
+    for j, c in enumerate(centers):
+        model.Add(x[int(c), j] == 1)
+    H = int(hh.sum())
+    dev = model.NewIntVar(0, H, "dev")
+    for j in range(k):
+        terms = [(int(hh[i]), x[i, jj]) for (i, jj) in x if jj == j and hh[i] > 0]
+        s = sum(c * v for c, v in terms) if terms else 0
+        model.Add(s >= lo - dev)
+        model.Add(s <= hi + dev)
+    cen_xy = g.centroid[centers]
+    scale = 1e6
+    cost = {}
+    for (i, j) in x:
+        d2 = float(((g.centroid[i] - cen_xy[j]) ** 2).sum()) / L2
+        cost[i, j] = int(round(scale * w[i] * d2))
+    big = sum(max(cost[i, j] for j, _ in per_node[i]) for i in range(n)) + 1
+    model.Minimize(big * dev + sum(c * x[key] for key, c in cost.items() if c))
+    # warm start
+    hint_ok = all((int(i), int(hint[i])) in x for i in range(n))
+    if hint_ok:
+        for (i, j), v in x.items():
+            model.AddHint(v, int(hint[i] == j))
+        gh = np.bincount(hint, weights=hh, minlength=k)
+        model.AddHint(dev, int(max(0, np.max(np.maximum(lo - gh, gh - hi)))))
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.num_workers = 1
+    p.random_seed = int(seed)
+    p.max_deterministic_time = float(dtime)
+    p.max_time_in_seconds = 4.0 * float(dtime) / DTIME_PER_SECOND + 2.0    # safety net only
+    p.relative_gap_limit = RELATIVE_GAP
+    st = solver.Solve(model)
+    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    labels = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        for j, v in per_node[i]:
+            if solver.BooleanValue(v):
+                labels[i] = j
+                break
+    status = "optimal" if st == cp_model.OPTIMAL else "feasible"
+    return labels, status, float(solver.deterministic_time)
