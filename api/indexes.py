@@ -1,0 +1,101 @@
+"""The lookup indexes held by the server: the newest succeeded plan's, swapped atomically.
+
+``current`` is one immutable ``(plan_id, GridIndex)`` tuple read by every request without a lock
+or a database hit; a newer plan's index is built off to the side (in a thread) and then assigned
+in one statement, so a request sees either the old index or the new one, never a mix. Other plans
+asked for by id are kept in a small LRU cache.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from geo.index import GridIndex
+
+log = logging.getLogger("gridplan.index")
+
+
+class IndexRegistry:
+    def __init__(self, store, cache_size: int = 4):
+        self.store = store
+        self.cache_size = max(1, cache_size)
+        self.current: tuple[str, GridIndex] | None = None
+        self._cache: OrderedDict[str, GridIndex] = OrderedDict()
+        self._lock = threading.Lock()       # serializes builds
+        self._checked = 0.0
+        self.swaps = 0
+
+    def build(self, job_id: str) -> GridIndex:
+        st = self.store
+        t0 = time.perf_counter()
+        if st.settings.is_postgres:
+            job = st.get_job(job_id) or {}
+            stations = st.read_layer(job_id, "stations") if st.has_layer(job_id, "stations") else None
+            workers = st.read_layer(job_id, "workers") if st.has_layer(job_id, "workers") else None
+            idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers,
+                                        summary=job.get("summary") or {}, plan_id=job_id)
+        else:
+            idx = GridIndex.from_plan_dir(st.out_dir(job_id), plan_id=job_id)
+        log.info("index built", extra={"plan": job_id, "grids": len(idx), "ms": round((time.perf_counter() - t0) * 1e3)})
+        return idx
+
+    def refresh(self) -> bool:
+        """Load the newest succeeded plan if it is not the current one. True when swapped."""
+        self._checked = time.monotonic()
+        newest = self.store.newest_succeeded()
+        if newest is None:
+            return False
+        cur = self.current
+        if cur is not None and cur[0] == newest["id"]:
+            return False
+        with self._lock:
+            cur = self.current
+            if cur is not None and cur[0] == newest["id"]:
+                return False
+            idx = self._cache.get(newest["id"]) or self.build(newest["id"])
+            self.current = (newest["id"], idx)   # the atomic swap
+            self.swaps += 1
+            self._remember(newest["id"], idx)
+        return True
+
+    def refresh_async(self) -> None:
+        threading.Thread(target=self._safe_refresh, name="gridplan-index-refresh", daemon=True).start()
+
+    def _safe_refresh(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 — keep serving the old index
+            log.exception("index refresh failed")
+
+    def _remember(self, job_id: str, idx: GridIndex) -> None:
+        self._cache[job_id] = idx
+        self._cache.move_to_end(job_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
+        """(plan id, index) for ``plan_id`` or the newest plan; None when there is none.
+        Raises LookupError(status, detail) for an unknown or unfinished plan id."""
+        if plan_id is None:
+            cur = self.current
+            if cur is None:
+                self.refresh()
+                cur = self.current
+            return cur
+        cur = self.current
+        if cur is not None and cur[0] == plan_id:
+            return cur
+        idx = self._cache.get(plan_id)
+        if idx is not None:
+            return plan_id, idx
+        job = self.store.get_job(plan_id)
+        if job is None:
+            raise LookupError(404, f"no job {plan_id!r}")
+        if job["status"] != "succeeded":
+            raise LookupError(409, f"job {plan_id!r} is {job['status']}: only a succeeded job has a plan to look up")
+        with self._lock:
+            idx = self._cache.get(plan_id) or self.build(plan_id)
+            self._remember(plan_id, idx)
+        return plan_id, idx

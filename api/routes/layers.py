@@ -1,0 +1,69 @@
+"""A finished job's results: layers as GeoJSON FeatureCollections, and the output directory as a zip."""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from enum import Enum
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import FileResponse, Response
+
+from api.auth import reader
+from api.problems import ProblemError
+from api.routes.jobs import get_job_or_404
+
+router = APIRouter(prefix="/v1/jobs", tags=["results"])
+
+
+class Layer(str, Enum):
+    grids = "grids"
+    stations = "stations"
+    service_areas = "service_areas"
+    households = "households"
+    units = "units"
+    workers = "workers"
+
+
+def _succeeded(request: Request, job_id: str) -> dict:
+    j = get_job_or_404(request, job_id)
+    if j["status"] != "succeeded":
+        raise ProblemError(409, f"job {job_id} is {j['status']}: results exist once it has succeeded",
+                           kind="not-ready")
+    return j
+
+
+@router.get("/{job_id}/layers/{layer}", summary="One result layer as GeoJSON",
+            responses={200: {"content": {"application/geo+json": {}}}, 409: {"description": "job not finished"}})
+def get_layer(request: Request, job_id: str, layer: Layer, _role: str = Depends(reader)) -> Response:
+    store = request.app.state.ctx.store
+    _succeeded(request, job_id)
+    if not store.has_layer(job_id, layer.value):
+        raise ProblemError(404, f"job {job_id} has no {layer.value} layer"
+                           + (" (no roster was given)" if layer is Layer.workers else ""), kind="not-found")
+    gdf = store.read_layer(job_id, layer.value)
+    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs(4326)
+    body = gdf.to_json(na="null", drop_id=True, ensure_ascii=False)
+    return Response(body.encode("utf-8"), media_type="application/geo+json")
+
+
+@router.get("/{job_id}/download", summary="The output directory as a zip",
+            responses={200: {"content": {"application/zip": {}}}, 409: {"description": "job not finished"}})
+def download(request: Request, job_id: str, _role: str = Depends(reader)) -> Response:
+    store = request.app.state.ctx.store
+    _succeeded(request, job_id)
+    out = store.out_dir(job_id)
+    if not out.is_dir():
+        raise ProblemError(404, f"the output files of job {job_id} are missing on this server", kind="not-found")
+    zpath = store.job_dir(job_id) / f"gridplan-{job_id}.zip"
+    if not zpath.exists():
+        fd, tmp = tempfile.mkstemp(dir=store.job_dir(job_id), suffix=".zip.part")
+        os.close(fd)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(Path(out).rglob("*")):
+                if p.is_file():
+                    zf.write(p, p.relative_to(out).as_posix())
+        os.replace(tmp, zpath)
+    return FileResponse(zpath, media_type="application/zip", filename=f"gridplan-{job_id}.zip")

@@ -1,0 +1,89 @@
+"""GET /v1/lookup (one point) and POST /v1/lookup (a batch): which grid, workers and station.
+
+The hot path touches no database: the index is the registry's current tuple, the answer is a
+plain dict serialized once with orjson.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from api.auth import reader
+from api.problems import ProblemError
+
+router = APIRouter(prefix="/v1", tags=["lookup"])
+Coords = Literal["wgs84", "gcj02", "bd09", "cgcs2000"]
+
+
+class Answer(BaseModel):
+    grid_code: Optional[str] = None
+    village_code: Optional[str] = None
+    township_code: Optional[str] = None
+    county_code: Optional[str] = None
+    workers: Optional[int] = Field(None, description="the grid's number of workers")
+    worker_ids: list[str] = Field(default_factory=list, description="roster worker ids assigned to the grid")
+    station_id: Optional[str] = Field(None, description="the nearest station")
+    station_name: Optional[str] = None
+    minutes: Optional[float] = Field(None, description="travel minutes to the nearest station")
+    covered: bool = Field(False, description="minutes <= the plan's service-area minutes")
+
+
+class BatchIn(BaseModel):
+    plan: Optional[str] = Field(None, max_length=64, description="job id; default the newest succeeded job")
+    coords: Coords = "wgs84"
+    points: list[tuple[float, float]] = Field(..., description="[[lon, lat], ...], up to 100,000 points")
+
+
+class BatchOut(BaseModel):
+    plan: Optional[str] = None
+    results: list[Optional[Answer]]
+
+
+def _index(request: Request, plan: str | None):
+    try:
+        got = request.app.state.ctx.indexes.get(plan)
+    except LookupError as e:
+        status, detail = e.args
+        raise ProblemError(status, detail, kind="no-plan")
+    if got is None:
+        raise ProblemError(404, "no succeeded plan yet: submit a job and wait for it to succeed", kind="no-plan")
+    return got
+
+
+@router.get("/lookup", response_model=Answer, summary="Which grid, workers and station serve this point",
+            responses={404: {"description": "the point lies outside every grid (or there is no plan)"}})
+def lookup_one(request: Request,
+               lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
+               plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
+               _role: str = Depends(reader)) -> Response:
+    plan_id, idx = _index(request, plan)
+    ans = idx.lookup_one(lon, lat, coords)
+    request.app.state.ctx.metrics.lookup_points += 1
+    if ans is None:
+        raise ProblemError(404, f"the point ({lon}, {lat}) lies outside every grid of plan {plan_id}",
+                           kind="outside-grids")
+    return Response(orjson.dumps(ans), media_type="application/json", headers={"X-Gridplan-Plan": plan_id})
+
+
+@router.post("/lookup", response_model=BatchOut, summary="Look up many points (results in input order)",
+             responses={413: {"description": "too many points"}})
+def lookup_batch(request: Request, body: BatchIn, _role: str = Depends(reader)) -> Response:
+    cap = request.app.state.ctx.settings.max_batch_points
+    n = len(body.points)
+    if n > cap:
+        raise ProblemError(413, f"{n} points is more than the limit of {cap} per request", kind="batch-too-large")
+    plan_id, idx = _index(request, body.plan)
+    if n:
+        xy = np.asarray(body.points, dtype=float).reshape(n, 2)
+        ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
+        xy[~ok] = np.nan
+        results = idx.lookup_dicts(xy[:, 0], xy[:, 1], body.coords)
+    else:
+        results = []
+    request.app.state.ctx.metrics.lookup_points += n
+    return Response(orjson.dumps({"plan": plan_id, "results": results}), media_type="application/json")

@@ -1,0 +1,433 @@
+"""The point -> grid index: which grid, unit, township, county, workers and nearest station.
+
+Built once from a plan (its ``grids``, ``stations`` and optional ``workers`` layers plus the
+summary's travel settings) and then read-only, so one instance is shared by every request.
+
+How a point is found (exact, not approximate):
+
+* A uniform raster of square cells covers the grids' extent (about ``cells_per_grid`` cells per
+  grid). Every polygon ring is densified to segments shorter than a cell; each segment marks the
+  (at most 2 x 2) cells its bounding box touches as *boundary* cells, together with its polygon.
+* A cell that no ring passes through lies wholly inside one grid or outside all of them, and so
+  does every cell 4-connected to it without crossing a boundary cell. Those components are
+  labelled with ``scipy.ndimage.label`` and one representative centre per component is looked up
+  exactly (STRtree) — the whole component takes that answer.
+* A query point's cell comes from two multiplications and a floor. Points in labelled cells are
+  answered from the raster alone; points in boundary cells test their cell's few candidate grids
+  with ``shapely.intersects_xy`` on prepared polygons, the lowest grid index that contains the
+  point (boundary included) wins — the same rule as a brute-force scan in layer order.
+
+Nearest station: a k-d tree over unit-sphere vectors (chord order = great-circle order), minutes
+= great-circle metres / the plan's speed (straight-line travel, as the plan's summary states).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+
+EARTH_RADIUS_M = 6371008.8
+# The contract's straight-line default speeds (km/h), used only when a plan's summary has no speed.
+DEFAULT_SPEED_KMH = {"walk": 4.0, "bike": 12.0, "ebike": 18.0, "drive": 30.0}
+
+GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
+RESULT_FIELDS = GRID_FIELDS + ("workers", "worker_ids", "station_id", "station_name", "minutes", "covered")
+
+
+def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.radians(lon), np.radians(lat)
+    c = np.cos(la)
+    return np.column_stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)])
+
+
+def _clean_str(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    try:
+        import pandas as pd
+        if v is pd.NA:
+            return None
+    except Exception:  # pragma: no cover
+        pass
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+@dataclass
+class _Raster:
+    x0: float
+    y0: float
+    inv: float          # 1 / cell size
+    nx: int
+    ny: int
+    label: np.ndarray   # int32 per cell: >= 0 grid index, -1 outside every grid, -2 - k boundary cell k
+    cand_ptr: np.ndarray  # CSR over boundary cells -> candidate grid indices (ascending)
+    cand_idx: np.ndarray
+
+
+class GridIndex:
+    """An immutable point -> grid (+ station) index over one plan. See the module docstring."""
+
+    def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
+                 minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 64.0,
+                 plan_id: str | None = None):
+        import geopandas as gpd  # noqa: F401  (frames come in as GeoDataFrames)
+
+        self.plan_id = plan_id
+        if grids.crs is not None and grids.crs.to_epsg() != 4326:
+            grids = grids.to_crs(4326)
+        geoms = np.asarray(grids.geometry.values, dtype=object)
+        keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        grids = grids[keep]
+        self.polys = np.asarray(grids.geometry.values, dtype=object)
+        bad = ~shapely.is_valid(self.polys)
+        if bad.any():
+            self.polys[bad] = shapely.make_valid(self.polys[bad])
+        shapely.prepare(self.polys)
+        self.n = len(self.polys)
+        self._tree = shapely.STRtree(self.polys)
+
+        cols = {c: grids[c].tolist() if c in grids.columns else [None] * self.n for c in GRID_FIELDS}
+        wcol = grids["workers"].tolist() if "workers" in grids.columns else [None] * self.n
+        self.grid_attrs: list[dict] = []
+        ids_by_grid: dict[str, list[str]] = {}
+        if workers is not None and len(workers) and "grid_code" in workers.columns and "worker_id" in workers.columns:
+            for g, w in zip(workers["grid_code"].tolist(), workers["worker_id"].tolist()):
+                g, w = _clean_str(g), _clean_str(w)
+                if g is not None and w is not None:
+                    ids_by_grid.setdefault(g, []).append(w)
+        for i in range(self.n):
+            code = _clean_str(cols["grid_code"][i])
+            wv = wcol[i]
+            wv = None if wv is None or (isinstance(wv, float) and math.isnan(wv)) else int(wv)
+            self.grid_attrs.append({
+                "grid_code": code,
+                "village_code": _clean_str(cols["village_code"][i]),
+                "township_code": _clean_str(cols["township_code"][i]),
+                "county_code": _clean_str(cols["county_code"][i]),
+                "workers": wv,
+                "worker_ids": sorted(ids_by_grid.get(code, [])) if code is not None else [],
+            })
+
+        # stations
+        mode = mode or "walk"
+        self.speed_kmh = float(speed_kmh) if speed_kmh else DEFAULT_SPEED_KMH.get(mode, 4.0)
+        self.minutes_limit = float(minutes) if minutes is not None else None
+        self.mode = mode
+        self._kd = None
+        self.station_ids: list[str | None] = []
+        self.station_names: list[str | None] = []
+        if stations is not None and len(stations):
+            if stations.crs is not None and stations.crs.to_epsg() != 4326:
+                stations = stations.to_crs(4326)
+            sg = np.asarray(stations.geometry.values, dtype=object)
+            ok = ~(shapely.is_missing(sg) | shapely.is_empty(sg))
+            stations = stations[ok]
+            pts = shapely.get_coordinates(shapely.centroid(np.asarray(stations.geometry.values, dtype=object)))
+            if len(pts):
+                from scipy.spatial import cKDTree
+                self._kd = cKDTree(_unit_vectors(pts[:, 0], pts[:, 1]))
+                n_st = len(pts)
+                sid = stations["station_id"].tolist() if "station_id" in stations.columns else [None] * n_st
+                snm = stations["name"].tolist() if "name" in stations.columns else [None] * n_st
+                self.station_ids = [_clean_str(v) for v in sid]
+                self.station_names = [_clean_str(v) for v in snm]
+        self._raster = self._build_raster(cells_per_grid)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_plan_dir(cls, path, plan_id: str | None = None, **kwargs) -> "GridIndex":
+        """Build from an output directory (plan.gpkg + summary.json)."""
+        import pyogrio
+
+        path = Path(path)
+        gpkg = path / "plan.gpkg"
+        if not gpkg.exists():
+            raise FileNotFoundError(f"{gpkg}: no plan.gpkg here — is {path} a gridplan output directory?")
+        names = {name for name, _ in pyogrio.list_layers(gpkg)}
+        if "grids" not in names:
+            raise ValueError(f"{gpkg}: has no 'grids' layer")
+        grids = pyogrio.read_dataframe(gpkg, layer="grids")
+        stations = pyogrio.read_dataframe(gpkg, layer="stations") if "stations" in names else None
+        workers = pyogrio.read_dataframe(gpkg, layer="workers", read_geometry=False) if "workers" in names else None
+        sp = path / "summary.json"
+        summary = json.loads(sp.read_text(encoding="utf-8")) if sp.exists() else {}
+        return cls.from_frames(grids, stations, workers, summary=summary, plan_id=plan_id, **kwargs)
+
+    @classmethod
+    def from_frames(cls, grids, stations=None, workers=None, summary: dict | None = None, **kwargs) -> "GridIndex":
+        """Build from layer GeoDataFrames plus the plan summary (travel settings, output coordinates)."""
+        summary = summary or {}
+        cov = summary.get("coverage") or {}
+        out_coords = (summary.get("output_coords") or (summary.get("options") or {}).get("output_coords")
+                      or "wgs84")
+        out_coords = check_system(out_coords)
+        if out_coords not in ("wgs84", "cgcs2000"):
+            grids = grids.copy()
+            grids.geometry = geometries_to_wgs84(grids.geometry.values, out_coords)
+            if stations is not None and len(stations):
+                stations = stations.copy()
+                stations.geometry = geometries_to_wgs84(stations.geometry.values, out_coords)
+        kwargs.setdefault("speed_kmh", cov.get("speed_kmh"))
+        kwargs.setdefault("minutes", cov.get("minutes"))
+        kwargs.setdefault("mode", cov.get("mode"))
+        return cls(grids, stations, workers, **kwargs)
+
+    def _build_raster(self, cells_per_grid: float) -> _Raster:
+        from scipy import ndimage
+
+        if self.n == 0:
+            return _Raster(0.0, 0.0, 1.0, 0, 0, np.full(0, -1, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int64))
+        minx, miny, maxx, maxy = shapely.total_bounds(self.polys)
+        w, h = max(maxx - minx, 1e-9), max(maxy - miny, 1e-9)
+        n_cells = min(max(cells_per_grid * self.n, 256.0), 2.0e7)
+        cs = math.sqrt(w * h / n_cells)
+        cs = max(cs, max(w, h) / 8192.0, 1e-12)
+        nx, ny = int(math.floor(w / cs)) + 1, int(math.floor(h / cs)) + 1
+        inv = 1.0 / cs
+
+        # boundary cells: densified ring segments mark their bounding boxes of cells
+        parts = shapely.get_parts(self.polys, return_index=True)
+        rings, ring_poly = [], []
+        for geoms, owners in [parts]:
+            polys_only = shapely.get_type_id(geoms) == 3
+            geoms, owners = geoms[polys_only], owners[polys_only]
+            ext = shapely.get_exterior_ring(geoms)
+            rings.append(ext)
+            ring_poly.append(owners)
+            n_int = shapely.get_num_interior_rings(geoms)
+            if n_int.sum():
+                for k in range(int(n_int.max())):
+                    has = n_int > k
+                    rings.append(shapely.get_interior_ring(geoms[has], k))
+                    ring_poly.append(owners[has])
+        rings = np.concatenate(rings)
+        ring_poly = np.concatenate(ring_poly)
+        rings = shapely.segmentize(rings, cs * 0.5)
+        xy, ridx = shapely.get_coordinates(rings, return_index=True)
+        same = ridx[1:] == ridx[:-1]
+        a, b = xy[:-1][same], xy[1:][same]
+        owner = ring_poly[ridx[:-1][same]]
+        ix0 = np.floor((np.minimum(a[:, 0], b[:, 0]) - minx) * inv).astype(np.int64)
+        ix1 = np.floor((np.maximum(a[:, 0], b[:, 0]) - minx) * inv).astype(np.int64)
+        iy0 = np.floor((np.minimum(a[:, 1], b[:, 1]) - miny) * inv).astype(np.int64)
+        iy1 = np.floor((np.maximum(a[:, 1], b[:, 1]) - miny) * inv).astype(np.int64)
+        cells, owners = [], []
+        for dx in (0, 1):
+            for dy in (0, 1):
+                ok = (ix0 + dx <= ix1) & (iy0 + dy <= iy1)
+                cx = np.clip(ix0[ok] + dx, 0, nx - 1)
+                cy = np.clip(iy0[ok] + dy, 0, ny - 1)
+                cells.append(cy * nx + cx)
+                owners.append(owner[ok])
+        cells = np.concatenate(cells)
+        owners = np.concatenate(owners)
+        key = np.unique(cells * np.int64(self.n) + owners)  # sorted by cell, then grid
+        pc, po = key // self.n, key % self.n
+        bcells, first = np.unique(pc, return_index=True)
+        cand_ptr = np.append(first, len(key)).astype(np.int64)
+        cand_idx = po.astype(np.int64)
+
+        label = np.full(nx * ny, -1, dtype=np.int32)
+        boundary = np.zeros(nx * ny, dtype=bool)
+        boundary[bcells] = True
+        comp, n_comp = ndimage.label(~boundary.reshape(ny, nx))
+        comp = comp.ravel()
+        if n_comp:
+            # one representative cell per component -> exact lookup of its centre
+            order = np.argsort(comp, kind="stable")
+            sorted_comp = comp[order]
+            starts = np.searchsorted(sorted_comp, np.arange(1, n_comp + 1))
+            rep = order[starts]
+            rx = minx + (rep % nx + 0.5) * cs
+            ry = miny + (rep // nx + 0.5) * cs
+            comp_label = self._exact(rx, ry)
+            lut = np.concatenate([[-1], comp_label]).astype(np.int32)
+            label = lut[comp]
+        label[bcells] = -2 - np.arange(len(bcells), dtype=np.int32)
+        return _Raster(minx, miny, inv, nx, ny, label, cand_ptr, cand_idx)
+
+    def _exact(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Lowest grid index whose polygon covers each point (-1 for none), by STRtree."""
+        out = np.full(len(x), -1, dtype=np.int64)
+        if len(x) == 0 or self.n == 0:
+            return out
+        pi, gi = self._tree.query(shapely.points(x, y), predicate="intersects")
+        if len(pi):
+            o = np.lexsort((gi, pi))
+            pi, gi = pi[o], gi[o]
+            u, f = np.unique(pi, return_index=True)
+            out[u] = gi[f]
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def grid_of(self, lon, lat) -> np.ndarray:
+        """Grid row index (into the grids layer order, -1 for none) for WGS 84 lon/lat arrays."""
+        x = np.asarray(lon, dtype=float).ravel()
+        y = np.asarray(lat, dtype=float).ravel()
+        r = self._raster
+        out = np.full(len(x), -1, dtype=np.int64)
+        if self.n == 0 or len(x) == 0:
+            return out
+        with np.errstate(invalid="ignore"):
+            fx = (x - r.x0) * r.inv
+            fy = (y - r.y0) * r.inv
+            inside = (fx >= 0) & (fy >= 0) & (fx < r.nx) & (fy < r.ny)
+        pts = np.flatnonzero(inside)
+        cell = fy[pts].astype(np.int64) * r.nx + fx[pts].astype(np.int64)
+        lab = r.label[cell]
+        out[pts] = np.where(lab >= -1, lab, -1)
+        bmask = lab <= -2
+        if bmask.any():
+            bp = pts[bmask]
+            bk = -2 - lab[bmask].astype(np.int64)
+            start = r.cand_ptr[bk]
+            cnt = r.cand_ptr[bk + 1] - start
+            rep = np.repeat(np.arange(len(bp)), cnt)
+            offs = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            cand = r.cand_idx[np.repeat(start, cnt) + offs]
+            hit = shapely.intersects_xy(self.polys[cand], x[bp[rep]], y[bp[rep]])
+            hr, hc = rep[hit], cand[hit]
+            if len(hr):
+                u, f = np.unique(hr, return_index=True)  # candidates are ascending per cell
+                out[bp[u]] = hc[f]
+        return out
+
+    def grid_of_one(self, lon: float, lat: float) -> int:
+        r = self._raster
+        if self.n == 0 or not (math.isfinite(lon) and math.isfinite(lat)):
+            return -1
+        fx = (lon - r.x0) * r.inv
+        fy = (lat - r.y0) * r.inv
+        if not (0 <= fx < r.nx and 0 <= fy < r.ny):
+            return -1
+        lab = int(r.label[int(fy) * r.nx + int(fx)])
+        if lab >= -1:
+            return lab
+        k = -2 - lab
+        for g in r.cand_idx[r.cand_ptr[k]:r.cand_ptr[k + 1]]:
+            if shapely.intersects_xy(self.polys[g], lon, lat):
+                return int(g)
+        return -1
+
+    def nearest_station(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        """(station row index or -1, minutes or NaN) for WGS 84 lon/lat arrays."""
+        lon = np.asarray(lon, dtype=float).ravel()
+        lat = np.asarray(lat, dtype=float).ravel()
+        idx = np.full(len(lon), -1, dtype=np.int64)
+        mins = np.full(len(lon), np.nan)
+        if self._kd is None or len(lon) == 0:
+            return idx, mins
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        chord, j = self._kd.query(_unit_vectors(lon[ok], lat[ok]))
+        idx[ok] = j
+        metres = 2.0 * EARTH_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+        mins[ok] = metres / (self.speed_kmh * 1000.0 / 60.0)
+        return idx, mins
+
+    @staticmethod
+    def _wgs(lon, lat, coords: str):
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        if coords in ("wgs84", "cgcs2000"):
+            return lon, lat
+        return to_wgs84(lon, lat, coords)
+
+    def lookup(self, lon, lat, coords: str = "wgs84") -> dict[str, np.ndarray]:
+        """Vectorized lookup. Returns arrays: ``grid`` (row index, -1 = outside every grid), the grid
+        fields (object arrays, None where outside), ``workers`` (float, NaN outside), ``station``
+        (row index, -1 none), ``station_id``, ``minutes`` and ``covered`` (bool)."""
+        coords = check_system(coords)
+        x, y = self._wgs(lon, lat, coords)
+        x, y = x.ravel(), y.ravel()
+        g = self.grid_of(x, y)
+        s, minutes = self.nearest_station(x, y)
+        found = g >= 0
+        out: dict[str, np.ndarray] = {"grid": g, "station": s, "minutes": minutes}
+        for f in GRID_FIELDS:
+            col = np.array([a[f] for a in self.grid_attrs] + [None], dtype=object)
+            out[f] = col[np.where(found, g, -1)]
+        wk = np.array([np.nan if a["workers"] is None else a["workers"] for a in self.grid_attrs] + [np.nan])
+        out["workers"] = wk[np.where(found, g, -1)]
+        sid = np.array(list(self.station_ids) + [None], dtype=object)
+        out["station_id"] = sid[s]
+        lim = self.minutes_limit
+        out["covered"] = (minutes <= lim) if lim is not None else np.zeros(len(x), dtype=bool)
+        return out
+
+    def _answer(self, g: int, s: int, minutes: float) -> dict:
+        d = dict(self.grid_attrs[g])
+        d["worker_ids"] = list(d["worker_ids"])
+        if s >= 0:
+            d["station_id"] = self.station_ids[s]
+            d["station_name"] = self.station_names[s]
+            m = round(float(minutes), 2)
+            d["minutes"] = m
+            d["covered"] = bool(self.minutes_limit is not None and minutes <= self.minutes_limit)
+        else:
+            d["station_id"] = d["station_name"] = d["minutes"] = None
+            d["covered"] = False
+        return d
+
+    def lookup_one(self, lon: float, lat: float, coords: str = "wgs84") -> dict | None:
+        """The answer for one point as a plain dict (RESULT_FIELDS), or None outside every grid."""
+        coords = check_system(coords)
+        lon, lat = float(lon), float(lat)
+        if coords not in ("wgs84", "cgcs2000"):
+            a, b = to_wgs84(np.array([lon]), np.array([lat]), coords)
+            lon, lat = float(a[0]), float(b[0])
+        g = self.grid_of_one(lon, lat)
+        if g < 0:
+            return None
+        if self._kd is None:
+            return self._answer(g, -1, float("nan"))
+        chord, j = self._kd.query(_unit_vectors(np.array([lon]), np.array([lat]))[0])
+        metres = 2.0 * EARTH_RADIUS_M * math.asin(min(max(chord / 2.0, 0.0), 1.0))
+        return self._answer(g, int(j), metres / (self.speed_kmh * 1000.0 / 60.0))
+
+    def lookup_dicts(self, lon, lat, coords: str = "wgs84") -> list[dict | None]:
+        """Batch lookup as a list of answer dicts (None outside every grid), in input order."""
+        coords = check_system(coords)
+        x, y = self._wgs(lon, lat, coords)
+        x, y = x.ravel(), y.ravel()
+        g = self.grid_of(x, y)
+        res: list[dict | None] = [None] * len(x)
+        hit = np.flatnonzero(g >= 0)
+        if len(hit) == 0:
+            return res
+        s, minutes = self.nearest_station(x[hit], y[hit])
+        lim = self.minutes_limit
+        mins = np.round(minutes, 2).tolist()
+        cov = (minutes <= lim).tolist() if lim is not None else [False] * len(hit)
+        attrs = self.grid_attrs
+        sids, snames = self.station_ids, self.station_names
+        for k, (i, gi, si) in enumerate(zip(hit.tolist(), g[hit].tolist(), s.tolist())):
+            d = attrs[gi].copy()
+            d["worker_ids"] = list(d["worker_ids"])
+            if si >= 0:
+                d["station_id"] = sids[si]
+                d["station_name"] = snames[si]
+                d["minutes"] = mins[k]
+                d["covered"] = cov[k]
+            else:
+                d["station_id"] = d["station_name"] = d["minutes"] = None
+                d["covered"] = False
+            res[i] = d
+        return res
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        r = self._raster
+        return (f"GridIndex({self.n} grids, {len(self.station_ids)} stations, raster {r.nx}x{r.ny}, "
+                f"{len(r.cand_ptr) - 1} boundary cells, plan={self.plan_id!r})")
