@@ -423,7 +423,7 @@ def _prepare_units(raw: _Raw, code_field: str, coords: str, override: CRS | None
             problems.append(V.rows_problem(rows, np.flatnonzero(bad), "bad_kind",
                                            f"{rows.count(int(bad.sum()))} with a '{kind_col}' that is neither urban nor "
                                            "rural; treated as unknown (the global target applies)"))
-        attrs["kind"] = kinds
+        attrs["kind"] = pd.Series(kinds, dtype=object)
     else:
         attrs["kind"] = pd.Series([None] * n, dtype=object)
     tcol = _find(f, "target_households")
@@ -460,6 +460,8 @@ def _finish_units(u: _Units, metric: CRS) -> tuple[gpd.GeoDataFrame, list[Proble
         attrs = attrs[~gone].reset_index(drop=True)
     units = gpd.GeoDataFrame(attrs[UNIT_COLUMNS], geometry=gpd.GeoSeries(geoms, crs=metric), crs=metric)
     units["target_households"] = units["target_households"].astype(float)
+    units["kind"] = pd.Series(units["kind"].to_numpy(dtype=object), dtype=object)
+    units.loc[units["kind"].isna(), "kind"] = None
     return units, problems
 
 
@@ -578,6 +580,7 @@ class _Located:
     my: np.ndarray
     unit_idx: np.ndarray
     problems: list[Problem]
+    points: np.ndarray              # metric shapely points (None where there is no location)
 
 
 def _locate_points(p: _Points, coords: str, metric: CRS, units: gpd.GeoDataFrame | None,
@@ -596,9 +599,11 @@ def _locate_points(p: _Points, coords: str, metric: CRS, units: gpd.GeoDataFrame
     has_units = units is not None and len(units) > 0
     live = p.alive & np.isfinite(mx) & np.isfinite(my)
     codes = units["unit_code"].to_numpy(dtype=object) if has_units else None
+    points = np.full(n, None, dtype=object)
+    li = np.flatnonzero(live)
+    points[li] = shapely.points(mx[li], my[li])
     if has_units:
-        li = np.flatnonzero(live)
-        unit_idx[li] = V.locate(shapely.points(mx[li], my[li]), units.geometry.array, codes, tree)
+        unit_idx[li] = V.locate(points[li], units.geometry.array, codes, tree)
         if p.geographic:
             cand = np.flatnonzero(live & (unit_idx < 0) & ~p.swapped & (np.abs(p.x) <= 90))
             if len(cand):
@@ -609,6 +614,7 @@ def _locate_points(p: _Points, coords: str, metric: CRS, units: gpd.GeoDataFrame
                 if inside.any():
                     k = cand[inside]
                     lon[k], lat[k], mx[k], my[k], unit_idx[k] = slon[inside], slat[inside], smx[inside], smy[inside], sidx[inside]
+                    points[k] = shapely.points(mx[k], my[k])
                     problems.append(V.swap_problem(p.rows, k, "boundaries", int(inside.sum())))
     if p.swapped.any():
         sw = np.flatnonzero(p.swapped & p.alive)
@@ -624,7 +630,7 @@ def _locate_points(p: _Points, coords: str, metric: CRS, units: gpd.GeoDataFrame
             what = "they get no grid" if role == "households" else "kept"
             problems.append(V.rows_problem(p.rows, np.flatnonzero(out), "outside_units",
                                            f"{p.rows.count(k)} {'lies' if k == 1 else 'lie'} outside every unit ({what}){hint}"))
-    return _Located(lon, lat, mx, my, unit_idx, problems)
+    return _Located(lon, lat, mx, my, unit_idx, problems, points)
 
 
 def _ids(raw: _Raw, names: tuple, explicit: str | None, role: str, what: str
@@ -827,7 +833,7 @@ def _finish_households(hp: _Points, ids: pd.Series | None, coords: str, metric: 
     hp.alive = alive
     loc = _locate_points(hp, coords, metric, units, tree, "households")
     problems += loc.problems
-    keep = np.flatnonzero(alive & np.isfinite(loc.mx) & np.isfinite(loc.my))
+    keep = np.flatnonzero(alive & (loc.points != None))  # noqa: E711
     if len(keep) == 0 and len(f):
         problems.append(_no_valid(raw.source, "households"))
     hh_id = (ids if ids is not None else _row_ids(raw)).iloc[keep].reset_index(drop=True)
@@ -840,7 +846,7 @@ def _finish_households(hp: _Points, ids: pd.Series | None, coords: str, metric: 
         "lon": loc.lon[keep], "lat": loc.lat[keep],
         "src_row": raw.src_row[keep].astype(np.int64),
     })
-    geom = gpd.GeoSeries(shapely.points(loc.mx[keep], loc.my[keep]), crs=metric)
+    geom = gpd.GeoSeries(loc.points[keep], crs=metric)
     return gpd.GeoDataFrame(df[HOUSEHOLD_COLUMNS], geometry=geom, crs=metric), problems
 
 
@@ -868,14 +874,14 @@ def _load_facilities(raw: _Raw, coords, override, metric, units, tree, lon_field
                                            "true/false/1/0/yes/no/是/否; taken as false"))
     else:
         existing = np.zeros(len(f), bool)
-    keep = np.flatnonzero(p.alive & np.isfinite(loc.mx) & np.isfinite(loc.my))
+    keep = np.flatnonzero(p.alive & (loc.points != None))  # noqa: E711
     if len(keep) == 0:
         problems.append(_no_valid(raw.source, "facilities"))
     fid = (ids if ids is not None else _row_ids(raw)).iloc[keep].reset_index(drop=True)
     df = pd.DataFrame({"facility_id": fid.astype("str"),
                        "name": names.iloc[keep].fillna("").reset_index(drop=True).astype("str"),
                        "existing": existing[keep].astype(bool)})
-    geom = gpd.GeoSeries(shapely.points(loc.mx[keep], loc.my[keep]), crs=metric)
+    geom = gpd.GeoSeries(loc.points[keep], crs=metric)
     return gpd.GeoDataFrame(df[FACILITY_COLUMNS], geometry=geom, crs=metric), problems
 
 

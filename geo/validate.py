@@ -148,12 +148,12 @@ def parse_words(values, table: dict, default):
     s = s.reset_index(drop=True)
     missing = s.isna().to_numpy()
     if pd.api.types.is_bool_dtype(s.dtype):
-        out = s.to_numpy(dtype=object)
+        out = np.array(s.to_numpy(dtype=object), dtype=object)
         out[missing] = default
         return out, np.zeros(len(s), bool)
     txt = to_text(s).str.lower()
     mapped = txt.map(table)
-    out = mapped.to_numpy(dtype=object)
+    out = np.array(mapped.to_numpy(dtype=object), dtype=object)
     blank = txt.isna().to_numpy()
     bad = ~blank & mapped.isna().to_numpy()
     out[blank | bad] = default
@@ -167,6 +167,19 @@ def parse_bool(values) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- checks on rows
+def _duplicated(s: pd.Series) -> np.ndarray:
+    """Mask of values that occur more than once (no nulls in ``s``); pyarrow's dictionary encoding
+    is ~2x faster than pandas on millions of strings."""
+    try:
+        import pyarrow as pa
+
+        enc = pa.array(s.to_numpy(dtype=object) if s.dtype == object else s).dictionary_encode()
+        idx = enc.indices.to_numpy(zero_copy_only=False)
+        return np.bincount(idx, minlength=len(enc.dictionary))[idx] > 1
+    except Exception:  # noqa: BLE001 - mixed types: let pandas do it
+        return s.duplicated(keep=False).to_numpy()
+
+
 def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, alive=None) -> list[Problem]:
     """Duplicate ids/codes -> one fatal Problem naming the values and their rows."""
     s = ids.reset_index(drop=True)
@@ -174,7 +187,7 @@ def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, alive=Non
     if alive is not None:
         mask &= alive
     dup = np.zeros(len(s), bool)
-    dup[mask] = s[mask].duplicated(keep=False).to_numpy()
+    dup[mask] = _duplicated(s[mask])
     if not dup.any():
         return []
     idx = np.flatnonzero(dup)
