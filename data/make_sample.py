@@ -114,7 +114,10 @@ def load_outline(report: list[str] | None = None) -> Polygon:
     keep = int(np.argmax(areas))
     for i, a in enumerate(areas):
         if i != keep:
-            report.append(f"outline: dropped part {i} of {a:.0f} m2")
+            if a >= SLIVER_M2:
+                raise ValueError(f"outline part {i} has {a / 1e6:.2f} km2: not a sliver; the generator "
+                                 "expects one main polygon")
+            report.append(f"outline: dropped sliver part {i} of {a:.0f} m2")
     main = parts[keep]
     if main.interiors:
         report.append(f"outline: filled {len(main.interiors)} hole(s)")
@@ -379,7 +382,7 @@ def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
         shrink = max(shapely.get_parts(shrink), key=lambda g: g.area)
         n_vill = t.villages - (0 if t.communities else 1)   # in a xiang the seat seed is a village
         vill = best_candidate(shrink, np.array(local), n_vill, rng, avoid=seat,
-                              avoid_r=3000.0 if t.communities else 0.0)
+                              avoid_r=3000.0 if t.communities > 1 else 2000.0 if t.communities else 0.0)
         local = np.vstack([np.array(local), vill])
         seeds.append(local)
         seed_town += [i] * len(local)
@@ -660,8 +663,7 @@ def people(rows, rng):
 def make_facilities(part: Partition, anchors: dict, rng):
     rows = []
     for t in part.townships:
-        suffix = "镇" if t["type"] == "town" else "乡"
-        rows.append((t["name"][:-1] + suffix + "党群服务中心", True, *t["seat"]))
+        rows.append((t["name"] + "党群服务中心", True, *t["seat"]))
     others = [k for k in range(len(part.units)) if k in anchors]
     n_exist = 14
     pick = set(rng.choice(len(others), n_exist, replace=False).tolist())
