@@ -58,6 +58,7 @@ def page(browser):
 def shoot(pg, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
+    pg.wait_for_timeout(400)   # let popups finish fading in
     pg.screenshot(path=str(path), full_page=True)
     return path
 
