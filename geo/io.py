@@ -748,7 +748,7 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
     metric = _choose_crs(u, hp, coords)
     units = _empty_units(metric)
     tree = None
-    if u is not None and metric is not None:
+    if u is not None and metric is not None and u.alive.any():
         units, ps = _finish_units(u, metric)
         problems += ps
         if len(units):
@@ -757,7 +757,7 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
         metric = WGS84
 
     hh = _empty_households(metric)
-    if hp is not None and hp.has_location and raws["households"] is not None:
+    if hp is not None and hp.has_location and not any(q.fatal for q in hp.problems):
         hh, ps = _finish_households(hp, hh_ids, coords, metric, units if u is not None else None, tree)
         problems += ps
 
