@@ -624,6 +624,28 @@ table.units th { cursor: pointer; background: #f3f3f3; position: sticky; top: 0;
     return div;
   };
   legend.addTo(map);
+  // find a grid by its code (or the start of it): zoom to it and open its figures
+  var byCode = {};
+  grids.eachLayer(function (l) { byCode[l.feature.properties.grid_code] = l; });
+  var finder = L.control({position: "topleft"});
+  finder.onAdd = function () {
+    var div = L.DomUtil.create("div", "legend gp-find");
+    div.innerHTML = '<input type="search" placeholder="grid code…" size="17" aria-label="find a grid by code">';
+    L.DomEvent.disableClickPropagation(div);
+    var input = div.querySelector("input");
+    input.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Enter") return;
+      var q = input.value.trim(), hit = byCode[q];
+      if (!hit && q) {
+        var codes = Object.keys(byCode).filter(function (c) { return c.indexOf(q) === 0; });
+        if (codes.length) hit = byCode[codes.sort()[0]];
+      }
+      input.style.background = hit ? "" : "#fde2e2";
+      if (hit) { map.fitBounds(hit.getBounds(), {maxZoom: 16}); hit.openPopup(); }
+    });
+    return div;
+  };
+  finder.addTo(map);
   var b = grids.getBounds();
   if (!b.isValid()) b = units.getBounds();
   if (!b.isValid()) b = stations.getBounds();

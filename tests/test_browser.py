@@ -117,6 +117,13 @@ def check_report(pg, report: Path, grids, stations, shot: str) -> None:
         popup = pg.locator(".leaflet-popup-content")
         popup.wait_for(state="visible", timeout=5000)
         assert code in popup.inner_text()
+    # the finder: type a grid code, its figures open
+    code = str(grids["grid_code"].iloc[-1])
+    pg.evaluate("() => window.gridplan.map.closePopup()")
+    pg.fill(".gp-find input", code)
+    pg.press(".gp-find input", "Enter")
+    pg.wait_for_function("(c) => [...document.querySelectorAll('.leaflet-popup-content')]"
+                         ".some(e => e.textContent.includes(c))", arg=code, timeout=5000)
     assert pg.locator("svg.gp-balance rect.bar").count() > 0
     shoot(pg, shot)
     assert leaked == [], f"the report tried to reach the network: {leaked[:5]}"
