@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -235,9 +236,8 @@ def read_table(src, *, role: str, layer: str | None = None, numeric_columns: Ite
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     raw = _read(src, role, layer, numeric_columns)
     if raw.frame is not None:
-        raw.frame.attrs.update(source=raw.source, tabular=raw.tabular,
-                               skipped_rows=sorted(set(range(1, int(raw.src_row.max(initial=0)) + 1))
-                                                   - set(raw.src_row.tolist())) if raw.tabular else [])
+        skipped = np.setdiff1d(np.arange(1, int(raw.src_row.max(initial=0)) + 1), raw.src_row)
+        raw.frame.attrs.update(source=raw.source, tabular=raw.tabular, skipped_rows=skipped.tolist())
     return raw.frame, raw.problems
 
 
@@ -284,13 +284,30 @@ def _geometries(raw: _Raw) -> np.ndarray | None:
 
 
 # ============================================================================ CRS helpers
+_local = threading.local()
+
+
+def _transformer(src: CRS, dst: CRS) -> Transformer:
+    """A cached always-xy Transformer (building one costs ~0.1 s); one cache per thread, as pyproj
+    objects should not be shared between threads."""
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    key = (CRS.from_user_input(src).to_wkt(), CRS.from_user_input(dst).to_wkt())
+    t = cache.get(key)
+    if t is None:
+        if len(cache) > 32:
+            cache.clear()
+        t = cache[key] = Transformer.from_crs(src, dst, always_xy=True)
+    return t
+
+
 def _transform(src: CRS, dst: CRS, x, y) -> tuple[np.ndarray, np.ndarray]:
-    t = Transformer.from_crs(src, dst, always_xy=True)
-    return t.transform(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return _transformer(src, dst).transform(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
 def _transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
-    t = Transformer.from_crs(src, dst, always_xy=True)
+    t = _transformer(src, dst)
 
     def xy(c: np.ndarray) -> np.ndarray:
         x, y = t.transform(c[:, 0], c[:, 1])
@@ -592,7 +609,7 @@ def _locate_points(p: _Points, coords: str, metric: CRS, units: gpd.GeoDataFrame
         lon, lat = to_wgs84(p.x, p.y, coords)
     else:
         lon, lat = p.x.copy(), p.y.copy()
-    to_metric = Transformer.from_crs(WGS84, metric, always_xy=True)
+    to_metric = _transformer(WGS84, metric)
     mx, my = to_metric.transform(lon, lat)
     n = len(lon)
     unit_idx = np.full(n, -1, dtype=np.int64)
