@@ -277,9 +277,13 @@ def _geometries(raw: _Raw) -> np.ndarray | None:
     col = _find(f, *WKT_NAMES)
     if col is None:
         return None
-    s = f[col]
-    if s.dropna().map(lambda v: isinstance(v, str)).all():
-        return np.asarray(shapely.from_wkt(s.to_numpy(dtype=object), on_invalid="ignore"), dtype=object)
+    vals = f[col].to_numpy(dtype=object)
+    present = pd.notna(vals)
+    if all(isinstance(v, str) for v in vals[present][:1000]):
+        text = np.where(present, vals, None)
+        return np.asarray(shapely.from_wkt(text, on_invalid="ignore"), dtype=object)
+    if shapely.is_geometry(vals[present]).all():
+        return np.where(present, vals, None)
     return None
 
 
@@ -342,7 +346,7 @@ def _prepare_units(raw: _Raw, code_field: str, coords: str, override: CRS | None
     geoms = _geometries(raw)
     code_col = _find(f, code_field)
     codes = V.to_text(f[code_col]) if code_col is not None else pd.Series([np.nan] * n, dtype="str")
-    rows = V.Rows(src, raw.src_row, raw.tabular if geoms is None else False,
+    rows = V.Rows(src, raw.src_row, raw.tabular,
                   ids=codes.to_numpy(dtype=object) if code_col is not None else None)
     if code_col is None:
         problems.append(V.file_problem(src, "missing_column",
@@ -534,7 +538,8 @@ def _point_xy(raw: _Raw, role: str, lon_field, lat_field
     if lon_col is None or lat_col is None:
         if geoms is None and _geometries(raw) is not None and not (lon_field or lat_field):
             g = _geometries(raw)
-            raw.frame = gpd.GeoDataFrame(f, geometry=gpd.GeoSeries(g))
+            raw.frame = gpd.GeoDataFrame(f.drop(columns=[_find(f, *WKT_NAMES)]), geometry=gpd.GeoSeries(g),
+                                         crs=raw.crs)
             return _point_xy(raw, role, lon_field, lat_field)
         wanted = (f"'{lon_field or 'lon'}' and '{lat_field or 'lat'}'" if (lon_field or lat_field)
                   else "lon/lat (or x/y, lng, longitude/latitude, 经度/纬度)")

@@ -181,6 +181,18 @@ def test_in_memory_frames(units_geojson):
     assert ds.id_field is None
 
 
+def test_wkt_and_shapely_geometry_columns(tmp_path):
+    lon, lat, unit = inside_points(6, seed=11)
+    pd.DataFrame({"id": range(6), "geometry": shapely.to_wkt(shapely.points(lon, lat))}).to_csv(
+        tmp_path / "h.csv", index=False)
+    u = grid_units()
+    plain = pd.DataFrame({"village_code": u["village_code"], "geometry": list(u.geometry)})  # not a GeoDataFrame
+    ds = load_dataset(plain, tmp_path / "h.csv")
+    assert ds.problems == []
+    assert ds.households["unit_idx"].tolist() == unit.tolist()
+    np.testing.assert_allclose(ds.households["lon"], lon)
+
+
 def test_defaults_population_nan_weight_zero(tmp_path, units_geojson):
     lon, lat, _ = inside_points(4)
     ds = load_dataset(units_geojson, households_csv(tmp_path / "h.csv", lon, lat))
