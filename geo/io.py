@@ -227,14 +227,16 @@ def read_table(src, *, role: str, layer: str | None = None, numeric_columns: Ite
                ) -> tuple[gpd.GeoDataFrame | pd.DataFrame | None, list[Problem]]:
     """Read one input as it is (source column names kept). Never raises on bad data.
 
+    ``role`` ("boundaries", "households", "facilities", "roster", or any other word such as
+    "points") names in-memory inputs in problems and, for a multi-layer file, picks the first
+    polygon layer (boundaries) or point layer (anything else) when ``layer`` is not given.
+
     CSV columns are read as text except the known numeric ones (coordinates, counts, plus
     ``numeric_columns``), so codes and ids keep their leading zeros. Returns (frame, problems);
     the frame is None when the file could not be read. ``frame.attrs`` holds ``source`` (file
     name), ``tabular`` (True: rows are named "row N", 1-based) and ``skipped_rows``.
     """
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    raw = _read(src, role, layer, numeric_columns)
+    raw = _read(src, str(role or "input"), layer, numeric_columns)
     if raw.frame is not None:
         skipped = np.setdiff1d(np.arange(1, int(raw.src_row.max(initial=0)) + 1), raw.src_row)
         raw.frame.attrs.update(source=raw.source, tabular=raw.tabular, skipped_rows=skipped.tolist())
