@@ -206,9 +206,9 @@ class Dispatcher:
                     self.store.finish(job_id, "failed", error=f"timed out after {to:g} s")
                     continue
                 j = self.store.get_job(job_id)
-                if j is None or j["status"] != "running":  # cancelled elsewhere
+                if j is None or j["status"] in ("cancelled", "queued"):  # cancelled elsewhere
                     self.cancel(job_id)
-                continue
+                continue  # a runner that has just recorded its result is left to exit
             with self._lock:
                 self.procs.pop(job_id, None)
             j = self.store.get_job(job_id)

@@ -7,7 +7,9 @@ How a point is found (exact, not approximate):
 
 * A uniform raster of square cells covers the grids' extent (about ``cells_per_grid`` cells per
   grid). Every polygon ring is densified to segments shorter than a cell; each segment marks the
-  (at most 2 x 2) cells its bounding box touches as *boundary* cells, together with its polygon.
+  (at most 2 x 2) cells its bounding box touches as *boundary* cells, together with its polygon;
+  the grid under each boundary cell's centre joins its candidates too (a grid covering the whole
+  cell has no segment in it).
 * A cell that no ring passes through lies wholly inside one grid or outside all of them, and so
   does every cell 4-connected to it without crossing a boundary cell. Those components are
   labelled with ``scipy.ndimage.label`` and one representative centre per component is looked up
@@ -231,6 +233,13 @@ class GridIndex:
                 owners.append(owner[ok])
         cells = np.concatenate(cells)
         owners = np.concatenate(owners)
+        # A cell marked by a segment's bounding box need not meet that segment, so a grid covering
+        # the whole cell may have no segment there: add the grid under each marked cell's centre.
+        marked = np.unique(cells)
+        centre = self._exact(minx + (marked % nx + 0.5) * cs, miny + (marked // nx + 0.5) * cs)
+        has = centre >= 0
+        cells = np.concatenate([cells, marked[has]])
+        owners = np.concatenate([owners, centre[has]])
         key = np.unique(cells * np.int64(self.n) + owners)  # sorted by cell, then grid
         pc, po = key // self.n, key % self.n
         bcells, first = np.unique(pc, return_index=True)

@@ -79,6 +79,9 @@ def write_tiny_plan(out: Path, tag: str | None = None) -> Path:
 def fake_runner(inputs, params, out_dir, progress) -> dict:
     """A stand-in for the pipeline: stages with progress, optional sleep, then the tiny plan."""
     sleep = float(os.environ.get("GRIDPLAN_TEST_RUNNER_SLEEP", "0"))
+    slow_target = os.environ.get("GRIDPLAN_TEST_SLOW_TARGET")  # only jobs with this target are slow
+    if slow_target and str(params.get("target_households")) == slow_target:
+        sleep = 120.0
     marker = os.environ.get("GRIDPLAN_TEST_RUNNER_MARKER")
     if marker:
         Path(marker).write_text(str(os.getpid()))
