@@ -754,6 +754,8 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
     if raws["boundaries"] is not None:
         u = _prepare_units(raws["boundaries"], code_field, coords, override)
         problems += u.problems
+        if not u.alive.any() and not any(p.fatal for p in u.problems):
+            problems.append(_no_valid(u.rows.source, "units"))
 
     # ---- households (raw lon/lat)
     hp = None

@@ -277,6 +277,13 @@ def test_empty_boundaries_file_is_fatal(tmp_path):
     assert p.fatal and p.source == "b.gpkg"
 
 
+def test_boundaries_without_any_usable_polygon_are_fatal():
+    u = gpd.GeoDataFrame({"village_code": ["1", "2"]}, geometry=[shapely.Polygon(), None], crs=4326)
+    problems = validate(u, pd.DataFrame({"lon": [110.0], "lat": [19.5]}))
+    assert one(problems, "missing_geometry").row == "features 0 (id=1), 1 (id=2)"
+    assert one(problems, "no_valid_rows").fatal
+
+
 def test_points_as_boundaries_are_fatal(tmp_path):
     u = grid_units()
     u["geometry"] = shapely.centroid(u.geometry.array)
