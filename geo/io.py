@@ -360,7 +360,7 @@ def _prepare_units(raw: _Raw, code_field: str, coords: str, override: CRS | None
             problems.append(V.rows_problem(rows, np.flatnonzero(miss), "missing_code",
                                            f"{rows.count(int(miss.sum()))} without a '{code_col}' code; every unit "
                                            "needs one", fatal=True))
-        problems += V.check_duplicates(codes, rows, "duplicate_code", f"unit code (column '{code_col}')")
+        problems += V.check_duplicates(codes, rows, "duplicate_code", "unit code", code_col)
     if geoms is None:
         problems.append(V.file_problem(src, "wrong_geometry",
                                        f"{src} has no geometry: boundaries must be polygons (GeoJSON, GeoPackage, "
@@ -682,7 +682,7 @@ def _id_checks(ids: pd.Series | None, col, rows: V.Rows, what: str) -> list[Prob
     if miss.any():
         problems.append(V.rows_problem(rows, np.flatnonzero(miss), "missing_id",
                                        f"{rows.count(int(miss.sum()))} without a {what} (empty '{col}')", fatal=True))
-    problems += V.check_duplicates(ids, rows, "duplicate_id", f"{what} (column '{col}')")
+    problems += V.check_duplicates(ids, rows, "duplicate_id", what, col)
     return problems
 
 

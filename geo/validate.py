@@ -180,7 +180,7 @@ def _duplicated(s: pd.Series) -> np.ndarray:
         return s.duplicated(keep=False).to_numpy()
 
 
-def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, alive=None) -> list[Problem]:
+def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, column=None, alive=None) -> list[Problem]:
     """Duplicate ids/codes -> one fatal Problem naming the values and their rows."""
     s = ids.reset_index(drop=True)
     mask = s.notna().to_numpy()
@@ -198,8 +198,9 @@ def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, alive=Non
         shown.append(f"{value!s} ({rows.listing(members, limit=4)})")
     more = f"; and {len(groups) - LIST_LIMIT} more" if len(groups) > LIST_LIMIT else ""
     k = len(groups)
-    msg = (f"{k} duplicated {what}{'' if k == 1 else 's'} ({rows.count(len(idx))} in all): "
-           + "; ".join(shown) + more + f"; each {what} must be unique.")
+    col = f" (column '{column}')" if column is not None else ""
+    msg = (f"{k} {what}{' is' if k == 1 else 's are'} used more than once ({rows.count(len(idx))} in all): "
+           + "; ".join(shown) + more + f"; each {what} must be unique{col}.")
     return [Problem(rows.source, rows.listing(idx), kind, msg, True, int(len(idx)))]
 
 
