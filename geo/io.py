@@ -326,8 +326,15 @@ def _is_wgs84(crs: CRS) -> bool:
     return crs.equals(WGS84, ignore_axis_order=True)
 
 
-def _no_crs_message(source: str) -> str:
-    return (f"{source}: coordinates look projected (metres) but the file has no CRS; add a .prj / give --crs")
+def _projected_problem(source: str, crs: CRS | None) -> Problem:
+    """Coordinates in metres where lon/lat are expected: no CRS at all, or a wrong geographic one."""
+    if crs is None:
+        return V.file_problem(source, "no_crs_projected",
+                              f"{source}: coordinates look projected (metres) but the file has no CRS; "
+                              "add a .prj / give --crs")
+    return V.file_problem(source, "crs_mismatch",
+                          f"{source}: the file says its CRS is {crs.name} (lon/lat in degrees) but its coordinates "
+                          "look projected (metres); fix the file's CRS (.prj)")
 
 
 # ============================================================================ boundaries
@@ -398,8 +405,8 @@ def _prepare_units(raw: _Raw, code_field: str, coords: str, override: CRS | None
     if len(live):
         b = shapely.bounds(geoms[live])
         cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-        if crs is None and V.looks_projected(cx, cy):
-            problems.append(V.file_problem(src, "no_crs_projected", _no_crs_message(src)))
+        if (crs is None or crs.is_geographic) and V.looks_projected(cx, cy):
+            problems.append(_projected_problem(src, crs))
             alive[:] = False
         elif crs is None or crs.is_geographic:
             swap = (np.abs(cy) > 90) & (np.abs(cx) <= 90) & (np.abs(b[:, 0]) <= 90) & (np.abs(b[:, 2]) <= 90)
@@ -572,8 +579,8 @@ def _prepare_points(raw: _Raw, role: str, rows: V.Rows, coords: str, override: C
     fin = np.isfinite(x) & np.isfinite(y)
     crs = raw.crs or override
     swapped = none
-    if crs is None and V.looks_projected(x[alive & fin], y[alive & fin]):
-        problems.append(V.file_problem(raw.source, "no_crs_projected", _no_crs_message(raw.source)))
+    if (crs is None or crs.is_geographic) and V.looks_projected(x[alive & fin], y[alive & fin]):
+        problems.append(_projected_problem(raw.source, crs))
         return _Points(raw, rows, x, y, np.zeros(n, bool), True, none, problems)
     if crs is None or crs.is_geographic:
         x, y, ok, swapped, ps = V.check_geographic(x, y, rows, alive & fin)

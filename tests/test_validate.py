@@ -110,6 +110,13 @@ def test_metres_without_crs_are_fatal_with_the_contract_message(tmp_path, units_
     assert len(ds.units) == 4 and ds.households["lon"].iloc[0] == pytest.approx(110.0, abs=0.06)
 
 
+def test_metres_in_a_file_that_claims_lonlat_are_fatal(tmp_path, units_path):
+    wrong = grid_units().to_crs(4546).set_crs(4326, allow_override=True)
+    wrong.to_file(tmp_path / "w.gpkg")
+    p = one(validate(tmp_path / "w.gpkg", hh(tmp_path, [110.001], [19.501])), "crs_mismatch")
+    assert p.fatal and p.source == "w.gpkg" and "WGS 84" in p.message and "metres" in p.message
+
+
 # ----------------------------------------------------------------------------- ids and counts
 def test_duplicate_household_ids_are_fatal_and_named(tmp_path, units_path):
     lon, lat, _ = inside_points(6)
