@@ -7,6 +7,17 @@ bad rows yields one record, not 100k.
 
 Row naming (``Rows``): a CSV/table row is ``row N`` (1-based data row); a vector feature is
 ``feature N`` (0-based) followed by its id when it has one, e.g. ``feature 3 (id=469025100200)``.
+Several rows: ``rows 2, 5, 9 (+41 more)``.
+
+Problem kinds (F = fatal):
+  files      unreadable F, empty F, missing_file F, missing_column F, wrong_geometry F,
+             no_crs_projected F, crs_mismatch F, no_valid_rows F, malformed_rows, layer_chosen,
+             network_format, missing_location (roster without homes)
+  units      missing_code F, duplicate_code F, empty_polygon F, overlap_too_large F,
+             invalid_polygon, overlapping_units, missing_geometry, bad_kind, bad_target
+  points     duplicate_id F, missing_id F, bad_households F, zero_households, missing_households,
+             missing_coordinates, invalid_coordinates, swapped_lonlat, outside_units,
+             bad_population, bad_weight, bad_existing, bad_role
 """
 from __future__ import annotations
 
