@@ -157,12 +157,37 @@ def _voronoi(xy: np.ndarray, envelope) -> list:
     return [polys[j] for j in idx[1]]
 
 
-def build_cells(geometry, xy, households=None, barriers=None, snap: float = 0.5) -> tuple[MergedPoints, CellGraph]:
+def fill_seeds(unit, xy: np.ndarray, spacing: float, limit: int = 5000) -> np.ndarray:
+    """Hexagonal lattice of extra (empty) Voronoi seeds inside ``unit`` at ``spacing`` metres, at
+    least spacing/2 away from every household point: they cut empty land into small cells, so grid
+    edges can run straight through fields instead of following long Voronoi edges."""
+    if not spacing > 0:
+        return np.zeros((0, 2))
+    minx, miny, maxx, maxy = unit.bounds
+    dy = spacing * np.sqrt(3) / 2
+    ys = np.arange(miny + dy / 2, maxy, dy)
+    xs = np.arange(minx + spacing / 2, maxx, spacing)
+    if len(xs) * len(ys) > limit:
+        return fill_seeds(unit, xy, spacing * np.sqrt(len(xs) * len(ys) / limit), limit)
+    gx, gy = np.meshgrid(xs, ys)
+    gx = gx + (np.arange(len(ys)) % 2)[:, None] * spacing / 2
+    cand = np.column_stack([gx.ravel(), gy.ravel()])
+    cand = cand[shapely.contains_xy(unit, cand[:, 0], cand[:, 1])]
+    if len(cand) and len(xy):
+        tree = shapely.STRtree(shapely.points(xy))
+        _, d = tree.query_nearest(shapely.points(cand), return_distance=True, all_matches=False)
+        cand = cand[d >= spacing / 2]
+    return cand
+
+
+def build_cells(geometry, xy, households=None, barriers=None, snap: float = 0.5,
+                fill_spacing: float | None = None) -> tuple[MergedPoints, CellGraph]:
     """Merged points and the cell graph of one unit.
 
     geometry: the unit's valid Polygon/MultiPolygon (metric CRS); xy: (n, 2) household points
     (may be empty; points slightly outside the unit go to the nearest cell); households: (n,) counts;
-    barriers: optional line geometries adjacency may not cross.
+    barriers: optional line geometries adjacency may not cross; fill_spacing: optional spacing
+    of extra empty seeds (``fill_seeds``).
     """
     unit = geometry if geometry.is_valid else shapely.make_valid(geometry)
     unit_parts = _polygons(unit)
@@ -184,12 +209,13 @@ def build_cells(geometry, xy, households=None, barriers=None, snap: float = 0.5)
         px1, py1 = mp.xy.max(axis=0)
         pad = max(maxx - minx, maxy - miny, px1 - px0, py1 - py0, 1.0)
         env = shapely.box(min(minx, px0) - pad, min(miny, py0) - pad, max(maxx, px1) + pad, max(maxy, py1) + pad)
-        vor = _voronoi(mp.xy, env)
+        extra = fill_seeds(unit, mp.xy, fill_spacing) if fill_spacing else np.zeros((0, 2))
+        vor = _voronoi(np.vstack([mp.xy, extra]), env)
         clipped = shapely.intersection(np.array(vor, dtype=object), unit, grid_size=GRID_SIZE)
         for i, g in enumerate(clipped):
             for p in _polygons(g):
                 pieces.append(p)
-                owner.append(i)
+                owner.append(i if i < mp.m else -1)
     owner = np.asarray(owner, dtype=np.int64)
     pieces = np.array(pieces, dtype=object)
 
@@ -204,7 +230,7 @@ def build_cells(geometry, xy, households=None, barriers=None, snap: float = 0.5)
                     cut = shapely.polygonize(shapely.get_parts(shapely.union_all(
                         [shapely.boundary(p), shapely.intersection(bar, p)], grid_size=GRID_SIZE)))
                     faces = [f for f in _polygons(cut) if shapely.contains(p, shapely.point_on_surface(f))]
-                    if len(faces) > 1 and abs(sum(f.area for f in faces) - p.area) <= 1e-6 * max(p.area, 1.0):
+                    if len(faces) > 1 and abs(sum(f.area for f in faces) - p.area) <= 1e-3 * max(p.area, 1.0):
                         faces = [shapely.set_precision(f, GRID_SIZE) for f in faces]
                         for f in faces:
                             for q in _polygons(f):

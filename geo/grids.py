@@ -87,34 +87,39 @@ def _drop_tiny_holes(p):
     return shapely.Polygon(p.exterior, holes)
 
 
-def smooth_grids(polygons, xy, labels, tolerance: float, tries: int = 4) -> tuple[list, float]:
+def smooth_grids(polygons, tolerance: float):
     """Straighten the staircase edges *between* grids without breaking the tiling.
 
     ``shapely.coverage_simplify`` simplifies every edge shared by two grids once (both sides move
-    together, so no gap or overlap appears) and keeps the unit's outer boundary fixed. A result is
-    accepted only if it is a valid coverage of single Polygons and every household point ``xy[i]``
-    still lies in its grid ``labels[i]``; otherwise the tolerance is halved (up to ``tries``
-    times). Returns (polygons, tolerance used; 0.0 when the input was kept unchanged).
+    together, so no gap or overlap appears) and keeps the unit's outer boundary fixed. Returns the
+    simplified polygons, or None when the result is not a valid set of single Polygons. Points near
+    an edge may change sides: the caller re-assigns them with ``assign_points``.
     """
     polys = list(polygons)
-    if len(polys) < 2 or tolerance <= 0:
-        return polys, 0.0
-    arr = np.asarray(polys, dtype=object)
-    if not all(p.geom_type == "Polygon" for p in polys):
-        return polys, 0.0
+    if len(polys) < 2 or tolerance <= 0 or not all(p.geom_type == "Polygon" for p in polys):
+        return None
+    out = shapely.coverage_simplify(np.asarray(polys, dtype=object), float(tolerance), simplify_boundary=False)
+    if not all(g.geom_type == "Polygon" and not g.is_empty and g.is_valid for g in out):
+        return None
+    return list(out)
+
+
+def assign_points(polygons, xy) -> np.ndarray:
+    """Index of the polygon holding each point (the first in index order when on a shared edge;
+    the nearest polygon for a point inside none)."""
+    g = np.asarray(list(polygons), dtype=object)
     pts = shapely.points(np.asarray(xy, dtype=float).reshape(-1, 2))
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    t = float(tolerance)
-    for _ in range(tries):
-        out = shapely.coverage_simplify(arr, t, simplify_boundary=False)
-        ok = all(g.geom_type == "Polygon" and g.is_valid and not g.is_empty for g in out)
-        if ok and len(pts):
-            ok = bool(shapely.covers(out[labels], pts).all())
-            if ok:   # no point may sit inside (or on the edge of) another grid either
-                tree = shapely.STRtree(out)
-                pi, gi = tree.query(pts, predicate="intersects")
-                ok = bool((gi == labels[pi]).all())
-        if ok:
-            return list(out), t
-        t /= 2.0
-    return polys, 0.0
+    out = np.full(len(pts), -1, dtype=np.int64)
+    if not len(pts):
+        return out
+    tree = shapely.STRtree(g)
+    pi, gi = tree.query(pts, predicate="intersects")
+    order = np.lexsort((gi, pi))
+    pi, gi = pi[order], gi[order]
+    first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
+    out[pi[first]] = gi[first]
+    lost = np.flatnonzero(out < 0)
+    if len(lost):
+        _, near = tree.query_nearest(pts[lost], all_matches=False)
+        out[lost] = near
+    return out

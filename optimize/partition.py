@@ -10,7 +10,7 @@ The model, per unit (see ``partition_unit``):
    neighbouring grid afterwards (reported in ``notes``).
 3. Centers from a seeded, weighted k-means (k-means++ start) snapped to nodes; then a few
    Lloyd-like rounds, each solving with CP-SAT the capacitated p-median assignment
-     min  BIG·D + Σ c_ij x_ij,    c_ij = (½ h_i/H + ½ a_i/A) · |p_i − p_cj|² / (A/k)
+     lexicographic min (D, Σ c_ij x_ij),    c_ij = (½ h_i/H + ½ a_i/A) · |p_i − p_cj|² / (A/k)
      s.t. Σ_j x_ij = 1;  x_cj,j = 1;  lo − D ≤ Σ_i h_i x_ij ≤ hi + D  (lo, hi = mean·(1 ∓ tol))
           x_ij ≤ Σ_{l ∈ N(i), d_j(l) < d_j(i)} x_lj          (Zoltners–Sinha contiguity)
    with x restricted to each node's few nearest centers along the graph. D = 0 is the hard balance
@@ -40,17 +40,20 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from geo.cells import MIN_SHARED, CellGraph, build_cells, coarsen
-from geo.grids import dissolve_cells, order_for_codes, smooth_grids
+from geo.grids import assign_points, dissolve_cells, order_for_codes, smooth_grids
 
 # CP-SAT deterministic time units per wall-clock second of one worker, measured on the reference
 # machine (2 shared cores): max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit.
-DTIME_PER_SECOND = 0.5
+DTIME_PER_SECOND = 0.3
+FILL_CELLS_PER_GRID = 25  # empty lattice seeds per grid cut empty land into cells (0: off)
 MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
 ROUNDS = 4                # Lloyd-like center updates
+RESTARTS = 3              # extra k-means starts tried while the balance band is out of reach
 CANDIDATES = 5            # nearest centers (along the graph) a node may join
-SMOOTH = 1.0              # grid edges are simplified with this many typical cell spacings (0: off)
+SMOOTH = (3.0, 2.0, 1.0, 0.5, 0.25, 0.12)  # edge simplification tolerances tried, in typical cell spacings (): off
+BAND = 0.8                # the model's hard band is BAND·tolerance; the rest is slack for smoothing
 AREA_WEIGHT = 0.5         # share of area (vs households) in the moment-of-inertia weights
-RELATIVE_GAP = 0.002      # stop a CP-SAT round within 0.2% of the proven bound
+RELATIVE_GAP = 0.01       # stop a CP-SAT round within 1% of the proven bound
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,14 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     t0 = perf_counter()
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
-    mp, graph = build_cells(geometry, xy, hh, barriers=barriers)
-    notes: list[str] = []
     total = int(hh.sum())
     k = choose_k(total, target)
+    fill = None
+    if k > 1 and FILL_CELLS_PER_GRID:
+        area = float(shapely.area(geometry))
+        fill = math.sqrt(area / (FILL_CELLS_PER_GRID * k))
+    mp, graph = build_cells(geometry, xy, hh, barriers=barriers, fill_spacing=fill)
+    notes: list[str] = []
     if mp.m and k > mp.m:
         notes.append(f"k reduced from {k} to {mp.m}: only {mp.m} distinct household locations")
         k = mp.m
@@ -94,24 +101,47 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
         cell_lab, status, k, more = _partition_graph(graph, k, options)
         notes.extend(more)
     polys = dissolve_cells(graph.polygons, cell_lab, k)
-    if k > 1 and SMOOTH > 0:
-        spacing = math.sqrt(float(graph.area.sum()) / max(graph.n, 1))
-        polys, _ = smooth_grids(polys, mp.xy, cell_lab[graph.point_cell], SMOOTH * spacing)
+    point_lab = cell_lab[graph.point_cell] if mp.m else np.zeros(0, dtype=np.int64)
+    if k > 1 and SMOOTH:
+        polys, point_lab, used = _smooth(polys, mp, point_lab, graph, k, float(options.tolerance))
+        if used:
+            notes.append(f"grid edges straightened (coverage simplification, {used:.1f} m)")
     order = order_for_codes(polys)
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
     polys = [polys[j] for j in order]
-    cell_lab = rank[cell_lab]
+    point_lab = rank[point_lab]
     multi = [i for i, p in enumerate(polys) if p.geom_type != "Polygon"]
     if multi:
         notes.append(f"grid(s) {', '.join(str(i) for i in multi)} are MultiPolygons: the unit has parts "
                      "(islands) that no grid can reach by a shared edge")
-    labels = cell_lab[graph.point_cell[mp.index]] if len(xy) else np.zeros(0, dtype=np.int64)
+    labels = point_lab[mp.index] if len(xy) else np.zeros(0, dtype=np.int64)
     gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
     mean = total / k
     dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
     return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
                          tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+
+
+def _smooth(polys, mp, point_lab, graph, k, tol):
+    """Try simplification tolerances from coarse to fine; keep the first whose grids stay within
+    the tolerance (or no worse than before) once points that changed sides are re-assigned."""
+    h = mp.households
+    total = float(h.sum())
+    mean = total / k
+    before = np.bincount(point_lab, weights=h, minlength=k)
+    worst_before = float(np.max(np.abs(before - mean)))
+    limit = max(tol * mean, worst_before)
+    spacing = math.sqrt(float(graph.area.sum()) / max(graph.n, 1))
+    for f in SMOOTH:
+        out = smooth_grids(polys, f * spacing)
+        if out is None:
+            continue
+        lab = assign_points(out, mp.xy)
+        gh = np.bincount(lab, weights=h, minlength=k)
+        if (gh > 0).all() and float(np.max(np.abs(gh - mean))) <= limit + 1e-9:
+            return out, lab, f * spacing
+    return polys, point_lab, 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,10 +236,48 @@ def _attach_leftovers(graph: CellGraph, cell_lab: np.ndarray) -> list[str]:
             cell_lab[members] = cell_lab[best]
             notes.append(f"a separate part with {h} households joined a neighbouring grid across a barrier")
         else:
-            _, near = tree.query_nearest(piece, all_matches=False)
-            cell_lab[members] = cell_lab[labelled[int(np.ravel(near)[0])]]
+            near = np.atleast_1d(tree.query_nearest(piece, all_matches=False))
+            cell_lab[members] = cell_lab[labelled[int(near[-1])]]
             notes.append(f"an island with {h} households was attached to the nearest grid")
     return notes
+
+
+def _bisect_seeds(g: CellGraph, kc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Balanced seeds: recursive coordinate bisection of each component's households (split the
+    longer side at the household quantile k1/k), then the node nearest each part's centroid."""
+    centers: list[int] = []
+    hw = g.households + 1e-6 * w / max(w.max(), 1e-12)
+
+    def rec(idx, kk):
+        if kk == 1 or len(idx) <= 1:
+            hj = g.households[idx]
+            heavy = int(idx[int(np.argmax(hj))])
+            if hj.sum() > 0 and hj.max() * 2 >= hj.sum() and heavy not in taken:
+                taken.add(heavy)
+                centers.append(heavy)
+                return
+            p, ww = g.centroid[idx], hw[idx]
+            c = (p * ww[:, None]).sum(axis=0) / ww.sum()
+            for i in idx[np.argsort(((p - c) ** 2).sum(axis=1), kind="stable")]:
+                if int(i) not in taken:
+                    taken.add(int(i))
+                    centers.append(int(i))
+                    return
+            return
+        p = g.centroid[idx]
+        axis = int(np.argmax(p.max(axis=0) - p.min(axis=0)))
+        o = idx[np.lexsort((p[:, 1 - axis], p[:, axis]))]
+        k1 = kk // 2
+        cum = np.cumsum(hw[o])
+        cut = int(np.searchsorted(cum, cum[-1] * k1 / kk)) + 1
+        cut = min(max(cut, 1), len(o) - 1)
+        rec(o[:cut], k1)
+        rec(o[cut:], kk - k1)
+
+    taken: set[int] = set()
+    for c in np.flatnonzero(kc > 0):
+        rec(np.flatnonzero(g.component == c), int(kc[c]))
+    return np.array(centers, dtype=np.int64)
 
 
 def _seed_centers(g: CellGraph, kc: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -254,8 +322,8 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
     A = float(g.area.sum())
     w = (1 - AREA_WEIGHT) * hh / H + AREA_WEIGHT * g.area / A
     L2 = A / k
-    lo = int(math.ceil((1 - tol) * mean - 1e-9))
-    hi = int(math.floor((1 + tol) * mean + 1e-9))
+    lo = int(math.ceil((1 - BAND * tol) * mean - 1e-9))
+    hi = int(math.floor((1 + BAND * tol) * mean + 1e-9))
     if lo > hi:
         lo = hi = int(round(mean))
     e = g.edges
@@ -264,7 +332,8 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
         if len(e) else csr_matrix((n, n))
     nbrs = g.neighbours()
     rng = np.random.default_rng(int(options.seed))
-    centers = _seed_centers(g, kc, w, rng)
+    starts = [_bisect_seeds(g, kc, w)] + [_seed_centers(g, kc, w, rng) for _ in range(RESTARTS)]
+    centers = starts.pop(0)
     dtime_total = DTIME_PER_SECOND * float(options.time_limit_per_unit)
     spent = 0.0
     best = None            # (excess deviation, inertia, labels, status)
@@ -273,14 +342,19 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
     biggest = int(hh.max())
     if biggest > hi:
         notes.append(f"a point of {biggest} households exceeds the upper bound {hi}: balance minimized, not enforced")
-    for rnd in range(ROUNDS):
+    rounds = ROUNDS + 2 * RESTARTS
+    for rnd in range(rounds):
         key = tuple(sorted(centers.tolist()))
         if key in seen:
-            break
+            if best[0] > 0 and starts:
+                centers, hint = starts.pop(0), None
+                key = tuple(sorted(centers.tolist()))
+            if key in seen:
+                break
         seen.add(key)
         D = dijkstra(adj, indices=centers)            # (k, n) graph distances
         vor = _sp_voronoi(D)
-        budget = max(0.05, (dtime_total - spent) / (ROUNDS - rnd))
+        budget = max(0.05, (dtime_total - spent) / max(1, min(ROUNDS, rounds - rnd)))
         res = _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint if hint is not None else vor,
                            budget, int(options.seed))
         if res is None:
@@ -297,6 +371,8 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
             best = (excess, inertia, labels, status)
         hint = labels
         centers = _recenter(g, labels, k, w)
+        if excess > 0 and starts:      # balance out of reach from here: restart from the other seeds
+            centers, hint = starts.pop(0), None
     excess, _, labels, status = best
     if excess > 0:
         notes.append(f"tolerance ±{tol:.0%} infeasible here: the worst grid exceeds the band by {excess:.0f} households")
@@ -324,6 +400,10 @@ def _recenter(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> np.nda
     out = np.zeros(k, dtype=np.int64)
     for j in range(k):
         idx = np.flatnonzero(labels == j)
+        hj = g.households[idx]
+        if hj.sum() > 0 and hj.max() * 2 >= hj.sum():     # an apartment block dominates: center on it
+            out[j] = idx[int(np.argmax(hj))]
+            continue
         ww = w[idx]
         c = (g.centroid[idx] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
         out[j] = idx[int(np.argmin(((g.centroid[idx] - c) ** 2).sum(axis=1)))]
@@ -382,23 +462,41 @@ def _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint, dtime, seed):
     for (i, j) in x:
         d2 = float(((g.centroid[i] - cen_xy[j]) ** 2).sum()) / L2
         cost[i, j] = int(round(scale * w[i] * d2))
-    big = sum(max(cost[i, j] for j, _ in per_node[i]) for i in range(n)) + 1
-    model.Minimize(big * dev + sum(c * x[key] for key, c in cost.items() if c))
-    # warm start
+    compact = sum(c * x[key] for key, c in cost.items() if c)
     hint_ok = all((int(i), int(hint[i])) in x for i in range(n))
+    hint_excess = None
     if hint_ok:
         for (i, j), v in x.items():
             model.AddHint(v, int(hint[i] == j))
         gh = np.bincount(hint, weights=hh, minlength=k)
-        model.AddHint(dev, int(max(0, np.max(np.maximum(lo - gh, gh - hi)))))
+        hint_excess = int(max(0, np.max(np.maximum(lo - gh, gh - hi))))
+        model.AddHint(dev, hint_excess)
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = 1
     p.random_seed = int(seed)
-    p.max_deterministic_time = float(dtime)
     p.max_time_in_seconds = 4.0 * float(dtime) / DTIME_PER_SECOND + 2.0    # safety net only
+    spent = 0.0
+    if hint_excess is None or hint_excess > 0:
+        # phase 1: the smallest excess deviation (lexicographic first objective), solved exactly
+        model.Minimize(dev)
+        p.max_deterministic_time = float(dtime) / 2
+        p.relative_gap_limit = 0.0
+        st = solver.Solve(model)
+        spent += solver.deterministic_time
+        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        best_dev = int(solver.Value(dev))
+        model.ClearHints()
+        for (i, j), v in x.items():
+            model.AddHint(v, int(solver.BooleanValue(v)))
+        model.Add(dev <= best_dev)
+    # phase 2: the most compact assignment at that deviation
+    model.Minimize(compact)
+    p.max_deterministic_time = max(0.01, float(dtime) - spent)
     p.relative_gap_limit = RELATIVE_GAP
     st = solver.Solve(model)
+    spent += solver.deterministic_time
     if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     labels = np.empty(n, dtype=np.int64)
@@ -408,4 +506,4 @@ def _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint, dtime, seed):
                 labels[i] = j
                 break
     status = "optimal" if st == cp_model.OPTIMAL else "feasible"
-    return labels, status, float(solver.deterministic_time)
+    return labels, status, float(spent)

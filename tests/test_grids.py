@@ -1,0 +1,41 @@
+"""Grid polygons: Polsby-Popper, code order, dissolve, smoothing, point assignment."""
+import math
+
+import numpy as np
+import shapely
+
+from geo.cells import build_cells
+from geo.grids import assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper, smooth_grids
+
+
+def test_polsby_popper_known_shapes():
+    pp = polsby_popper([shapely.Point(0, 0).buffer(10, quad_segs=64), shapely.box(0, 0, 1, 1),
+                        shapely.box(0, 0, 4, 1), shapely.Polygon()])
+    assert abs(pp[0] - 1) < 1e-3 and abs(pp[1] - math.pi / 4) < 1e-12
+    assert abs(pp[2] - 4 * math.pi * 4 / 100) < 1e-12 and pp[3] == 0
+
+
+def test_order_is_rows_north_to_south_then_west_to_east():
+    nw, ne, sw, se = (shapely.box(0, 10, 10, 20), shapely.box(10, 10, 20, 20),
+                      shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10))
+    order = order_for_codes([se, nw, sw, ne])
+    assert order.tolist() == [1, 3, 2, 0]
+    assert grid_codes("469025100001", 3) == ["469025100001001", "469025100001002", "469025100001003"]
+
+
+def test_dissolve_tiles_and_smoothing_keeps_tiling_and_points():
+    unit = shapely.box(0, 0, 1000, 600)
+    r = np.random.default_rng(4)
+    xy = r.uniform([0, 0], [1000, 600], size=(300, 2))
+    mp, g = build_cells(unit, xy)
+    labels = (g.centroid[:, 0] > 500).astype(int) + 2 * (g.centroid[:, 1] > 300).astype(int)
+    polys = dissolve_cells(g.polygons, labels, 4)
+    assert all(p.geom_type == "Polygon" for p in polys)
+    assert abs(sum(p.area for p in polys) - unit.area) < 1e-3
+    assert (assign_points(polys, mp.xy) == labels[g.point_cell]).all()
+    sm = smooth_grids(polys, 30.0)
+    assert sm is not None
+    assert abs(sum(p.area for p in sm) - unit.area) < 1e-3
+    assert shapely.union_all(sm).symmetric_difference(unit).area < 1e-3
+    assert sum(shapely.length(sm)) < sum(shapely.length(polys))        # straighter edges
+    assert polsby_popper(sm).mean() > polsby_popper(polys).mean()

@@ -1,0 +1,123 @@
+"""partition_unit: tiling, contiguity, balance, determinism, edge cases, towers, barriers, islands."""
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from geo.grids import assign_points
+from optimize.options import PlanOptions
+from optimize.partition import choose_k, partition_unit
+from tests.test_cells import points_in, random_unit
+
+OPT = PlanOptions(time_limit_per_unit=2.0)
+
+
+def check_tiling(unit, r, xy, h):
+    assert len(r.polygons) == r.k and r.labels.shape == (len(xy),)
+    if len(xy):
+        assert r.labels.min() >= 0 and r.labels.max() < r.k
+        # the label of every household is the grid polygon it lies in
+        assert (assign_points(r.polygons, xy) == r.labels).all()
+        assert tuple(np.bincount(r.labels, weights=h, minlength=r.k).astype(int)) == r.households
+    u = shapely.union_all(r.polygons)
+    assert u.symmetric_difference(unit).area <= 1e-3 * unit.area
+    assert sum(p.area for p in r.polygons) - u.area <= 1e-6 * unit.area      # no overlap
+    assert all(p.is_valid for p in r.polygons)
+
+
+def test_choose_k():
+    assert choose_k(0, 300) == 1 and choose_k(100, 300) == 1
+    assert choose_k(449, 300) == 1 and choose_k(450, 300) == 2 and choose_k(3000, 300) == 10
+    with pytest.raises(ValueError):
+        choose_k(10, 0)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(300, 500), concave=st.booleans())
+def test_single_houses_give_balanced_connected_tiling(seed, n, concave):
+    unit = random_unit(seed, concave)
+    xy = points_in(unit, n, seed + 1)
+    h = np.ones(n, dtype=int)
+    r = partition_unit(unit, xy, h, 100, OPT)
+    assert r.k == choose_k(n, 100)
+    check_tiling(unit, r, xy, h)
+    assert all(p.geom_type == "Polygon" for p in r.polygons)          # each grid connected
+    mean = n / r.k
+    # convex units: the hard band holds. Spiky concave units can leave the shortest-path contiguity
+    # model short of the band (a known weak spot, reported in notes): there it must stay near it.
+    bound = 0.10 if not concave else 0.25
+    assert np.max(np.abs(np.array(r.households) - mean)) <= bound * mean + 1e-9
+    assert r.max_abs_dev <= bound + 1e-9
+    if r.max_abs_dev > 0.10:
+        assert any("infeasible" in note for note in r.notes)
+
+
+def test_deterministic_for_a_seed():
+    unit = random_unit(11, True)
+    xy = points_in(unit, 300, 12)
+    h = np.ones(300, dtype=int)
+    a = partition_unit(unit, xy, h, 60, OPT)
+    b = partition_unit(unit, xy[::-1].copy(), h, 60, OPT)      # input order does not matter either
+    assert (a.labels == b.labels[::-1]).all()
+    assert all(p.equals_exact(q, 0) for p, q in zip(a.polygons, b.polygons))
+
+
+def test_edge_cases_empty_one_point_one_grid():
+    unit = shapely.box(0, 0, 500, 400)
+    r0 = partition_unit(unit, np.zeros((0, 2)), np.zeros(0, dtype=int), 300, OPT)
+    assert r0.k == 1 and r0.status == "empty" and r0.labels.shape == (0,)
+    assert abs(r0.polygons[0].area - unit.area) < 1e-3
+    r1 = partition_unit(unit, np.array([[10.0, 10.0]]), np.array([5]), 300, OPT)
+    assert r1.k == 1 and r1.labels.tolist() == [0] and r1.status == "single"
+    xy = points_in(unit, 50, 1)
+    r2 = partition_unit(unit, xy, np.ones(50, dtype=int), 300, OPT)
+    assert r2.k == 1 and (r2.labels == 0).all() and r2.max_abs_dev == 0
+
+
+def test_three_households_cannot_make_more_than_three_grids():
+    unit = shapely.box(0, 0, 300, 100)
+    r = partition_unit(unit, np.array([[50.0, 50], [150, 50], [250, 50]]), np.array([200, 200, 200]), 100, OPT)
+    assert r.k == 3 and sorted(r.labels.tolist()) == [0, 1, 2]
+    assert any("k reduced" in n for n in r.notes)
+    assert r.labels.tolist() == [0, 1, 2]          # codes run west → east
+
+
+def test_tower_makes_tolerance_infeasible_and_deviation_is_minimized():
+    unit = shapely.box(0, 0, 600, 400)
+    xy = np.vstack([[[300.0, 200.0]], points_in(unit, 200, 5)])
+    h = np.r_[400, np.ones(200, dtype=int)]
+    r = partition_unit(unit, xy, h, 300, OPT)
+    assert r.k == 2
+    check_tiling(unit, r, xy, h)
+    # best possible: the tower alone (400) against the 200 houses: deviation 1/3
+    assert r.max_abs_dev == pytest.approx(1 / 3, abs=1e-9)
+    assert any("infeasible" in n or "exceeds" in n for n in r.notes)
+
+
+def test_barrier_is_not_crossed():
+    unit = shapely.box(0, 0, 1000, 400)
+    xy = points_in(unit, 240, 9)
+    river = shapely.LineString([(430, -5), (470, 405)])
+    r = partition_unit(unit, xy, np.ones(240, dtype=int), 60, OPT, barriers=[river])
+    check_tiling(unit, r, xy, np.ones(240, dtype=int))
+    west = shapely.Polygon([(-10, -10), (429.0, -10), (471.0, 410), (-10, 410)])
+    for p in r.polygons:       # every grid lies on one side of the river
+        share = p.intersection(west).area / p.area
+        assert share < 0.01 or share > 0.99
+
+
+def test_multipart_unit_islands():
+    a, b = shapely.box(0, 0, 400, 400), shapely.box(600, 0, 1000, 400)
+    unit = shapely.MultiPolygon([a, b])
+    xy = np.vstack([points_in(a, 120, 1), points_in(b, 120, 2)])
+    h = np.ones(240, dtype=int)
+    r = partition_unit(unit, xy, h, 60, OPT)
+    check_tiling(unit, r, xy, h)
+    assert r.k == 4 and all(p.geom_type == "Polygon" for p in r.polygons)
+    # an island without households must be attached somewhere, and that is reported
+    c = shapely.box(0, 600, 100, 700)
+    unit3 = shapely.MultiPolygon([a, b, c])
+    r3 = partition_unit(unit3, xy, h, 60, OPT)
+    check_tiling(unit3, r3, xy, h)
+    assert sum(p.geom_type == "MultiPolygon" for p in r3.polygons) == 1
+    assert any("MultiPolygon" in n for n in r3.notes)
