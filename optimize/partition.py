@@ -44,11 +44,11 @@ from geo.grids import assign_points, dissolve_cells, order_for_codes, smooth_gri
 
 # CP-SAT deterministic time units per wall-clock second of one worker, measured on the reference
 # machine (2 shared cores): max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit.
-DTIME_PER_SECOND = 0.3
+DTIME_PER_SECOND = 0.5
 FILL_CELLS_PER_GRID = 25  # empty lattice seeds per grid cut empty land into cells (0: off)
 MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
 ROUNDS = 4                # Lloyd-like center updates
-RESTARTS = 3              # extra k-means starts tried while the balance band is out of reach
+RESTARTS = 0              # extra k-means starts tried while the balance band is out of reach
 CANDIDATES = 5            # nearest centers (along the graph) a node may join
 SMOOTH = (3.0, 2.0, 1.0, 0.5, 0.25, 0.12)  # edge simplification tolerances tried, in typical cell spacings (): off
 BAND = 0.8                # the model's hard band is BAND·tolerance; the rest is slack for smoothing
@@ -346,7 +346,7 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
     for rnd in range(rounds):
         key = tuple(sorted(centers.tolist()))
         if key in seen:
-            if best[0] > 0 and starts:
+            if best[0] > 0 and starts:     # converged out of the band: restart from k-means seeds
                 centers, hint = starts.pop(0), None
                 key = tuple(sorted(centers.tolist()))
             if key in seen:
@@ -371,8 +371,6 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
             best = (excess, inertia, labels, status)
         hint = labels
         centers = _recenter(g, labels, k, w)
-        if excess > 0 and starts:      # balance out of reach from here: restart from the other seeds
-            centers, hint = starts.pop(0), None
     excess, _, labels, status = best
     if excess > 0:
         notes.append(f"tolerance ±{tol:.0%} infeasible here: the worst grid exceeds the band by {excess:.0f} households")
