@@ -96,14 +96,16 @@ def outline_path() -> Path:
     return Path(str(res))
 
 
-def load_outline(report: list[str] | None = None) -> Polygon:
-    """Baisha's outline in WGS 84, valid, one Polygon, snapped to the 1e-6 degree grid.
+def load_outline(report: list[str] | None = None, path: Path | None = None, keep_largest: bool = False) -> Polygon:
+    """Baisha's outline (or the Amap outline at ``path``) in WGS 84, valid, one Polygon, snapped
+    to the 1e-6 degree grid.
 
     The source is GCJ-02 (Amap); it is converted with ``geo.coords``. Parts below ``SLIVER_M2``
-    are dropped and, like any repair, noted in ``report``.
+    are dropped and, like any repair, noted in ``report``; with ``keep_largest`` every part but
+    the largest is dropped (islands, exclaves), also noted.
     """
     report = report if report is not None else []
-    raw = shape(json.loads(outline_path().read_text(encoding="utf-8")))
+    raw = shape(json.loads((outline_path() if path is None else Path(path)).read_text(encoding="utf-8")))
     geom = geometries_to_wgs84([raw], "gcj02")[0]
     if not geom.is_valid:
         report.append(f"outline: invalid ({shapely.is_valid_reason(geom)}), repaired with make_valid")
@@ -114,10 +116,10 @@ def load_outline(report: list[str] | None = None) -> Polygon:
     keep = int(np.argmax(areas))
     for i, a in enumerate(areas):
         if i != keep:
-            if a >= SLIVER_M2:
+            if a >= SLIVER_M2 and not keep_largest:
                 raise ValueError(f"outline part {i} has {a / 1e6:.2f} km2: not a sliver; the generator "
                                  "expects one main polygon")
-            report.append(f"outline: dropped sliver part {i} of {a:.0f} m2")
+            report.append(f"outline: dropped {'sliver ' if a < SLIVER_M2 else ''}part {i} of {a:.0f} m2")
     main = parts[keep]
     if main.interiors:
         report.append(f"outline: filled {len(main.interiors)} hole(s)")
@@ -323,7 +325,7 @@ def best_candidate(poly_m, existing: np.ndarray, n: int, rng: np.random.Generato
         p = cand[int(np.argmax(dist))]
         pts.append(p)
         new.append(p)
-    return np.array(new)
+    return np.array(new).reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------- the partition
@@ -335,20 +337,22 @@ class Partition:
     report: list[str]
 
 
-def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
-    outline = load_outline(report)
+def build_partition(rng: np.random.Generator, report: list[str], specs: tuple = TOWNSHIPS,
+                    outline: Polygon | None = None) -> Partition:
+    """Townships and units tiling ``outline`` (default: Baisha's), one township per ``specs`` entry."""
+    outline = load_outline(report) if outline is None else outline
     outline_m = to_metric_geoms([outline])[0]
     extent = outline_m.envelope.buffer(15000, join_style="mitre")
 
     # township seats: rough places + jitter, pulled well inside the outline
-    lon = np.array([t.lon for t in TOWNSHIPS])
-    lat = np.array([t.lat for t in TOWNSHIPS])
-    seats = np.column_stack(to_metric_xy(lon, lat)) + rng.normal(0, 300, (len(TOWNSHIPS), 2))
+    lon = np.array([t.lon for t in specs])
+    lat = np.array([t.lat for t in specs])
+    seats = np.column_stack(to_metric_xy(lon, lat)) + rng.normal(0, 300, (len(specs), 2))
     inner = outline_m.buffer(-2500)
     for i, (x, y) in enumerate(seats):
         if not inner.contains(Point(x, y)):
             q = shapely.ops.nearest_points(inner, Point(x, y))[0]
-            report.append(f"seat of {TOWNSHIPS[i].name} moved {Point(x, y).distance(q):.0f} m inside the outline")
+            report.append(f"seat of {specs[i].name} moved {Point(x, y).distance(q):.0f} m inside the outline")
             seats[i] = (q.x, q.y)
 
     check = outline_m.buffer(3000).bounds
@@ -361,10 +365,10 @@ def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
     # stage 1: rough townships (metric, unsnapped) to place the village seeds in
     t_faces, t_lab = _faces(outline_m, list(lines1), lambda p: nearest(field1.inverse(p), seats), metric=True)
     t_lab = consolidate(t_lab, shapely.area(t_faces), face_adjacency(t_faces))
-    rough = [shapely.union_all(t_faces[t_lab == i]) for i in range(len(TOWNSHIPS))]
+    rough = [shapely.union_all(t_faces[t_lab == i]) for i in range(len(specs))]
 
     seeds, seed_town, seed_kind = [], [], []
-    for i, t in enumerate(TOWNSHIPS):
+    for i, t in enumerate(specs):
         poly = rough[i]
         if poly.geom_type != "Polygon":
             raise RuntimeError(f"rough township {t.name} is {poly.geom_type}")
@@ -391,7 +395,7 @@ def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
     all_seeds = np.vstack(seeds)
     seed_town = np.array(seed_town)
     lines2 = []
-    for i in range(len(TOWNSHIPS)):
+    for i in range(len(specs)):
         e = wavy_edges(seeds[i], extent, field2, 200.0)
         lines2 += list(shapely.intersection(e, rough[i].buffer(1500)))
 
@@ -410,7 +414,7 @@ def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
     tlab = consolidate(nearest(field1.inverse(rp_m), seats), areas, adj)
     inv2 = field2.inverse(rp_m)
     ulab = np.empty(len(faces), dtype=int)
-    for i in range(len(TOWNSHIPS)):
+    for i in range(len(specs)):
         sel = tlab == i
         idx = np.flatnonzero(seed_town == i)
         ulab[sel] = idx[nearest(inv2[sel], all_seeds[idx])]
@@ -421,21 +425,21 @@ def build_partition(rng: np.random.Generator, report: list[str]) -> Partition:
     for s in range(len(all_seeds)):
         sel = ulab == s
         if not sel.any():
-            raise RuntimeError(f"seed {s} of {TOWNSHIPS[seed_town[s]].name} got no area; change SEED")
+            raise RuntimeError(f"seed {s} of {specs[seed_town[s]].name} got no area; change SEED")
         g = shapely.union_all(faces[sel], grid_size=GRID)
         if g.geom_type != "Polygon" or not g.is_valid:
             raise RuntimeError(f"unit of seed {s} is {g.geom_type}, valid={g.is_valid}")
         units.append({"seed": s, "town": int(seed_town[s]), "kind": seed_kind[s], "geom": g,
                       "seed_m": all_seeds[s]})
     townships = []
-    for i, t in enumerate(TOWNSHIPS):
+    for i, t in enumerate(specs):
         g = shapely.union_all([u["geom"] for u in units if u["town"] == i], grid_size=GRID)
         if g.geom_type != "Polygon" or not g.is_valid:
             raise RuntimeError(f"township {t.name} is {g.geom_type}, valid={g.is_valid}")
         slon, slat = to_wgs_xy(*seats[i])
         townships.append({"code": t.code, "name": t.name, "type": "town" if t.code[6] == "1" else "township",
                           "geom": g, "seat": (round(float(slon), 6), round(float(slat), 6))})
-    _name_units(units, townships, rng)
+    _name_units(units, townships, rng, specs)
     return Partition(outline, units, townships, report)
 
 
@@ -448,13 +452,13 @@ def _faces(outline_m, lines, labeller, metric: bool):
     return faces, lab
 
 
-def _name_units(units: list[dict], townships: list[dict], rng: np.random.Generator) -> None:
+def _name_units(units: list[dict], townships: list[dict], rng: np.random.Generator, specs: tuple = TOWNSHIPS) -> None:
     """Codes (township + 0xx for communities, 2xx for villages) and names."""
     pool = [a + b for a in VILLAGE_FIRST for b in VILLAGE_SECOND if a != b]
     order = rng.permutation(len(pool))
     names = iter(pool[k] for k in order.tolist())
-    taken = {t.name[:2] for t in TOWNSHIPS}
-    for i, t in enumerate(TOWNSHIPS):
+    taken = {t.name[:2] for t in specs}
+    for i, t in enumerate(specs):
         mine = [u for u in units if u["town"] == i]
         comm = [u for u in mine if u["kind"] == "urban"]
         vill = [u for u in mine if u["kind"] == "rural"]
@@ -558,12 +562,16 @@ def block_size(rng) -> int:
     return int(rng.integers(10, 61)) if rng.random() < 0.6 else int(rng.integers(80, 301))
 
 
-def make_households(part: Partition, rng: np.random.Generator):
-    """Household points per unit: lon, lat, households, unit index, urban flag."""
+def make_households(part: Partition, rng: np.random.Generator, specs: tuple = TOWNSHIPS,
+                    high_rise: tuple[str, ...] = ("牙叉镇",), upland_y0: float = 2125000.0):
+    """Household points per unit: lon, lat, households, unit index, urban flag.
+
+    Townships named in ``high_rise`` get apartment blocks; villages are 'upland' relative to the
+    metric northing ``upland_y0`` (see ``_upland``)."""
     upland_field = Field(rng, [(1.0, 30000), (0.8, 17000)])  # only d() is used
     rows = []     # (lon, lat, households, unit_idx, is_urban)
     anchors = {}  # unit index -> main cluster centre (metric), for stations
-    for t_i, t in enumerate(TOWNSHIPS):
+    for t_i, t in enumerate(specs):
         idx = [k for k, u in enumerate(part.units) if u["township_code"] == t.code]
         seat_m = np.array(to_metric_xy(*part.townships[t_i]["seat"]))
         comm = [k for k in idx if part.units[k]["kind"] == "urban"]
@@ -577,7 +585,7 @@ def make_households(part: Partition, rng: np.random.Generator):
                 target = int(round(t.urban_hh * share))
                 centre = ps.centre_near(u["seed_m"] * 0.6 + seat_m * 0.4, 150)
                 anchors[k] = centre
-                if t.name == "牙叉镇":
+                if t.name in high_rise:
                     blocks = split_total(int(target * 0.85), block_size, rng)
                     low = split_total(target - sum(blocks), shophouse_size, rng)
                     rows += _rows(ps.around(centre, 450, len(blocks)), blocks, k, True)
@@ -589,7 +597,7 @@ def make_households(part: Partition, rng: np.random.Generator):
                     rows += _rows(ps.around(centre, 450, len(low)), low, k, True)
         # villages: a xiang's seat village gets the dense seat cluster
         cent = np.array([part.units[k]["seed_m"] for k in vill])
-        up = _upland(cent, upland_field)
+        up = _upland(cent, upland_field, upland_y0)
         weights = rng.lognormal(0.0, 0.45, len(vill)) * np.where(up, 0.12, 1.0)
         targets = np.maximum(8, np.round(t.rural_hh * weights / weights.sum())).astype(int)
         for k, target, is_up in zip(vill, targets.tolist(), up.tolist()):
@@ -604,12 +612,12 @@ def make_households(part: Partition, rng: np.random.Generator):
     return rows, anchors
 
 
-def _upland(cent: np.ndarray, field: Field) -> np.ndarray:
+def _upland(cent: np.ndarray, field: Field, y0: float = 2125000.0) -> np.ndarray:
     """A village is 'upland' (few houses) where a smooth seeded relief field is high; the south
     of the county (the Yinggeling side) is higher."""
     if len(cent) == 0:
         return np.zeros(0, bool)
-    relief = field.d(cent)[:, 0] - (cent[:, 1] - 2125000.0) / 30000.0
+    relief = field.d(cent)[:, 0] - (cent[:, 1] - y0) / 30000.0
     return relief > 0.9
 
 
@@ -660,12 +668,11 @@ def people(rows, rng):
 
 
 # --------------------------------------------------------------------------- stations and roster
-def make_facilities(part: Partition, anchors: dict, rng):
+def make_facilities(part: Partition, anchors: dict, rng, n_exist: int = 14):
     rows = []
     for t in part.townships:
         rows.append((t["name"] + "党群服务中心", True, *t["seat"]))
     others = [k for k in range(len(part.units)) if k in anchors]
-    n_exist = 14
     pick = set(rng.choice(len(others), n_exist, replace=False).tolist())
     seat_units = {_unit_of(part, *t["seat"]) for t in part.townships}
     ext, cand = [], []
