@@ -89,12 +89,12 @@ def _role(request: Request, key: str | None) -> str:
     return role
 
 
-def reader(request: Request, key: str | None = Depends(api_key_header)) -> str:
+async def reader(request: Request, key: str | None = Depends(api_key_header)) -> str:
     """Any valid key (reader or planner)."""
     return _role(request, key)
 
 
-def planner(request: Request, key: str | None = Depends(api_key_header)) -> str:
+async def planner(request: Request, key: str | None = Depends(api_key_header)) -> str:
     role = _role(request, key)
     if RANK[role] < RANK["planner"]:
         raise ProblemError(403, f"this needs a planner key; yours is a {role} key", kind="forbidden")

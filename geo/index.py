@@ -80,7 +80,7 @@ class GridIndex:
     """An immutable point -> grid (+ station) index over one plan. See the module docstring."""
 
     def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
-                 minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 64.0,
+                 minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 256.0,
                  plan_id: str | None = None):
         import geopandas as gpd  # noqa: F401  (frames come in as GeoDataFrames)
 
@@ -337,7 +337,7 @@ class GridIndex:
         if self._kd is None or len(lon) == 0:
             return idx, mins
         ok = np.isfinite(lon) & np.isfinite(lat)
-        chord, j = self._kd.query(_unit_vectors(lon[ok], lat[ok]))
+        chord, j = self._kd.query(_unit_vectors(lon[ok], lat[ok]), workers=-1 if ok.sum() > 50_000 else 1)
         idx[ok] = j
         metres = 2.0 * EARTH_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
         mins[ok] = metres / (self.speed_kmh * 1000.0 / 60.0)
@@ -432,6 +432,44 @@ class GridIndex:
                 d["covered"] = False
             res[i] = d
         return res
+
+    def lookup_json(self, lon, lat, coords: str = "wgs84") -> bytes:
+        """Batch lookup serialized straight to a JSON array (``null`` outside every grid), in input
+        order — the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments."""
+        import orjson
+
+        coords = check_system(coords)
+        x, y = self._wgs(lon, lat, coords)
+        x, y = x.ravel(), y.ravel()
+        g = self.grid_of(x, y)
+        items = [b"null"] * len(x)
+        hit = np.flatnonzero(g >= 0)
+        if len(hit) == 0:
+            return b"[" + b",".join(items) + b"]"
+        frags = self._fragments(orjson)
+        s, minutes = self.nearest_station(x[hit], y[hit])
+        lim = self.minutes_limit
+        sfrag = self._station_frags
+        if self._kd is None:
+            tail = b',"station_id":null,"station_name":null,"minutes":null,"covered":false}'
+            for i, gi in zip(hit.tolist(), g[hit].tolist()):
+                items[i] = frags[gi] + tail
+        else:
+            cov = (minutes <= lim) if lim is not None else np.zeros(len(hit), dtype=bool)
+            mins = [orjson.dumps(round(m, 2)) for m in minutes.tolist()]
+            ends = (b',"covered":false}', b',"covered":true}')
+            for i, gi, si, m, c in zip(hit.tolist(), g[hit].tolist(), s.tolist(), mins, cov.tolist()):
+                items[i] = frags[gi] + sfrag[si] + m + ends[c]
+        return b"[" + b",".join(items) + b"]"
+
+    def _fragments(self, orjson) -> list[bytes]:
+        fr = getattr(self, "_grid_frags", None)
+        if fr is None:
+            fr = [orjson.dumps(a)[:-1] for a in self.grid_attrs]  # '{"grid_code":...,"worker_ids":[..]'
+            self._station_frags = [orjson.dumps({"station_id": i, "station_name": n})[1:-1].join((b",", b',"minutes":'))
+                                   for i, n in zip(self.station_ids, self.station_names)]
+            self._grid_frags = fr
+        return fr
 
     def __len__(self) -> int:
         return self.n

@@ -62,9 +62,18 @@ def test_reader_may_not_submit_or_cancel(env):
 
 
 def test_keys_are_hashed_at_rest(env):
-    _, keys, _, d = env
-    raw = (d / "data" / "gridplan.sqlite").read_bytes()
-    assert keys["planner"].encode() not in raw and keys["reader"].encode() not in raw
+    # read through the app's own engine: opening the SQLite file directly in this process would drop
+    # SQLite's POSIX locks held by the in-process server
+    c, keys, _, _ = env
+    import sqlalchemy as sa
+    from api.auth import hash_key
+    from api.store import keys as keys_table
+    with c.app.state.ctx.store.engine.connect() as conn:
+        rows = [tuple(map(str, r)) for r in conn.execute(sa.select(keys_table))]
+    assert len(rows) == 2
+    stored = " ".join(" ".join(r) for r in rows)
+    assert keys["planner"] not in stored and keys["reader"] not in stored
+    assert hash_key(keys["planner"]) in stored and hash_key(keys["reader"]) in stored
 
 
 def test_job_life_cycle_layers_download_and_listing(env):

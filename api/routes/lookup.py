@@ -10,13 +10,15 @@ from typing import Literal, Optional
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from api.auth import reader
-from api.problems import ProblemError
+from api.problems import ProblemError, error_item
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
+COORDS = ("wgs84", "gcj02", "bd09", "cgcs2000")
 Coords = Literal["wgs84", "gcj02", "bd09", "cgcs2000"]
 
 
@@ -57,7 +59,7 @@ def _index(request: Request, plan: str | None):
 
 @router.get("/lookup", response_model=Answer, summary="Which grid, workers and station serve this point",
             responses={404: {"description": "the point lies outside every grid (or there is no plan)"}})
-def lookup_one(request: Request,
+async def lookup_one(request: Request,
                lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
                plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
                _role: str = Depends(reader)) -> Response:
@@ -70,20 +72,53 @@ def lookup_one(request: Request,
     return Response(orjson.dumps(ans), media_type="application/json", headers={"X-Gridplan-Plan": plan_id})
 
 
+_BATCH_SCHEMA = BatchIn.model_json_schema()
+
+
 @router.post("/lookup", response_model=BatchOut, summary="Look up many points (results in input order)",
-             responses={413: {"description": "too many points"}})
-def lookup_batch(request: Request, body: BatchIn, _role: str = Depends(reader)) -> Response:
-    cap = request.app.state.ctx.settings.max_batch_points
-    n = len(body.points)
+             responses={413: {"description": "too many points"}, 422: {"description": "invalid body"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": _BATCH_SCHEMA}}}})
+async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Response:
+    """The body is parsed with orjson and numpy rather than pydantic (100,000 points in milliseconds);
+    its schema is ``BatchIn``."""
+    ctx = request.app.state.ctx
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ProblemError(422, "the body is not valid JSON", [error_item("body", None, str(e))], kind="invalid-request")
+    errs = []
+    if not isinstance(body, dict):
+        raise ProblemError(422, "the body must be a JSON object", [error_item("body", None, "expected an object")],
+                           kind="invalid-request")
+    plan, coords, points = body.get("plan"), body.get("coords", "wgs84"), body.get("points")
+    if plan is not None and (not isinstance(plan, str) or len(plan) > 64):
+        errs.append(error_item("body", "plan", "plan must be a job id (a string of at most 64 characters)"))
+    if coords not in COORDS:
+        errs.append(error_item("body", "coords", f"coords must be one of {', '.join(COORDS)}"))
+    if not isinstance(points, list):
+        errs.append(error_item("body", "points", "points must be a list of [lon, lat] pairs"))
+    if errs:
+        raise ProblemError(422, "the request is invalid: see errors", errs, kind="invalid-request")
+    n = len(points)
+    cap = ctx.settings.max_batch_points
     if n > cap:
         raise ProblemError(413, f"{n} points is more than the limit of {cap} per request", kind="batch-too-large")
-    plan_id, idx = _index(request, body.plan)
-    if n:
-        xy = np.asarray(body.points, dtype=float).reshape(n, 2)
-        ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
-        xy[~ok] = np.nan
-        results = idx.lookup_dicts(xy[:, 0], xy[:, 1], body.coords)
-    else:
-        results = []
-    request.app.state.ctx.metrics.lookup_points += n
-    return Response(orjson.dumps({"plan": plan_id, "results": results}), media_type="application/json")
+    try:
+        xy = np.array(points, dtype=float) if n else np.zeros((0, 2))
+        if xy.shape != (n, 2):
+            raise ValueError("shape")
+    except (ValueError, TypeError):
+        bad = next((k for k, p in enumerate(points) if not (isinstance(p, list) and len(p) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in p))), None)
+        raise ProblemError(422, "points must be [lon, lat] pairs of numbers",
+                           [error_item("body", f"points.{bad}", "expected [lon, lat], two numbers")],
+                           kind="invalid-request")
+    plan_id, idx = _index(request, plan)
+    ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
+    xy[~ok] = np.nan
+    arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \
+        idx.lookup_json(xy[:, 0], xy[:, 1], coords)
+    ctx.metrics.lookup_points += n
+    return Response(b'{"plan":' + orjson.dumps(plan_id) + b',"results":' + arr + b"}", media_type="application/json")

@@ -1,0 +1,162 @@
+"""HTTP lookup speed against a real server process (one uvicorn process, loopback).
+
+Builds a synthetic 20,000-grid plan as a succeeded job in a temporary data dir, starts
+``python -m api.server`` on a free port, then measures:
+  * single GET /v1/lookup at random points with 8 concurrent connections — wrk (Debian package)
+    when installed, else an asyncio httpx load generator — requests/s and p50/p99 latency;
+    baseline in the same run: GET /health (the framework's floor on this machine);
+  * one POST /v1/lookup with 100,000 points — seconds end to end (request + JSON both ways).
+Targets: >= 1,500 req/s with p99 < 20 ms; the 100,000-point batch < 1 s.
+
+    python benchmarks/http_lookup.py [--grids 20000] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LUA = """
+math.randomseed(%(seed)d)
+request = function()
+  local lon = %(x0)f + math.random() * %(w)f
+  local lat = %(y0)f + math.random() * %(h)f
+  return wrk.format("GET", string.format("/v1/lookup?lon=%%.6f&lat=%%.6f", lon, lat), {["X-API-Key"] = "%(key)s"})
+end
+"""
+
+
+def make_data_dir(d: Path, n_grids: int):
+    from api.auth import create_key
+    from api.settings import Settings
+    from api.store import Store
+    from benchmarks.lookup_speed import synthetic_plan
+    from geo.output import write_plan_dir
+
+    grids, stations, ext = synthetic_plan(n_grids)
+    s = Settings(data_dir=str(d))
+    st = Store(s)
+    jid = st.new_id()
+    st.create_job(jid, {}, {})
+    summary = {"grids": len(grids), "coverage": {"minutes": 20, "mode": "walk", "speed_kmh": 4.0, "share": 0.9}}
+    write_plan_dir(st.out_dir(jid), {"grids": grids, "stations": stations}, summary, report=False)
+    st.claim_next("bench")
+    st.finish(jid, "succeeded", summary=summary)
+    return create_key("reader", str(d)), ext
+
+
+def wrk_run(port, key, ext, seconds, conns, path_lua: Path, url_path="/v1/lookup"):
+    x0, y0, x1, y1 = ext
+    path_lua.write_text(LUA % dict(seed=1, x0=x0, y0=y0, w=x1 - x0, h=y1 - y0, key=key))
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    if url_path == "/v1/lookup":
+        cmd += ["-s", str(path_lua)]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}{url_path}"], capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, pct(50), pct(99), int(non2xx.group(1)) if non2xx else 0
+
+
+async def httpx_run(port, key, ext, seconds, conns, url_path="/v1/lookup"):
+    import httpx
+
+    rng = np.random.default_rng(1)
+    lat_ms, bad = [], 0
+    deadline = time.perf_counter() + seconds
+
+    async def client():
+        nonlocal bad
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as c:
+            while time.perf_counter() < deadline:
+                x, y = rng.uniform(ext[0], ext[2]), rng.uniform(ext[1], ext[3])
+                t0 = time.perf_counter()
+                r = await c.get(url_path, params={"lon": x, "lat": y} if url_path == "/v1/lookup" else None)
+                lat_ms.append((time.perf_counter() - t0) * 1e3)
+                bad += r.status_code >= 300
+    t0 = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(conns)])
+    el = time.perf_counter() - t0
+    a = np.array(lat_ms)
+    return len(a) / el, float(np.percentile(a, 50)), float(np.percentile(a, 99)), bad
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grids", type=int, default=20000)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--conns", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=100_000)
+    a = ap.parse_args()
+    import httpx
+
+    from tests.api_helpers import free_port, wait_healthy
+
+    tmp = Path(tempfile.mkdtemp(prefix="gridplan-bench-"))
+    proc = None
+    try:
+        key, ext = make_data_dir(tmp / "data", a.grids)
+        port = free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), GRIDPLAN_LOG_LEVEL="warning")
+        proc = subprocess.Popen([sys.executable, "-m", "api.server", "--port", str(port), "--data-dir",
+                                 str(tmp / "data")], cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wait_healthy(port, proc, timeout=120)
+        # warm up (the index loads at start-up; make sure it is there)
+        t0 = time.perf_counter()
+        while httpx.get(f"http://127.0.0.1:{port}/v1/lookup", params={"lon": (ext[0] + ext[2]) / 2,
+                        "lat": (ext[1] + ext[3]) / 2}, headers={"X-API-Key": key}).status_code != 200:
+            if time.perf_counter() - t0 > 120:
+                raise TimeoutError("index did not load")
+            time.sleep(0.2)
+        tool = "wrk" if shutil.which("wrk") else "httpx-asyncio"
+        print(f"# {a.grids} grids, one server process (uvicorn), {a.conns} connections, {a.seconds} s each, load by {tool}")
+        print(f"{'endpoint':40s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        for name, path in (("GET /health (framework floor)", "/health"), ("GET /v1/lookup (random points)", "/v1/lookup")):
+            if tool == "wrk":
+                r = wrk_run(port, key, ext, a.seconds, a.conns, tmp / "lookup.lua", path)
+            else:
+                r = asyncio.run(httpx_run(port, key, ext, a.seconds, a.conns, path))
+            print(f"{name:40s} {r[0]:9,.0f} {r[1]:8.2f} {r[2]:8.2f} {r[3]:8d}")
+        rng = np.random.default_rng(2)
+        pts = np.column_stack([rng.uniform(ext[0], ext[2], a.batch), rng.uniform(ext[1], ext[3], a.batch)]).tolist()
+        import json
+        body = json.dumps({"points": pts})
+        times = []
+        with httpx.Client(headers={"X-API-Key": key, "content-type": "application/json"}, timeout=60) as c:
+            for _ in range(3):
+                t0 = time.perf_counter()
+                r = c.post(f"http://127.0.0.1:{port}/v1/lookup", content=body)
+                r.json()
+                times.append(time.perf_counter() - t0)
+                assert r.status_code == 200 and len(r.json()["results"]) == a.batch
+        print(f"POST /v1/lookup {a.batch:,} points: best {min(times):.3f} s, median {sorted(times)[1]:.3f} s "
+              f"(request + server + parsing the {len(r.content) / 1e6:.1f} MB answer)")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
