@@ -86,6 +86,7 @@ def run_gerrychain(g, k, seed, eps=0.05):
     import random
 
     import networkx as nx
+    from gerrychain import Graph
     from gerrychain.tree import recursive_tree_part
     t = time.perf_counter()
     G = nx.Graph()
@@ -94,7 +95,7 @@ def run_gerrychain(g, k, seed, eps=0.05):
     G.add_edges_from((int(a), int(b)) for a, b in g.edges)
     random.seed(seed)
     tot = float(g.households.sum())
-    part = recursive_tree_part(G, range(k), tot / k, "pop", eps)
+    part = recursive_tree_part(Graph.from_networkx(G), range(k), tot / k, "pop", eps)
     lab = np.array([part[i] for i in range(g.n)])
     polys = dissolve_cells(g.polygons, lab, k)
     h = np.bincount(lab, weights=g.households, minlength=k)
