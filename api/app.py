@@ -205,10 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(settings, store, on_success=lambda _id: indexes.refresh_async())
         app.state.ctx = Context(settings, store, KeyCache(store.engine), indexes, dispatcher, metrics, time.time())
         dispatcher.start()
-        try:
-            await asyncio.to_thread(indexes._safe_refresh)
-        except Exception:  # noqa: BLE001
-            log.exception("loading the lookup index failed")
+        indexes.refresh_async()  # load the newest plan's index in the background; lookups wait for it
         log.info("server started", extra={"data_dir": str(settings.data_path), "db": settings.db_url.split("@")[-1]})
         try:
             yield

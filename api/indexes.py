@@ -75,6 +75,14 @@ class IndexRegistry:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
+    def peek(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
+        """The index if it is already in memory (no database, no build) — the hot path."""
+        cur = self.current
+        if plan_id is None or (cur is not None and cur[0] == plan_id):
+            return cur
+        idx = self._cache.get(plan_id)
+        return (plan_id, idx) if idx is not None else None
+
     def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
         """(plan id, index) for ``plan_id`` or the newest plan; None when there is none.
         Raises LookupError(status, detail) for an unknown or unfinished plan id."""

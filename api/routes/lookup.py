@@ -46,12 +46,15 @@ class BatchOut(BaseModel):
     results: list[Optional[Answer]]
 
 
-def _index(request: Request, plan: str | None):
-    try:
-        got = request.app.state.ctx.indexes.get(plan)
-    except LookupError as e:
-        status, detail = e.args
-        raise ProblemError(status, detail, kind="no-plan")
+async def _index(request: Request, plan: str | None):
+    reg = request.app.state.ctx.indexes
+    got = reg.peek(plan)
+    if got is None:  # not in memory: look the plan up and build its index off the event loop
+        try:
+            got = await run_in_threadpool(reg.get, plan)
+        except LookupError as e:
+            status, detail = e.args
+            raise ProblemError(status, detail, kind="no-plan")
     if got is None:
         raise ProblemError(404, "no succeeded plan yet: submit a job and wait for it to succeed", kind="no-plan")
     return got
@@ -63,7 +66,7 @@ async def lookup_one(request: Request,
                lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
                plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
                _role: str = Depends(reader)) -> Response:
-    plan_id, idx = _index(request, plan)
+    plan_id, idx = await _index(request, plan)
     ans = idx.lookup_one(lon, lat, coords)
     request.app.state.ctx.metrics.lookup_points += 1
     if ans is None:
@@ -115,7 +118,7 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
         raise ProblemError(422, "points must be [lon, lat] pairs of numbers",
                            [error_item("body", f"points.{bad}", "expected [lon, lat], two numbers")],
                            kind="invalid-request")
-    plan_id, idx = _index(request, plan)
+    plan_id, idx = await _index(request, plan)
     ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
     xy[~ok] = np.nan
     arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \
