@@ -36,9 +36,12 @@ def as_xy(geoms_or_xy) -> np.ndarray:
     g = np.asarray(getattr(geoms_or_xy, "values", geoms_or_xy))
     if len(g) == 0:
         return np.zeros((0, 2))
-    x = shapely.get_x(g)
-    y = shapely.get_y(g)
-    return np.column_stack([x, y]).astype(float)
+    out = np.full((len(g), 2), np.nan)
+    ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
+    if ok.any():
+        out[ok, 0] = shapely.get_x(g[ok])
+        out[ok, 1] = shapely.get_y(g[ok])
+    return out
 
 
 def finite_rows(xy: np.ndarray) -> np.ndarray:

@@ -96,7 +96,10 @@ def _units_of(points: np.ndarray, units: gpd.GeoDataFrame) -> np.ndarray:
 # --------------------------------------------------------------------------- main entry
 def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options: PlanOptions,
                   facilities: gpd.GeoDataFrame | None = None, network: str | None = None,
-                  time_limit: float = 30.0, workers: int = 2) -> SitingResult:
+                  time_limit: float = 30.0, workers: int = 1, tiebreak: bool = True,
+                  tiebreak_time: float = 5.0) -> SitingResult:
+    """Stations, service areas and coverage (see the module docstring). ``time_limit`` bounds each
+    solver call (seconds); ``tiebreak`` runs the p-median second stage for at most ``tiebreak_time``."""
     t0 = time.perf_counter()
     crs = households.crs
     minutes, mode = float(options.minutes), options.mode
@@ -172,9 +175,9 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
     if result is not None:
         notes.extend(result.notes)
         open_ = result.open
-        if len(np.setdiff1d(open_, forced)):
+        if tiebreak and len(np.setdiff1d(open_, forced)):
             result, tie_note = sm.tiebreak(cov, w, result, forced=forced, radius=minutes,
-                                           time_limit=min(time_limit, 20.0), seed=options.seed, workers=workers)
+                                           time_limit=tiebreak_time, seed=options.seed, workers=workers)
             open_ = result.open
             notes.append(tie_note)
     t_solve = time.perf_counter() - t_solve
