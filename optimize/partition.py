@@ -85,6 +85,10 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
     total = int(hh.sum())
     k = choose_k(total, target)
+    if k > 1 and barriers is None and total > 0:
+        res = _try_power(geometry, xy, hh, k, options, t0)
+        if res is not None:
+            return res
     fill = None
     if k > 1 and FILL_CELLS_PER_GRID:
         area = float(shapely.area(geometry))
@@ -121,6 +125,28 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
     return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
                          tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+
+
+def _try_power(geometry, xy, hh, k, options, t0) -> UnitPartition | None:
+    """The power-diagram model (optimize.power); None when it finds no balanced single-Polygon tiling."""
+    from geo.cells import merge_points
+    from optimize.power import power_partition
+    mp = merge_points(xy, hh)
+    if mp.m < k:
+        return None
+    res = power_partition(geometry, mp.xy, mp.households, k, float(options.tolerance), seed=int(options.seed))
+    if res is None:
+        return None
+    order = order_for_codes(res.polygons)
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    polys = [res.polygons[j] for j in order]
+    labels = rank[res.labels][mp.index]
+    gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64)
+    mean = hh.sum() / k
+    dev = float(np.max(np.abs(gh - mean)) / mean)
+    return UnitPartition(labels.astype(np.int64), polys, int(k), "optimal", dev, perf_counter() - t0,
+                         (), tuple(int(v) for v in gh), int(mp.m))
 
 
 def _smooth(polys, mp, point_lab, graph, k, tol):

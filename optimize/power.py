@@ -1,0 +1,295 @@
+"""Balanced grids as a capacity-constrained power diagram: exact balance, straight edges, convex pieces.
+
+The model (one unit, k grids, merged household points x_i with counts h_i):
+
+    min  Σ_ij f_ij · |x_i − c_j|²        (moment of inertia: compactness)
+    s.t. Σ_j f_ij = h_i                  (every household assigned)
+         lo ≤ Σ_i f_ij ≤ hi              (balance band around the unit mean)
+
+is a transportation problem, solved exactly by OR-Tools' min-cost flow. Its optimal dual
+potentials make the assignment a *power diagram*: point i goes to argmin_j |x_i − c_j|² − w_j.
+So the grids are the power cells of the centers clipped to the unit — polygons with straight
+edges, convex in a convex unit — and every household lies in the cell of its grid. Centers then
+move Lloyd-style to a blend of their households' centroid and their cell's area centroid (so grids
+spread over empty land instead of fanning out from a town), and the flow is solved again.
+
+A basic optimal flow splits at most k − 1 points between two grids; each split point goes to the
+grid that got most of it, and the power weights are re-derived for those labels (a system of
+difference constraints, solved by Bellman–Ford on the k centers) so that every point lies
+strictly inside its grid's cell. Pieces of a cell cut off by a concave unit outline join the
+neighbouring grid they share most border with. If a grid still comes out in several pieces or
+out of balance, the caller falls back to the CP-SAT cell model (``optimize.partition``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from ortools.graph.python import min_cost_flow
+
+ROUNDS = 14              # capacitated Lloyd rounds per start
+STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
+AREA_BLEND = 0.35        # weight of the cell's area centroid in the center update
+BAND = 0.6               # the flow's band is BAND·tolerance; the rest absorbs split points
+MARGIN = 1e-3            # m²: points lie strictly inside their power cell by this much
+NEAREST = 10             # candidate centers per point in the flow (all of them when k <= NEAREST)
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    labels: np.ndarray       # grid of each merged point
+    polygons: list           # k Polygons tiling the unit
+    centers: np.ndarray
+    weights: np.ndarray
+    pp_mean: float
+    max_dev: float
+
+
+def _kmeanspp(xy: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    p = w / w.sum()
+    centers = [xy[rng.choice(len(xy), p=p)]]
+    d2 = ((xy - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        q = w * d2
+        s = q.sum()
+        i = rng.choice(len(xy), p=q / s) if s > 0 else rng.choice(len(xy), p=p)
+        centers.append(xy[i])
+        d2 = np.minimum(d2, ((xy - xy[i]) ** 2).sum(1))
+    return np.array(centers, dtype=float)
+
+
+def balanced_flow(xy: np.ndarray, h: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  scale: float) -> np.ndarray:
+    """Balanced labels: optimal transportation of the households to the centers within [lo, hi].
+
+    A basic optimal flow splits at most k − 1 points between grids. Each split point is pinned to
+    the grid that got most of it, and the rest is solved again with the bands less what is pinned,
+    so a tower block that must go whole to one grid is balanced by the houses around it.
+    """
+    m, k = len(xy), len(centers)
+    labels = np.full(m, -1, dtype=np.int64)
+    pinned = np.zeros(k, dtype=np.int64)
+    free = np.arange(m)
+    for _ in range(4):
+        lab, split = _flow(xy[free], h[free], centers, np.maximum(lo - pinned, 0),
+                           np.maximum(hi - pinned, 0), scale)
+        if not split.any():
+            labels[free] = lab
+            return labels
+        fix = free[split]
+        labels[fix] = lab[split]
+        pinned += np.bincount(lab[split], weights=h[fix], minlength=k).astype(np.int64)
+        free = free[~split]
+        if not len(free):
+            return labels
+    labels[free] = lab[~split]
+    return labels
+
+
+def _flow(xy: np.ndarray, h: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Majority label of each point and whether its households were split between grids."""
+    H = int(h.sum())
+    if lo.sum() > H:                     # pinned points overfilled some grids: keep what bands can
+        lo = np.zeros_like(lo)
+    if hi.sum() < H:
+        hi = hi + (H - hi.sum() + len(hi) - 1) // len(hi)
+    m, k = len(xy), len(centers)
+    d2 = ((xy[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    if k > NEAREST:
+        cand = np.argpartition(d2, NEAREST, axis=1)[:, :NEAREST]
+    else:
+        cand = np.broadcast_to(np.arange(k), (m, k))
+    for attempt in range(2):
+        smcf = min_cost_flow.SimpleMinCostFlow()
+        tails = np.repeat(np.arange(m), cand.shape[1])
+        heads = m + cand.reshape(-1)
+        cost = np.rint(np.take_along_axis(d2, cand, 1).reshape(-1) / scale).astype(np.int64)
+        caps = np.repeat(h, cand.shape[1]).astype(np.int64)
+        arcs = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, cost)
+        sink = m + k
+        smcf.add_arcs_with_capacity_and_unit_cost(np.arange(m, m + k), np.full(k, sink),
+                                                  (hi - lo).astype(np.int64), np.zeros(k, np.int64))
+        supplies = np.concatenate([h, -lo, [-(h.sum() - lo.sum())]]).astype(np.int64)
+        smcf.set_nodes_supplies(np.arange(m + k + 1), supplies)
+        if smcf.solve() == smcf.OPTIMAL:
+            flow = smcf.flows(arcs).reshape(m, cand.shape[1])
+            lab = np.take_along_axis(cand, flow.argmax(1)[:, None], 1)[:, 0].astype(np.int64)
+            return lab, flow.max(1) < h
+        cand = np.broadcast_to(np.arange(k), (m, k))   # too few candidate arcs: use them all
+    raise RuntimeError("balanced assignment infeasible")
+
+
+def power_weights(xy: np.ndarray, labels: np.ndarray, centers: np.ndarray, margin: float) -> np.ndarray | None:
+    """Weights w with |x_i − c_l|² − w_l ≥ |x_i − c_j|² − w_j + margin for every point i of grid j.
+
+    Difference constraints w_l − w_j ≤ min_i(d_il − d_ij) − margin, solved by Bellman–Ford over the
+    k centers. None when the labels are not a power diagram (a negative cycle).
+    """
+    k = len(centers)
+    d2 = ((xy[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    C = np.full((k, k), np.inf)
+    for j in range(k):
+        sel = labels == j
+        if sel.any():
+            C[j] = (d2[sel] - d2[sel, j][:, None]).min(0) - margin
+    np.fill_diagonal(C, 0.0)
+    w = np.zeros(k)
+    for _ in range(k + 1):
+        nw = np.minimum(w, (w[:, None] + C).min(0))
+        if np.array_equal(nw, w):
+            return w - w.mean()
+        w = nw
+    return None
+
+
+def power_cells(geometry, centers: np.ndarray, weights: np.ndarray) -> list:
+    """Each center's power cell clipped to ``geometry`` (half-plane intersections)."""
+    k = len(centers)
+    minx, miny, maxx, maxy = geometry.bounds
+    big = 4.0 * max(maxx - minx, maxy - miny, 1.0)
+    box = shapely.box(minx - big / 4, miny - big / 4, maxx + big / 4, maxy + big / 4)
+    mid = np.array([(minx + maxx) / 2, (miny + maxy) / 2])
+    sq = (centers ** 2).sum(1)
+    out = []
+    for j in range(k):
+        cell = box
+        for l in range(k):
+            if l == j:
+                continue
+            n = centers[l] - centers[j]
+            nn = float(np.hypot(*n))
+            if nn == 0:
+                continue
+            b = (sq[l] - sq[j] - weights[l] + weights[j]) / 2.0   # n·x <= b
+            u = n / nn
+            p0 = mid + u * ((b - float(n @ mid)) / nn)   # the point of the edge line nearest the unit
+            t = np.array([-u[1], u[0]])
+            half = shapely.Polygon([p0 + t * big * 4, p0 - t * big * 4, p0 - t * big * 4 - u * big * 4,
+                                    p0 + t * big * 4 - u * big * 4])
+            cell = shapely.intersection(cell, half)
+            if cell.is_empty:
+                break
+        out.append(shapely.intersection(cell, geometry))
+    return out
+
+
+def _polygonal_parts(g) -> list:
+    return [p for p in shapely.get_parts(shapely.make_valid(g)) if p.geom_type == "Polygon" and p.area > 0] \
+        if g.geom_type != "Polygon" else ([g] if g.area > 0 else [])
+
+
+def repair_fragments(cells: list, xy: np.ndarray, h: np.ndarray) -> list | None:
+    """Pieces of a grid cut off by a concave outline join the neighbour sharing most border with them.
+
+    Returns k single Polygons, or None when a piece touches no other grid (an island).
+    """
+    k = len(cells)
+    mains, frags = [], []
+    for j, c in enumerate(cells):
+        parts = _polygonal_parts(c)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            mains.append(parts[0])
+            continue
+        hh = [float(h[shapely.contains_xy(p, xy[:, 0], xy[:, 1])].sum()) if len(xy) else 0.0 for p in parts]
+        best = max(range(len(parts)), key=lambda i: (hh[i], parts[i].area))
+        mains.append(parts[best])
+        frags.extend(parts[i] for i in range(len(parts)) if i != best)
+    # the smallest pieces first, so a piece may join a grid that grew by an earlier one
+    for f in sorted(frags, key=lambda p: p.area):
+        shared = [(mains[j].intersection(f.boundary).length, j) for j in range(k)]
+        length, j = max(shared)
+        if length <= 0:
+            return None
+        merged = shapely.union_all([mains[j], f])
+        if merged.geom_type != "Polygon":
+            merged = shapely.make_valid(merged)
+            if merged.geom_type != "Polygon":
+                return None
+        mains[j] = merged
+    return mains
+
+
+def _pp(polys) -> np.ndarray:
+    a = shapely.area(np.asarray(polys, dtype=object))
+    p = shapely.length(np.asarray(polys, dtype=object))
+    return 4 * np.pi * a / np.maximum(p * p, 1e-12)
+
+
+def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: float, seed: int = 0,
+                    rounds: int = ROUNDS, starts: int = STARTS) -> PowerResult | None:
+    """Balanced compact partition of merged points into k grids, or None if none was found.
+
+    Balanced means every grid within ±tolerance of the mean, or within half the largest
+    indivisible point (a tower block cannot be split).
+    """
+    m = len(xy)
+    if k < 2 or m < k:
+        return None
+    h = np.asarray(h, dtype=np.int64)
+    H = int(h.sum())
+    mean = H / k
+    slack = max(tolerance * mean, 0.5 * float(h.max()))
+    band = BAND * tolerance
+    lo = np.full(k, math.ceil(mean * (1 - band)), dtype=np.int64)
+    hi = np.full(k, math.floor(mean * (1 + band)), dtype=np.int64)
+    if (hi < lo).any() or lo.sum() > H or hi.sum() < H:
+        lo = np.full(k, math.floor(mean), dtype=np.int64)
+        hi = np.full(k, math.ceil(mean), dtype=np.int64)
+    origin = np.array(geometry.centroid.coords[0])
+    xy = np.asarray(xy, dtype=float) - origin          # local coordinates: well-conditioned squares
+    geometry = shapely.transform(geometry, lambda c: c - origin)
+    area = float(geometry.area)
+    scale = max(area / k / 1e6, 1e-9)          # costs in units of (cell area)/1e6: integer resolution
+    wf = h.astype(float)
+    best: PowerResult | None = None
+    best_rank = None
+    rng = np.random.default_rng(seed)
+    for start in range(starts):
+        centers = _kmeanspp(xy, wf, k, rng)
+        res = None
+        for _ in range(rounds):
+            try:
+                labels = balanced_flow(xy, h, centers, lo, hi, scale)
+            except RuntimeError:
+                break
+            w = power_weights(xy, labels, centers, MARGIN)
+            if w is None:
+                w = power_weights(xy, labels, centers, 0.0)
+            if w is None:
+                break
+            cells = power_cells(geometry, centers, w)
+            polys = repair_fragments(cells, xy, h)
+            if polys is not None:
+                from geo.grids import assign_points
+                lab = assign_points(polys, xy)
+                gh = np.bincount(lab, weights=h, minlength=k)
+                dev = np.abs(gh - mean)
+                if dev.max() <= slack + 1e-9 and (np.bincount(lab, minlength=k) > 0).all():
+                    pp = float(_pp(polys).mean())
+                    res = PowerResult(lab, polys, centers.copy(), w, pp, float(dev.max() / mean))
+                    # balance first (what exceeds the tolerance, in households), then compactness
+                    rank = (round(max(dev.max() - tolerance * mean, 0.0)), -pp)
+                    if best is None or rank < best_rank:
+                        best, best_rank = res, rank
+            # Lloyd step: blend of household centroid and the cell's area centroid
+            new = centers.copy()
+            for j in range(k):
+                sel = labels == j
+                if sel.any():
+                    hc = (xy[sel] * wf[sel, None]).sum(0) / wf[sel].sum()
+                    c = cells[j]
+                    ac = np.array(c.centroid.coords[0]) if not c.is_empty else hc
+                    new[j] = (1 - AREA_BLEND) * hc + AREA_BLEND * ac
+            moved = float(np.abs(new - centers).max())
+            centers = new
+            if moved < 0.5:
+                break
+    if best is None:
+        return None
+    back = [shapely.transform(p, lambda c: c + origin) for p in best.polygons]
+    return PowerResult(best.labels, back, best.centers + origin, best.weights, best.pp_mean, best.max_dev)
