@@ -1,6 +1,13 @@
-"""Balanced, contiguous, compact grids inside one unit (OR-Tools CP-SAT).
+"""Balanced, contiguous, compact grids inside one unit (OR-Tools min-cost flow and CP-SAT).
 
-The model, per unit (see ``partition_unit``):
+First model (``optimize.power``, status "power"): a capacity-constrained power diagram — the exact
+balanced assignment by min-cost flow, grids as power cells clipped to the unit (straight edges),
+capacitated Lloyd rounds for compactness. It is used whenever it tiles the unit with single
+Polygons within the tolerance. When tower blocks keep it out of tolerance (or it fails: islands,
+barrier lines), the CP-SAT cell model below runs, and replaces the power grids only when it is
+clearly more balanced (by half the tolerance) or the power model found nothing.
+
+The CP-SAT cell model, per unit:
 
 1. ``geo.cells.build_cells``: merged household points → Voronoi cells clipped to the unit →
    adjacency graph (shared edges of positive length, never across a barrier line). Units with many
@@ -30,7 +37,7 @@ A wall-clock cap of several times the budget exists only as a safety net.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter
 
 import numpy as np
@@ -85,10 +92,13 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
     total = int(hh.sum())
     k = choose_k(total, target)
+    power = None
     if k > 1 and barriers is None and total > 0:
-        res = _try_power(geometry, xy, hh, k, options, t0)
-        if res is not None:
-            return res
+        power = _try_power(geometry, xy, hh, k, options, t0)
+        if power is not None and power.max_abs_dev <= float(options.tolerance) + 1e-9:
+            return power
+        # a tower block keeps the power grids out of tolerance: the cell model may balance it
+        # better (e.g. a grid ringing the block), so it runs too and the more balanced one wins
     fill = None
     if k > 1 and FILL_CELLS_PER_GRID:
         area = float(shapely.area(geometry))
@@ -123,8 +133,22 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
     mean = total / k
     dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
+    if power is not None and (_power_wins(power, k, dev, float(options.tolerance)) or multi):
+        return replace(power, seconds=perf_counter() - t0, notes=power.notes + (
+            f"tolerance unreachable with indivisible points: max deviation {power.max_abs_dev:.1%} "
+            "exceeds it (the smallest found)",))
+    if power is not None and power.k == k and dev > float(options.tolerance):
+        notes.append(f"tolerance unreachable with indivisible points: max deviation {dev:.1%} exceeds it "
+                     "(the smallest found)")
     return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
                          tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+
+
+def _power_wins(power: UnitPartition, k: int, cell_dev: float, tol: float) -> bool:
+    """Balance first: the cell model's grids replace the power grids only when they are more
+    balanced by a margin that matters (half the tolerance, in deviation from the mean);
+    otherwise the straighter, more compact power grids stay."""
+    return power.k != k or cell_dev >= power.max_abs_dev - 0.5 * tol
 
 
 def _try_power(geometry, xy, hh, k, options, t0) -> UnitPartition | None:
@@ -145,7 +169,7 @@ def _try_power(geometry, xy, hh, k, options, t0) -> UnitPartition | None:
     gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64)
     mean = hh.sum() / k
     dev = float(np.max(np.abs(gh - mean)) / mean)
-    return UnitPartition(labels.astype(np.int64), polys, int(k), "optimal", dev, perf_counter() - t0,
+    return UnitPartition(labels.astype(np.int64), polys, int(k), "power", dev, perf_counter() - t0,
                          (), tuple(int(v) for v in gh), int(mp.m))
 
 

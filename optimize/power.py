@@ -31,6 +31,7 @@ from ortools.graph.python import min_cost_flow
 
 ROUNDS = 14              # capacitated Lloyd rounds per start
 STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
+MORE_STARTS = 12         # starts allowed while indivisible points keep the best out of tolerance
 AREA_BLEND = 0.35        # weight of the cell's area centroid in the center update
 BAND = 0.6               # the flow's band is BAND·tolerance; the rest absorbs split points
 MARGIN = 1e-3            # m²: points lie strictly inside their power cell by this much
@@ -61,31 +62,39 @@ def _kmeanspp(xy: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -
 
 
 def balanced_flow(xy: np.ndarray, h: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                  scale: float) -> np.ndarray:
-    """Balanced labels: optimal transportation of the households to the centers within [lo, hi].
+                  scale: float) -> list[np.ndarray]:
+    """Balanced labelings: optimal transportation of the households to the centers within [lo, hi].
 
-    A basic optimal flow splits at most k − 1 points between grids. Each split point is pinned to
-    the grid that got most of it, and the rest is solved again with the bands less what is pinned,
-    so a tower block that must go whole to one grid is balanced by the houses around it.
+    A basic optimal flow splits at most k − 1 points between grids; the first labeling gives each
+    split point to the grid that got most of it. When a split point is big (a tower block), a
+    second labeling pins the split points so and solves the rest again with the bands less what
+    is pinned, so the houses around a block balance it. (The second is not always a power diagram
+    of the same centers; the caller keeps whichever labeling is valid and better.)
     """
     m, k = len(xy), len(centers)
+    first, split = _flow(xy, h, centers, lo, hi, scale)
+    out = [first]
+    if not split.any() or h[split].max() <= 3:
+        return out
     labels = np.full(m, -1, dtype=np.int64)
     pinned = np.zeros(k, dtype=np.int64)
     free = np.arange(m)
+    lab = first
     for _ in range(4):
-        lab, split = _flow(xy[free], h[free], centers, np.maximum(lo - pinned, 0),
-                           np.maximum(hi - pinned, 0), scale)
-        if not split.any():
-            labels[free] = lab
-            return labels
         fix = free[split]
         labels[fix] = lab[split]
         pinned += np.bincount(lab[split], weights=h[fix], minlength=k).astype(np.int64)
         free = free[~split]
         if not len(free):
-            return labels
-    labels[free] = lab[~split]
-    return labels
+            break
+        lab, split = _flow(xy[free], h[free], centers, np.maximum(lo - pinned, 0),
+                           np.maximum(hi - pinned, 0), scale)
+        if not split.any():
+            break
+    if len(free):
+        labels[free] = lab
+    out.append(labels)
+    return out
 
 
 def _flow(xy: np.ndarray, h: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -249,22 +258,30 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
     best: PowerResult | None = None
     best_rank = None
     rng = np.random.default_rng(seed)
-    for start in range(starts):
+    for start in range(max(starts, MORE_STARTS)):
+        if start >= starts and (best_rank is not None and best_rank[0] == 0 or float(h.max()) <= 3):
+            break   # balanced already (or nothing indivisible to work around): no more starts
         centers = _kmeanspp(xy, wf, k, rng)
         res = None
         for _ in range(rounds):
             try:
-                labels = balanced_flow(xy, h, centers, lo, hi, scale)
+                labelings = balanced_flow(xy, h, centers, lo, hi, scale)
             except RuntimeError:
                 break
-            w = power_weights(xy, labels, centers, MARGIN)
-            if w is None:
-                w = power_weights(xy, labels, centers, 0.0)
-            if w is None:
-                break
-            cells = power_cells(geometry, centers, w)
-            polys = repair_fragments(cells, xy, h)
-            if polys is not None:
+            labels = labelings[0]
+            cells = None
+            for cand in labelings:
+                w = power_weights(xy, cand, centers, MARGIN)
+                if w is None:
+                    w = power_weights(xy, cand, centers, 0.0)
+                if w is None:
+                    continue
+                c_cells = power_cells(geometry, centers, w)
+                if cells is None:
+                    cells = c_cells
+                polys = repair_fragments(c_cells, xy, h)
+                if polys is None:
+                    continue
                 from geo.grids import assign_points
                 lab = assign_points(polys, xy)
                 gh = np.bincount(lab, weights=h, minlength=k)
@@ -276,6 +293,8 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
                     rank = (round(max(dev.max() - tolerance * mean, 0.0)), -pp)
                     if best is None or rank < best_rank:
                         best, best_rank = res, rank
+            if cells is None:
+                break
             # Lloyd step: blend of household centroid and the cell's area centroid
             new = centers.copy()
             for j in range(k):
