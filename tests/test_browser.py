@@ -161,7 +161,8 @@ def write_small_inputs(d: Path) -> tuple[Path, Path]:
     layers["units"][["village_code", "village_name", "township_code", "county_code", "geometry"]].to_file(b)
     hh = layers["households"]
     h = d / "households.csv"
-    hh.assign(lon=hh.geometry.x.round(6), lat=hh.geometry.y.round(6))[["id", "lon", "lat", "households"]].to_csv(h, index=False)
+    hh.assign(lon=hh.geometry.x.round(6), lat=hh.geometry.y.round(6), population=hh["households"] * 3)[
+        ["id", "lon", "lat", "households", "population"]].to_csv(h, index=False)
     return b, h
 
 
