@@ -34,7 +34,7 @@ STARTS = 3               # seeded k-means++ starts; the most compact balanced re
 MORE_STARTS = 12         # starts allowed while indivisible points keep the best out of tolerance
 AREA_BLEND = 0.35        # weight of the cell's area centroid in the center update
 BAND = 0.6               # the flow's band is BAND·tolerance; the rest absorbs split points
-MARGIN = 1e-3            # m²: points lie strictly inside their power cell by this much
+MARGINS = (0.5, 0.05, 0.0)  # m: households lie at least this far inside their grid (first feasible)
 NEAREST = 10             # candidate centers per point in the flow (all of them when k <= NEAREST)
 
 
@@ -132,18 +132,21 @@ def _flow(xy: np.ndarray, h: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi
 
 
 def power_weights(xy: np.ndarray, labels: np.ndarray, centers: np.ndarray, margin: float) -> np.ndarray | None:
-    """Weights w with |x_i − c_l|² − w_l ≥ |x_i − c_j|² − w_j + margin for every point i of grid j.
+    """Weights putting every point of grid j at least ``margin`` metres inside j's power cell.
 
-    Difference constraints w_l − w_j ≤ min_i(d_il − d_ij) − margin, solved by Bellman–Ford over the
-    k centers. None when the labels are not a power diagram (a negative cycle).
+    The edge between cells j and l is the line where |x − c_j|² − w_j = |x − c_l|² − w_l; a point
+    lies δ metres on j's side of it when (d_il − w_l) − (d_ij − w_j) ≥ 2·|c_l − c_j|·δ. So:
+    difference constraints w_l − w_j ≤ min_i(d_il − d_ij) − 2·|c_l − c_j|·margin, solved by
+    Bellman–Ford over the k centers. None when no such weights exist (a negative cycle).
     """
     k = len(centers)
     d2 = ((xy[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    gap = 2.0 * np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(-1)) * margin
     C = np.full((k, k), np.inf)
     for j in range(k):
         sel = labels == j
         if sel.any():
-            C[j] = (d2[sel] - d2[sel, j][:, None]).min(0) - margin
+            C[j] = (d2[sel] - d2[sel, j][:, None]).min(0) - gap[j]
     np.fill_diagonal(C, 0.0)
     w = np.zeros(k)
     for _ in range(k + 1):
@@ -271,9 +274,8 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
             labels = labelings[0]
             cells = None
             for cand in labelings:
-                w = power_weights(xy, cand, centers, MARGIN)
-                if w is None:
-                    w = power_weights(xy, cand, centers, 0.0)
+                w = next((w for w in (power_weights(xy, cand, centers, mg) for mg in MARGINS)
+                          if w is not None), None)
                 if w is None:
                     continue
                 c_cells = power_cells(geometry, centers, w)
