@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
@@ -113,6 +113,15 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     problems: list[Problem] = list(ds.problems)
     units, hh = ds.units, ds.households.copy()
     n_units = len(units)
+    # population where the input has none: households × the average household size (an estimate, said so)
+    missing_pop = hh["population"].isna()
+    if missing_pop.any():
+        hh.loc[missing_pop, "population"] = hh.loc[missing_pop, "households"] * opts.persons_per_household
+        problems.append(Problem(source=ds.sources.get("households", "households"), row=None,
+                                kind="population_estimated", count=int(missing_pop.sum()),
+                                message=f"{int(missing_pop.sum())} household row(s) have no population: estimated "
+                                        f"as households × {opts.persons_per_household}"))
+    ds = replace(ds, households=hh)
 
     # --- partition, unit by unit ---------------------------------------------------------
     t = time.perf_counter()
