@@ -702,13 +702,16 @@ def _unit_of(part: Partition, lon: float, lat: float) -> int:
 
 
 def make_roster(part: Partition, hh_ll: np.ndarray, hh: np.ndarray, unit_of: np.ndarray, rng):
-    """Per township: one full-time worker per ~300 households plus ~25% part-time, living near
+    """Per township: a full-time worker for every grid its villages will need at ~300 households a
+    grid (一格一员: at least one per village) plus 10% spare, and ~25% part-time, living near
     (within a few hundred metres of) the township's households."""
     rows = []
     unit_town = np.array([u["township_code"] for u in part.units])
+    unit_hh = np.bincount(unit_of, weights=hh, minlength=len(part.units))
     for t in part.townships:
         sel = np.flatnonzero(unit_town[unit_of] == t["code"])
-        n_full = max(1, int(round(hh[sel].sum() / 300)))
+        grids = sum(max(1, int(np.floor(unit_hh[u] / 300 + 0.5))) for u in np.flatnonzero(unit_town == t["code"]))
+        n_full = grids + int(np.ceil(0.1 * grids))
         n_part = int(round(0.25 * n_full))
         prob = hh[sel] / hh[sel].sum()
         poly = t["geom"]
