@@ -85,8 +85,12 @@ def child_plan(cfg: dict) -> dict:
     cluster = None
     if cfg["config"] == "dask":
         from dask.distributed import LocalCluster
+        from dask.distributed import Client
         cluster = LocalCluster(n_workers=cfg.get("dask_workers", 2), threads_per_worker=1, processes=True,
                                dashboard_address=None)
+        # optimize.executors builds ``as_completed()`` before any future, which needs a *default*
+        # client (its own is set_as_default=False): keep one here until that is fixed there
+        default_client = Client(cluster)   # noqa: F841
         kwargs["scheduler"] = cluster.scheduler_address
     else:
         kwargs["jobs"] = int(cfg["config"])
