@@ -101,6 +101,7 @@ def max_load(workload: np.ndarray, workers: np.ndarray) -> float:
 FORBIDDEN = 1e12
 PRIMARY_BONUS = 1e9      # first slots are filled before any second slot
 FULL_ON_SECOND = 1e7     # a full-time worker takes a second slot only when part-timers run out
+PART_ON_FIRST = 1e8      # a part-timer holds a grid's first place only when full-timers run out
 
 
 def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster: gpd.GeoDataFrame
@@ -118,10 +119,8 @@ def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster:
     bad = [i for i, r in enumerate(roles) if r not in ("full", "part")]
     if bad:
         raise ValueError(f"roster row {bad[0] + 1}: role must be 'full' or 'part', got {roles[bad[0]]!r}")
-    n_full = int((roles == "full").sum())
-    if n_full < n:
-        raise ValueError(f"roster has {n_full} full-time worker(s) for {n} grids: every grid needs one "
-                         f"full-time worker (add {n - n_full} full-time worker(s) or merge grids)")
+    # Fewer full-timers than grids is a staffing gap, not a reason to lose the plan: part-timers
+    # then hold first places and the caller reports those grids (see ``vacancies``).
     if roster.crs is not None and grids.crs is not None and roster.crs != grids.crs:
         roster = roster.to_crs(grids.crs)
     home = np.column_stack([roster.geometry.x.to_numpy(), roster.geometry.y.to_numpy()])
@@ -133,7 +132,7 @@ def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster:
     dist = np.where(np.isfinite(dist), dist, 1e8)
     full = (roles == "full")[:, None]
     cost = dist.copy()
-    cost = np.where(first[None, :] & ~full, FORBIDDEN, cost)
+    cost = np.where(first[None, :] & ~full, cost + PART_ON_FIRST, cost)
     cost = np.where(~first[None, :] & full, cost + FULL_ON_SECOND, cost)
     cost = np.where(first[None, :], cost - PRIMARY_BONUS, cost)
     ri, ci = linear_sum_assignment(cost)
@@ -156,6 +155,15 @@ def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster:
         "travel_m": np.round(travel, 1),
         "slot": slot,
     }, geometry=roster.geometry.values, crs=roster.crs)
+
+
+def vacancies(grids: gpd.GeoDataFrame, assigned: gpd.GeoDataFrame) -> tuple[list[str], list[str]]:
+    """Grid codes with no worker at all, and grid codes whose first place is held by a part-timer."""
+    codes = grids["grid_code"].astype(str)
+    first = assigned[assigned["slot"] == "first"]
+    staffed = set(first["grid_code"].astype(str))
+    part_led = set(first.loc[first["role"] == "part", "grid_code"].astype(str))
+    return [c for c in codes if c not in staffed], [c for c in codes if c in part_led]
 
 
 def staffing_summary(workload: np.ndarray, workers: np.ndarray, budget: int, notes: list[str]) -> dict:

@@ -108,11 +108,19 @@ def test_roster_rules_full_first_part_second_nearest_home():
     assert out.travel_m.sum() == pytest.approx(best, abs=1.0)
 
 
-def test_roster_with_too_few_full_time_workers_is_a_clear_error():
+def test_roster_with_too_few_full_time_workers_staffs_what_it_can_and_names_the_gaps():
+    from optimize.staffing import vacancies
     g = _grids(3)
-    r = _roster(["full", "part", "part", "part"], [0.0, 1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="1 full-time worker"):
-        assign_roster(g, np.array([1, 1, 1]), r)
+    r = _roster(["full", "part", "part"], [0.0, 1.0, 2.0])
+    out = assign_roster(g, np.array([1, 1, 1]), r)
+    # the one full-timer holds a first place; part-timers hold the other two rather than leave them empty
+    assert (out.slot == "first").sum() == 3
+    assert out.loc[out.role == "full", "slot"].eq("first").all()
+    empty, part_led = vacancies(g, out)
+    assert empty == [] and len(part_led) == 2
+    fewer = assign_roster(g, np.array([1, 1, 1]), _roster(["full"], [0.0]))
+    empty, part_led = vacancies(g, fewer)
+    assert len(empty) == 2 and part_led == []
 
 
 def test_roster_extra_workers_left_unassigned_and_full_fill_second_when_no_part():
