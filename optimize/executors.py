@@ -63,21 +63,16 @@ def _run_dask(fn, tasks, scheduler, on_result, max_in_flight):
         n_workers = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
         limit = max_in_flight or n_workers * 4
         it = iter(tasks)
-        ac = as_completed()
-        in_flight = 0
-        for t in it:
-            ac.add(client.submit(fn, t, pure=False))
-            in_flight += 1
-            if in_flight >= limit:
-                break
+        first = [client.submit(fn, t, pure=False) for _, t in zip(range(limit), it)]
+        if not first:
+            return
+        ac = as_completed(first, loop=client.loop)   # our client's loop: it is not the default client
         for fut in ac:
             on_result(fut.result())
             fut.release()
-            in_flight -= 1
             nxt = next(it, None)
             if nxt is not None:
                 ac.add(client.submit(fn, nxt, pure=False))
-                in_flight += 1
     finally:
         client.close()
 

@@ -172,6 +172,17 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     grids_m["workers"] = staffing.allocate_workers(workload, budget) if len(grids_m) else np.array([], dtype=int)
     if roster is not None and len(grids_m):
         workers_m = staffing.assign_roster(grids_m, grids_m["workers"].to_numpy(), roster)
+        empty, part_led = staffing.vacancies(grids_m, workers_m)
+        src = ds.sources.get("roster", "roster")
+        if empty:
+            problems.append(Problem(source=src, row=None, kind="roster_vacancy", count=len(empty),
+                                    message=f"{len(empty)} grid(s) have no worker from the roster: "
+                                            f"{', '.join(empty[:10])}{' …' if len(empty) > 10 else ''}"))
+        if part_led:
+            problems.append(Problem(source=src, row=None, kind="roster_no_full_time", count=len(part_led),
+                                    message=f"{len(part_led)} grid(s) have no full-time worker (a part-timer holds "
+                                            f"the first place): {', '.join(part_led[:10])}"
+                                            f"{' …' if len(part_led) > 10 else ''} — add full-time workers"))
     else:
         workers_m = gpd.GeoDataFrame({"worker_id": pd.Series(dtype=object), "grid_code": pd.Series(dtype=object),
                                       "role": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=ds.crs),

@@ -58,12 +58,15 @@ def test_grids_nest_tile_and_count(small_plan):
     assert small_plan.summary["workers"] == int(grids.workers.sum()) == int(small_plan.units.workers.sum())
 
 
-def test_every_grid_code_order_is_west_to_east(small_plan):
-    for _, sub in small_plan.grids.groupby("village_code"):
+def test_grid_codes_run_in_reading_order(small_plan):
+    """Sequence numbers follow rows north→south, west→east inside a row (geo.grids.order_for_codes)."""
+    from geo.grids import order_for_codes
+    grids = small_plan.grids.to_crs(small_plan.summary["crs"])   # the plan's own metric CRS
+    for _, sub in grids.groupby("village_code"):
         sub = sub.sort_values("grid_code")
-        x = shapely.get_x(shapely.point_on_surface(sub.geometry.values))
-        # representative points of consecutive codes never step west by more than a hair
-        assert (np.diff(x) >= -1e-9).all() or len(sub) == 1
+        seq = sub.grid_code.str[-3:].astype(int).to_numpy()
+        assert (seq == np.arange(1, len(sub) + 1)).all()
+        assert (order_for_codes(sub.geometry.values) == np.arange(len(sub))).all()
 
 
 def test_output_dir_passes_the_contract_checker(small_plan_dir, sample_small):
