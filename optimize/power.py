@@ -34,7 +34,8 @@ STARTS = 3               # seeded k-means++ starts; the most compact balanced re
 MORE_STARTS = 12         # starts allowed while indivisible points keep the best out of tolerance
 AREA_BLEND = 0.35        # weight of the cell's area centroid in the center update
 BAND = 0.6               # the flow's band is BAND·tolerance; the rest absorbs split points
-MARGINS = (0.5, 0.05, 0.0)  # m: households lie at least this far inside their grid (first feasible)
+MARGINS = (0.5, 0.05, 0.005, 0.0005, 0.0)  # m: households lie at least this far inside their grid (first
+# feasible; Bellman–Ford's weights are extremal, so at 0 the binding household sits exactly on an edge)
 NEAREST = 10             # candidate centers per point in the flow (all of them when k <= NEAREST)
 
 
@@ -273,6 +274,7 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
                 break
             labels = labelings[0]
             cells = None
+            repaired = None          # (labels, grids) of the first labeling that tiled the unit
             for cand in labelings:
                 w = next((w for w in (power_weights(xy, cand, centers, mg) for mg in MARGINS)
                           if w is not None), None)
@@ -286,6 +288,8 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
                     continue
                 from geo.grids import assign_points
                 lab = assign_points(polys, xy)
+                if repaired is None:
+                    repaired = (lab, polys)
                 gh = np.bincount(lab, weights=h, minlength=k)
                 dev = np.abs(gh - mean)
                 if dev.max() <= slack + 1e-9 and (np.bincount(lab, minlength=k) > 0).all():
@@ -297,7 +301,10 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
                         best, best_rank = res, rank
             if cells is None:
                 break
-            # Lloyd step: blend of household centroid and the cell's area centroid
+            # Lloyd step: blend of household centroid and the cell's area centroid, taken over the
+            # grids as repaired (a fragment across a notch moved to a neighbour moves its centre too)
+            if repaired is not None:
+                labels, cells = repaired
             new = centers.copy()
             for j in range(k):
                 sel = labels == j
