@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from geo.grids import assign_points
@@ -32,24 +33,74 @@ def test_choose_k():
         choose_k(10, 0)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), n=st.integers(300, 500), concave=st.booleans())
-def test_single_houses_give_balanced_connected_tiling(seed, n, concave):
-    unit = random_unit(seed, concave)
-    xy = points_in(unit, n, seed + 1)
-    h = np.ones(n, dtype=int)
-    r = partition_unit(unit, xy, h, 100, OPT)
-    assert r.k == choose_k(n, 100)
+def unit_of(kind: str, seed: int):
+    """A seeded unit of about 1–4 km²: "convex" (hull of random points), "L", "U" (two arms and a
+    notch), "star" (tests.test_cells.random_unit's 10-vertex star, radii 300–900 m); rotated."""
+    r = np.random.default_rng(seed)
+    s = float(r.uniform(700, 1600))
+    if kind == "star":
+        return random_unit(seed, True)
+    if kind == "convex":
+        g = shapely.MultiPoint(r.uniform(-s, s, size=(12, 2))).convex_hull
+    elif kind == "L":
+        a = float(r.uniform(0.3, 0.6))
+        g = shapely.Polygon([(0, 0), (s, 0), (s, a * s), (a * s, a * s), (a * s, s), (0, s)])
+    elif kind == "U":
+        a, d = float(r.uniform(0.2, 0.35)), float(r.uniform(0.4, 0.8))
+        g = shapely.Polygon([(0, 0), (s, 0), (s, s), ((1 - a) * s, s), ((1 - a) * s, (1 - d) * s),
+                             (a * s, (1 - d) * s), (a * s, s), (0, s)])
+    else:
+        raise ValueError(kind)
+    g = shapely.affinity.rotate(g, float(r.uniform(0, 180)), origin="centroid")
+    return shapely.affinity.translate(g, 4e5, 3e6)
+
+
+def houses_in(unit, n: int, seed: int, clustered: bool) -> np.ndarray:
+    """n house points in the unit: uniform, or 75% in a few hamlets (σ 80 m) and 25% scattered."""
+    if not clustered:
+        return points_in(unit, n, seed)
+    r = np.random.default_rng(seed)
+    hamlets = points_in(unit, int(r.integers(3, 9)), seed + 7)
+    near = hamlets[r.integers(len(hamlets), size=4 * n)] + r.normal(0, 80, size=(4 * n, 2))
+    near = near[shapely.contains_xy(unit, near[:, 0], near[:, 1])][: int(0.75 * n)]
+    return np.vstack([near, points_in(unit, n - len(near), seed + 3)])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(300, 900), k=st.integers(2, 8),
+       kind=st.sampled_from(["convex", "L", "U", "star"]), clustered=st.booleans())
+def test_single_houses_give_balanced_connected_tiling(seed, n, k, kind, clustered):
+    """The requirement: single houses (1–3 households a point), n ≫ k → EVERY grid within ±10% of
+    the unit mean, on convex and concave units alike (no indivisible point excuses a miss)."""
+    unit = unit_of(kind, seed)
+    xy = houses_in(unit, n, seed + 1, clustered)
+    h = np.random.default_rng(seed + 2).integers(1, 4, n)
+    target = h.sum() / k
+    r = partition_unit(unit, xy, h, target, OPT)
+    assert r.k == choose_k(h.sum(), target)
     check_tiling(unit, r, xy, h)
     assert all(p.geom_type == "Polygon" for p in r.polygons)          # each grid connected
-    mean = n / r.k
-    # The shortest-path contiguity model can converge just outside the band (a known weak spot,
-    # always reported in notes); it must then stay near it: 0.15 (convex) / 0.25 (spiky concave).
-    bound = 0.15 if not concave else 0.25
-    assert np.max(np.abs(np.array(r.households) - mean)) <= bound * mean + 1e-9
-    assert r.max_abs_dev <= bound + 1e-9
-    if r.max_abs_dev > 0.10:
-        assert any("infeasible" in note for note in r.notes)
+    mean = h.sum() / r.k
+    dev = np.abs(np.array(r.households) - mean) / mean
+    assert dev.max() <= OPT.tolerance + 1e-9, f"{kind} unit: grid households {r.households}, mean {mean:.1f}"
+    assert r.max_abs_dev == pytest.approx(dev.max())
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (measured 2026-11-23): a star with deep interleaved spikes; "
+                   "power cells straddle two spikes and the CP-SAT fallback misses the band too "
+                   "(max dev 0.63) while GerryChain's tree partition reaches 0.047 on the same cells")
+def test_single_houses_balanced_on_deep_interleaved_spikes():
+    r0 = np.random.default_rng(34)
+    ang = np.sort(r0.uniform(0, 2 * np.pi, 16))
+    rad = r0.uniform(150, 1000, 16)
+    unit = shapely.Polygon(np.c_[rad * np.cos(ang), rad * np.sin(ang)] + [4e5, 3e6])
+    r = np.random.default_rng(34 + 1000)
+    n, k = int(r.integers(300, 1500)), int(r.integers(2, 13))       # 1026 points, k = 12
+    xy = points_in(unit, n, 35)
+    h = r.integers(1, 4, n)
+    res = partition_unit(unit, xy, h, h.sum() / k, OPT)
+    check_tiling(unit, res, xy, h)
+    assert res.max_abs_dev <= OPT.tolerance + 1e-9
 
 
 def test_deterministic_for_a_seed():
