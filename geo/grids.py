@@ -67,7 +67,12 @@ def dissolve_cells(cell_polys, labels, k) -> list:
         if not len(members):
             out.append(shapely.Polygon())
             continue
-        u = shapely.coverage_union_all(members) if len(members) > 1 else members[0]
+        try:
+            u = shapely.coverage_union_all(members) if len(members) > 1 else members[0]
+        except shapely.errors.GEOSException:
+            # "CoverageUnion cannot process incorrectly noded inputs": cells that do not share
+            # vertices exactly; the overlay union with snapping handles them
+            u = shapely.union_all(members, grid_size=GRID_SIZE)
         if u.geom_type != "Polygon" or not u.is_valid:
             u = shapely.union_all(members, grid_size=GRID_SIZE)
         if u.geom_type == "MultiPolygon":

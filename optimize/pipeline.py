@@ -49,13 +49,28 @@ class UnitTask:
 
 
 def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
-    """Partition one unit; with a baseline, keep its still-balanced grids. Returns (unit, partition, seqs)."""
-    if task.old is not None and len(task.old):
-        from optimize.baseline import replan_unit
-        res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
-        if res is not None:
-            return task.unit_idx, res[0], res[1]
-    return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target, task.options), None
+    """Partition one unit; with a baseline, keep its still-balanced grids. Returns (unit, partition, seqs).
+
+    One hard unit never stops a county: if the models fail on it (a geometry engine error, say),
+    the unit becomes a single grid with the failure in its notes, and the rest of the plan goes on.
+    """
+    try:
+        if task.old is not None and len(task.old):
+            from optimize.baseline import replan_unit
+            res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
+            if res is not None:
+                return task.unit_idx, res[0], res[1]
+        return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target,
+                                             task.options), None
+    except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
+        return task.unit_idx, single_grid(task, f"partition failed ({type(e).__name__}: {e}); "
+                                                "the unit is kept as one grid"), None
+
+
+def single_grid(task: UnitTask, note: str) -> UnitPartition:
+    h = np.asarray(task.households, dtype=np.int64)
+    return UnitPartition(labels=np.zeros(len(h), dtype=np.int64), polygons=[task.geometry], k=1, status="failed",
+                         max_abs_dev=0.0, seconds=0.0, notes=(note,))
 
 
 def options_from(options: PlanOptions | None, kwargs: dict) -> PlanOptions:
@@ -191,10 +206,10 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     _report(progress, "staffing", 1.0)
 
     # --- siting ----------------------------------------------------------------------------
-    from optimize import siting
+    from optimize.regions import site_by_county
     t = time.perf_counter()
     _report(progress, "siting", 0.0)
-    sres = siting.site_stations(hh, units, opts, facilities=ds.facilities, network=ds.network)
+    sres = site_by_county(hh, units, opts, facilities=ds.facilities, network=ds.network)
     hh["station_id"] = sres.hh_station
     hh["minutes"] = sres.hh_minutes
     runtime["siting"] = time.perf_counter() - t
