@@ -29,36 +29,8 @@ from pyproj import Geod, Transformer  # noqa: E402
 from geo import coords  # noqa: E402
 
 
-def py_wgs_to_gcj(lon: float, lat: float) -> tuple[float, float]:
-    if not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271):
-        return lon, lat
-    x, y = lon - 105.0, lat - 35.0
-    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
-    dlat += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    dlat += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
-    dlat += (160.0 * math.sin(y / 12.0 * math.pi) + 320 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
-    dlon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
-    dlon += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    dlon += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
-    dlon += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
-    a, ee = 6378245.0, 0.00669342162296594323
-    radlat = lat / 180.0 * math.pi
-    magic = 1 - ee * math.sin(radlat) ** 2
-    sqrtmagic = math.sqrt(magic)
-    dlat = (dlat * 180.0) / ((a * (1 - ee)) / (magic * sqrtmagic) * math.pi)
-    dlon = (dlon * 180.0) / (a / sqrtmagic * math.cos(radlat) * math.pi)
-    return lon + dlon, lat + dlat
-
-
-def py_gcj_to_wgs(lon: float, lat: float) -> tuple[float, float]:
-    wlon, wlat = lon, lat
-    for _ in range(30):
-        glon, glat = py_wgs_to_gcj(wlon, wlat)
-        elon, elat = glon - lon, glat - lat
-        wlon, wlat = wlon - elon, wlat - elat
-        if max(abs(elon), abs(elat)) <= 1e-10:
-            break
-    return wlon, wlat
+from geo.coords_reference import gcj_to_wgs as py_gcj_to_wgs  # noqa: E402  the per-point baseline
+from geo.coords_reference import wgs_to_gcj as py_wgs_to_gcj  # noqa: E402
 
 
 def best_of(repeat: int, fn) -> tuple[float, object]:

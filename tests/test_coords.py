@@ -27,36 +27,9 @@ HAINAN = dict(lon=(108.5, 111.2), lat=(18.1, 20.2))
 CHINA = dict(lon=(72.1, 137.7), lat=(0.9, 55.7))
 
 
-# --- the published formulas, point by point (oracle) ------------------------------------------
-# Transcribed from the formula as printed in wandergis/coordtransform (index.js) and
-# googollee/eviltransform (python/eviltransform/__init__.py, Krasovsky a = 6378245.0 variant).
-
-def ref_wgs_to_gcj(lon: float, lat: float) -> tuple[float, float]:
-    if not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271):
-        return lon, lat
-    x, y = lon - 105.0, lat - 35.0
-    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
-    dlat += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    dlat += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
-    dlat += (160.0 * math.sin(y / 12.0 * math.pi) + 320 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
-    dlon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
-    dlon += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
-    dlon += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
-    dlon += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
-    a, ee = 6378245.0, 0.00669342162296594323
-    radlat = lat / 180.0 * math.pi
-    magic = 1 - ee * math.sin(radlat) ** 2
-    sqrtmagic = math.sqrt(magic)
-    dlat = (dlat * 180.0) / ((a * (1 - ee)) / (magic * sqrtmagic) * math.pi)
-    dlon = (dlon * 180.0) / (a / sqrtmagic * math.cos(radlat) * math.pi)
-    return lon + dlon, lat + dlat
-
-
-def ref_gcj_to_bd(lon: float, lat: float) -> tuple[float, float]:
-    x_pi = math.pi * 3000.0 / 180.0
-    z = math.sqrt(lon * lon + lat * lat) + 0.00002 * math.sin(lat * x_pi)
-    theta = math.atan2(lat, lon) + 0.000003 * math.cos(lon * x_pi)
-    return z * math.cos(theta) + 0.0065, z * math.sin(theta) + 0.006
+# --- the published formulas, point by point (oracle): geo/coords_reference.py ----------------
+from geo.coords_reference import gcj_to_bd as ref_gcj_to_bd  # noqa: E402
+from geo.coords_reference import wgs_to_gcj as ref_wgs_to_gcj  # noqa: E402
 
 
 def metres(lon1, lat1, lon2, lat2) -> np.ndarray:
