@@ -1,8 +1,8 @@
 """The same units through gridplan and its peers, in one run; the table goes to benchmarks/README.md.
 
-    python benchmarks/partition_vs_peers.py [--houses 2208] [--k 10] [--spopt-cap 60] [--write]
+    python benchmarks/partition_vs_peers.py [--houses 2208] [--k 10] [--spopt-cap 60] [--sample data/sample] [--write]
 
-Instance: one seeded single-house unit (a concave village of ``--houses`` houses, one house per
+Instance 1: one seeded single-house unit (a concave village of ``--houses`` houses, one house per
 point, clustered hamlets), k grids. Methods:
   gridplan          optimize.partition.partition_unit (tolerance ±5%, like GerryChain's run)
   kmeans+voronoi    weighted k-means of the points, grids = union of each cluster's Voronoi cells
@@ -11,6 +11,12 @@ point, clustered hamlets), k grids. Methods:
   spopt MaxP        MaxPHeuristic, floor = target households, under a time cap (own process)
 Figures: share of grids within ±10% and ±5% of the mean, max deviation, Polsby-Popper mean /
 p10 of the dissolved grid polygons, disconnected grids, seconds.
+
+Instance 2 (``--sample``): every rural unit of the sample county that gets k >= 2 grids at the
+target 300 (its household points as given: 1-3 households each, a few up to 12), unit by unit:
+gridplan (±5%) vs GerryChain recursive_tree_part (±5%, on the unit's cell graph) vs weighted
+k-means + Voronoi; figures aggregated over all their grids (balanced = within ±5% of the unit
+mean, or within half the unit's largest point, as benchmarks/partition_sample.py counts).
 """
 from __future__ import annotations
 
@@ -70,7 +76,7 @@ def run_gridplan(unit, xy, k, target, tol):
     return score(f"gridplan (±{tol:.0%})", r.polygons, r.households, r.k, time.perf_counter() - t, r.status)
 
 
-def run_kmeans(unit, xy, g, mp, k, seed):
+def run_kmeans(unit, xy, g, mp, k, seed, raw=False):
     from sklearn.cluster import KMeans
     t = time.perf_counter()
     km = KMeans(k, n_init=4, random_state=seed).fit(mp.xy, sample_weight=mp.households)
@@ -79,10 +85,12 @@ def run_kmeans(unit, xy, g, mp, k, seed):
     lab[g.point_cell] = km.labels_
     polys = dissolve_cells(g.polygons, lab, k)
     h = np.bincount(km.labels_, weights=mp.households, minlength=k)
+    if raw:
+        return polys, h, time.perf_counter() - t
     return score("weighted k-means + Voronoi", polys, h, k, time.perf_counter() - t)
 
 
-def run_gerrychain(g, k, seed, eps=0.05):
+def run_gerrychain(g, k, seed, eps=0.05, raw=False):
     import random
 
     import networkx as nx
@@ -99,6 +107,8 @@ def run_gerrychain(g, k, seed, eps=0.05):
     lab = np.array([part[i] for i in range(g.n)])
     polys = dissolve_cells(g.polygons, lab, k)
     h = np.bincount(lab, weights=g.households, minlength=k)
+    if raw:
+        return polys, h, time.perf_counter() - t
     return score(f"GerryChain recursive_tree_part (±{eps:.0%})", polys, h, k, time.perf_counter() - t)
 
 
@@ -147,6 +157,70 @@ def run_spopt(kind, g, k, floor, cap):
     return score(name, polys, h, kk, secs)
 
 
+def sample_rows(folder, target, seed, tol=0.05):
+    """Instance 2: gridplan / GerryChain / k-means unit by unit over the sample's rural units."""
+    import warnings
+
+    from optimize.options import PlanOptions
+    from optimize.partition import choose_k, partition_unit
+    from partition_sample import load
+    warnings.simplefilter("ignore", DeprecationWarning)
+    units, pts = load(folder)
+    acc = {m: dict(h=[], dev=[], ok5=[], ok10=[], pp=[], multi=0, secs=0.0, fails=0, units=0)
+           for m in ("gridplan", "gerrychain", "kmeans")}
+    n_units = n_hh = 0
+    for i, row in units[units.kind == "rural"].iterrows():
+        sub = pts[pts.unit == i]
+        h = sub.households.to_numpy(int)
+        k = choose_k(h.sum(), target)
+        if k < 2:
+            continue
+        n_units += 1
+        n_hh += int(h.sum())
+        xy = np.column_stack([sub.geometry.x, sub.geometry.y])
+        mp, g = build_cells(row.geometry, xy, h)
+        t = time.perf_counter()
+        r = partition_unit(row.geometry, xy, h, target, PlanOptions(tolerance=tol, seed=seed))
+        out = {"gridplan": (r.polygons, np.bincount(r.labels, weights=h, minlength=r.k), time.perf_counter() - t)}
+        try:
+            gc = run_gerrychain(g, k, seed, tol, raw=True)
+            out["gerrychain"] = gc
+        except Exception:               # recursive_tree_part gave up (no balanced cut found)
+            acc["gerrychain"]["fails"] += 1
+        out["kmeans"] = run_kmeans(row.geometry, xy, g, mp, k, seed, raw=True)
+        slack = max(tol * h.sum() / k, 0.5 * h.max())
+        for m, (polys, gh, secs) in out.items():
+            a = acc[m]
+            mean = gh.sum() / len(gh)
+            d = np.abs(gh - mean)
+            a["units"] += 1
+            a["dev"].extend((d / mean).tolist())
+            a["ok5"].extend((d <= slack + 1e-9).tolist())
+            a["ok10"].extend((d <= max(0.10 * mean, 0.5 * h.max()) + 1e-9).tolist())
+            a["pp"].extend(polsby_popper(polys).tolist())
+            a["multi"] += sum(p.geom_type != "Polygon" for p in polys)
+            a["secs"] += secs
+    names = {"gridplan": f"gridplan (±{tol:.0%})", "gerrychain": f"GerryChain recursive_tree_part (±{tol:.0%})",
+             "kmeans": "weighted k-means + Voronoi"}
+    rows = []
+    for m, a in acc.items():
+        pp = np.array(a["pp"])
+        rows.append(dict(method=names[m], units=a["units"], grids=len(a["dev"]), ok5=float(np.mean(a["ok5"])),
+                         ok10=float(np.mean(a["ok10"])), max_dev=float(np.max(a["dev"])),
+                         pp_mean=float(pp.mean()), pp_p10=float(np.quantile(pp, 0.1)), disconnected=a["multi"],
+                         seconds=a["secs"], fails=a["fails"]))
+    return rows, n_units, n_hh
+
+
+def sample_table(rows):
+    out = ["| method | units | grids | balanced (±5%) | within ±10% | max dev | PP mean | PP p10 | disconnected | seconds | failed units |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['method']} | {r['units']} | {r['grids']} | {r['ok5']:.3f} | {r['ok10']:.3f} | {r['max_dev']:.3f} | "
+                   f"{r['pp_mean']:.3f} | {r['pp_p10']:.3f} | {r['disconnected']} | {r['seconds']:.2f} | {r['fails']} |")
+    return "\n".join(out)
+
+
 def table(rows):
     out = ["| method | k | within ±10% | within ±5% | max dev | PP mean | PP p10 | disconnected | seconds | notes |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -157,13 +231,27 @@ def table(rows):
     return "\n".join(out)
 
 
+def goals(gp, gc, ok_key, gp_ok, gc_ok):
+    """The issue's goals, stated plainly: balance as tight as GerryChain's (±5%), mean PP >= 1.3x
+    GerryChain's, time comparable (reported as the ratio)."""
+    bal = gp_ok >= gc_ok - 1e-9 and gp["max_dev"] <= max(gc["max_dev"], 0.05) + 1e-9
+    ppr = gp["pp_mean"] / gc["pp_mean"]
+    tr = gp["seconds"] / gc["seconds"]
+    return (f"balance as tight as GerryChain's: {'HOLDS' if bal else 'MISSED'} ({ok_key} {gp_ok:.3f} vs {gc_ok:.3f}, "
+            f"max dev {gp['max_dev']:.3f} vs {gc['max_dev']:.3f}); mean PP >= 1.3x: "
+            f"{'HOLDS' if ppr >= 1.3 else 'MISSED'} ({ppr:.2f}x); time: {tr:.1f}x GerryChain's "
+            f"({gp['seconds']:.2f} s vs {gc['seconds']:.2f} s)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--houses", type=int, default=2208)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--spopt-cap", type=float, default=60.0)
-    ap.add_argument("--write", action="store_true", help="replace the table in benchmarks/README.md")
+    ap.add_argument("--sample", default="data/sample", help="sample county folder for instance 2 ('' to skip)")
+    ap.add_argument("--target", type=float, default=300.0, help="households per grid on the sample")
+    ap.add_argument("--write", action="store_true", help="replace the section in benchmarks/README.md")
     a = ap.parse_args()
     unit, xy = village(a.houses, a.seed)
     target = a.houses / a.k
@@ -175,25 +263,50 @@ def main():
     print(t)
     gc = next(r for r in rows if r["method"].startswith("GerryChain"))
     gp = rows[0]
-    print(f"\ngridplan ±5% vs GerryChain: PP mean ratio {gp['pp_mean'] / gc['pp_mean']:.2f}x, "
-          f"time ratio {gp['seconds'] / gc['seconds']:.1f}x")
+    g1 = goals(gp, gc, "within ±5%", gp["within5"], gc["within5"])
+    print("\ninstance 1, gridplan ±5% vs GerryChain: " + g1)
+    t2 = g2 = ""
+    if a.sample:
+        srows, n_units, n_hh = sample_rows(a.sample, a.target, a.seed)
+        t2 = sample_table(srows)
+        print(f"\n{t2}")
+        g2 = goals(srows[0], srows[1], "balanced", srows[0]["ok5"], srows[1]["ok5"])
+        print("\ninstance 2, gridplan ±5% vs GerryChain: " + g2)
     if a.write:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
-        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+        with open(path) as f:
+            text = f.read()
         head = "## Partition vs peers"
-        body = (f"{head}\n\n`python benchmarks/partition_vs_peers.py --houses {a.houses} --k {a.k} --write` — "
-                f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores (shared), Python "
-                f"{platform.python_version()}. One seeded concave village of {a.houses} single houses "
-                f"(one cell per house), k = {a.k}; spopt runs in its own process under a {a.spopt_cap:.0f} s cap.\n\n"
-                f"{t}\n\ngridplan ±5% vs GerryChain: PP mean {gp['pp_mean'] / gc['pp_mean']:.2f}×, "
-                f"time {gp['seconds'] / gc['seconds']:.1f}×.\n")
+        body = (f"{head}\n\n`python benchmarks/partition_vs_peers.py --houses {a.houses} --k {a.k} --spopt-cap "
+                f"{a.spopt_cap:.0f} --sample {a.sample} --write` — {datetime.date.today()}, {platform.machine()} "
+                f"{os.cpu_count()} cores shared with other engineers' jobs (absolute seconds inflated; the ratios are "
+                f"from the same run), Python {platform.python_version()}.\n\n"
+                f"Goal (issue \"Balanced grids\"): balance as tight as GerryChain's (±5%) with mean Polsby-Popper "
+                f">= 1.3× GerryChain's, in comparable time.\n\n"
+                f"**Instance 1** — one seeded concave village of {a.houses} single houses (one cell per house), "
+                f"k = {a.k}; spopt runs in its own process under a {a.spopt_cap:.0f} s cap.\n\n{t}\n\n"
+                f"gridplan ±5% vs GerryChain: {g1}.\n")
+        if a.sample:
+            body += (f"\n**Instance 2** — the {n_units} rural units of `{a.sample}` that get k >= 2 grids at "
+                     f"{a.target:.0f} households per grid ({n_hh} households; points of 1-3 households, a few up "
+                     f"to 12), unit by unit, figures over all their grids (balanced = within ±5% of the unit "
+                     f"mean or half its largest point; seconds summed).\n\n{t2}\n\n"
+                     f"gridplan ±5% vs GerryChain: {g2}.\n")
+        body += ("\nReading: both tables compare the grids each method outputs — gridplan's are power cells "
+                 "clipped to the unit (straight edges), GerryChain's and k-means' are unions of one Voronoi cell "
+                 "per household point (staircase edges), so part of the PP gap is edge shape. \"Comparable "
+                 "time\" is read as within 2× of GerryChain's. Known limit where the goal does NOT hold: units "
+                 "with deep interleaved spikes (tests/test_partition.py, strict xfail): the power cells straddle "
+                 "two spikes and the CP-SAT fallback reaches max dev 0.63 where GerryChain reaches 0.047. "
+                 "GerryChain's random spanning trees differ run to run here despite `random.seed` (two runs on 2026-11-23: instance 1 PP mean 0.285 / 0.242, instance 2 0.393 / 0.389); gridplan's figures were identical in both runs.\n")
         if head in text:
             pre, rest = text.split(head, 1)
             nxt = rest.find("\n## ")
-            text = pre + body + (rest[nxt + 1:] if nxt >= 0 else "")
+            text = pre + body + (rest[nxt:] if nxt >= 0 else "")
         else:
             text = text.rstrip("\n") + "\n\n" + body
-        open(path, "w").write(text)
+        with open(path, "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":
