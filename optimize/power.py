@@ -158,34 +158,54 @@ def power_weights(xy: np.ndarray, labels: np.ndarray, centers: np.ndarray, margi
     return None
 
 
+def _clip(poly: np.ndarray, n: np.ndarray, b: float) -> np.ndarray:
+    """Sutherland–Hodgman: the convex polygon ``poly`` (ring without closing vertex) ∩ {x: n·x ≤ b}."""
+    s = poly @ n - b
+    inside = s <= 0
+    if inside.all():
+        return poly
+    if not inside.any():
+        return poly[:0]
+    nxt = np.roll(np.arange(len(poly)), -1)
+    out = []
+    for i in range(len(poly)):
+        j = nxt[i]
+        if inside[i]:
+            out.append(poly[i])
+        if inside[i] != inside[j]:           # the edge crosses the line: keep the crossing point
+            t = s[i] / (s[i] - s[j])
+            out.append(poly[i] + t * (poly[j] - poly[i]))
+    return np.array(out)
+
+
 def power_cells(geometry, centers: np.ndarray, weights: np.ndarray) -> list:
-    """Each center's power cell clipped to ``geometry`` (half-plane intersections)."""
+    """Each center's power cell clipped to ``geometry``.
+
+    The cell of j is the convex polygon {x : 2x·(c_l − c_j) ≤ |c_l|² − |c_j|² − w_l + w_j, ∀ l},
+    cut from a box around the unit by half-planes in numpy (only those that cut it), then
+    intersected once with the unit.
+    """
     k = len(centers)
     minx, miny, maxx, maxy = geometry.bounds
-    big = 4.0 * max(maxx - minx, maxy - miny, 1.0)
-    box = shapely.box(minx - big / 4, miny - big / 4, maxx + big / 4, maxy + big / 4)
-    mid = np.array([(minx + maxx) / 2, (miny + maxy) / 2])
+    pad = max(maxx - minx, maxy - miny, 1.0)
+    box = np.array([[minx - pad, miny - pad], [maxx + pad, miny - pad], [maxx + pad, maxy + pad],
+                    [minx - pad, maxy + pad]])
     sq = (centers ** 2).sum(1)
     out = []
     for j in range(k):
-        cell = box
-        for l in range(k):
+        poly = box
+        # nearest centers first: they cut the most, so later half-planes rarely cut at all
+        for l in np.argsort(((centers - centers[j]) ** 2).sum(1)):
             if l == j:
                 continue
             n = centers[l] - centers[j]
-            nn = float(np.hypot(*n))
-            if nn == 0:
+            if not n.any():
                 continue
-            b = (sq[l] - sq[j] - weights[l] + weights[j]) / 2.0   # n·x <= b
-            u = n / nn
-            p0 = mid + u * ((b - float(n @ mid)) / nn)   # the point of the edge line nearest the unit
-            t = np.array([-u[1], u[0]])
-            half = shapely.Polygon([p0 + t * big * 4, p0 - t * big * 4, p0 - t * big * 4 - u * big * 4,
-                                    p0 + t * big * 4 - u * big * 4])
-            cell = shapely.intersection(cell, half)
-            if cell.is_empty:
+            poly = _clip(poly, n, (sq[l] - sq[j] - weights[l] + weights[j]) / 2.0)
+            if len(poly) < 3:
                 break
-        out.append(shapely.intersection(cell, geometry))
+        cell = shapely.Polygon(poly) if len(poly) >= 3 else shapely.Polygon()
+        out.append(shapely.intersection(cell, geometry) if not cell.is_empty else cell)
     return out
 
 
