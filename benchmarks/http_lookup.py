@@ -121,7 +121,8 @@ def main():
         # warm up (the index loads at start-up; make sure it is there)
         t0 = time.perf_counter()
         while httpx.get(f"http://127.0.0.1:{port}/v1/lookup", params={"lon": (ext[0] + ext[2]) / 2,
-                        "lat": (ext[1] + ext[3]) / 2}, headers={"X-API-Key": key}).status_code != 200:
+                        "lat": (ext[1] + ext[3]) / 2}, headers={"X-API-Key": key},
+                        timeout=120).status_code != 200:   # the first answer waits for the index build
             if time.perf_counter() - t0 > 120:
                 raise TimeoutError("index did not load")
             time.sleep(0.2)
