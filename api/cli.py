@@ -131,7 +131,7 @@ def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: boo
     try:
         with progress:
             p = plan(inputs["boundaries"], inputs["households"], inputs.get("facilities"), inputs.get("roster"),
-                     inputs.get("network"), options=options, progress=on_progress)
+                     inputs.get("network"), barriers=inputs.get("barriers"), options=options, progress=on_progress)
             on_progress("output", STAGES["output"][0])
             t = time.perf_counter()
             p.to_dir(out_dir)
@@ -199,6 +199,8 @@ def plan_cmd(
     facilities: Optional[Path] = typer.Option(None, "--facilities", help="Existing/candidate station points."),
     roster: Optional[Path] = typer.Option(None, "--roster", help="Grid workers with home points."),
     network: Optional[Path] = typer.Option(None, "--network", help="OpenStreetMap .osm.pbf: travel follows roads."),
+    barriers: Optional[Path] = typer.Option(None, "--barriers",
+                                            help="Lines no grid may straddle (rivers, expressways, railways)."),
     target_households: Optional[float] = typer.Option(None, "--target-households", help="Households per grid [300]."),
     tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Allowed deviation from the unit mean [0.10]."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Service-area travel time [20]."),
@@ -222,9 +224,9 @@ def plan_cmd(
 ):
     """Plan grids, workers and stations for your own boundaries and households."""
     _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster,
-                  network=network, baseline=baseline)
+                  network=network, baseline=baseline, barriers=barriers)
     inputs = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
-              "network": network}
+              "network": network, "barriers": barriers}
     opts = _plan_options(target_households=target_households, tolerance=tolerance, minutes=minutes, mode=mode,
                          speed_kmh=speed_kmh, coverage_target=coverage_target, max_stations=max_stations,
                          workers_budget=workers_budget, workers_per_10k=workers_per_10k, coords=coords,

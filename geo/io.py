@@ -958,6 +958,58 @@ def _load_roster(raw: _Raw, coords, override, metric, lon_field, lat_field
     return gpd.GeoDataFrame(df[ROSTER_COLUMNS], geometry=gpd.GeoSeries(geom, crs=metric), crs=metric), problems
 
 
+# ============================================================================ barrier lines
+LINE_TYPES = ("LineString", "MultiLineString", "LinearRing")
+POLYGON_TYPES = ("Polygon", "MultiPolygon")
+
+
+def load_lines(src, metric: CRS, *, coords: str = "wgs84", crs=None, role: str = "barriers"
+               ) -> tuple[np.ndarray, list[Problem]]:
+    """Barrier lines (rivers, expressways, railways) in the ``metric`` CRS, and the problems found.
+
+    Any vector format or frame. Lines are kept as they are; polygons (a river drawn as an area)
+    stand for their outlines, with a note. The file's CRS wins; lon/lat without a CRS mean
+    ``coords`` (GCJ-02 and BD-09 offsets are removed). Features with no usable line are named.
+    """
+    coords = check_system(coords)
+    raw = _read(src, role)
+    problems = list(raw.problems)
+    empty = np.zeros(0, dtype=object)
+    if not raw.ok:
+        return empty, problems
+    geoms = _geometries(raw)
+    rows = V.Rows(raw.source, raw.src_row, raw.tabular)
+    if geoms is None or not len(geoms):
+        problems.append(V.file_problem(raw.source, "no_geometry", f"{raw.source}: no line geometries to use as "
+                                       "barriers (expected LineString/MultiLineString features)"))
+        return empty, problems
+    types = np.array([g.geom_type if g is not None and not g.is_empty else "" for g in geoms])
+    bad = np.flatnonzero(~np.isin(types, LINE_TYPES + POLYGON_TYPES))
+    if len(bad):
+        problems.append(V.rows_problem(rows, bad, "wrong_geometry_type",
+                                       "features that are neither lines nor polygons are ignored as barriers"))
+    poly = np.isin(types, POLYGON_TYPES)
+    if poly.any():
+        problems.append(V.rows_problem(rows, np.flatnonzero(poly), "polygon_barrier",
+                                       "polygon barriers stand for their outlines"))
+    keep = np.isin(types, LINE_TYPES + POLYGON_TYPES)
+    g = np.asarray(geoms, dtype=object)[keep]
+    g = np.where(np.isin(types[keep], POLYGON_TYPES), shapely.boundary(g), g)
+    if not len(g):
+        return empty, problems
+    src_crs = raw.crs or _parse_crs(crs)
+    if src_crs is None or src_crs.is_geographic:
+        b = shapely.total_bounds(g)
+        if src_crs is None and (abs(b[[0, 2]]).max() > 180 or abs(b[[1, 3]]).max() > 90):
+            problems.append(_projected_problem(raw.source, None))
+            return empty, problems
+        if src_crs is not None and not _is_wgs84(src_crs):
+            g = _transform_geoms(g, src_crs, WGS84)
+        g = geometries_to_wgs84(g, coords)
+        src_crs = WGS84
+    return _transform_geoms(g, src_crs, CRS.from_user_input(metric)), problems
+
+
 def validate(boundaries, households, facilities=None, roster=None, **options) -> list[Problem]:
     """Every problem found in the inputs (``load_dataset`` options apply); never raises for data
     problems (a usage error — unknown ``coords`` or ``crs`` — still raises ``ValueError``)."""

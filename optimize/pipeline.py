@@ -46,6 +46,7 @@ class UnitTask:
     target: float
     options: PlanOptions
     old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
+    barriers: np.ndarray | None = None    # barrier lines crossing this unit (metric CRS)
 
 
 def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
@@ -61,7 +62,7 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
             if res is not None:
                 return task.unit_idx, res[0], res[1]
         return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target,
-                                             task.options), None
+                                             task.options, barriers=task.barriers), None
     except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
         return task.unit_idx, single_grid(task, f"partition failed ({type(e).__name__}: {e}); "
                                                 "the unit is kept as one grid"), None
@@ -79,13 +80,14 @@ def options_from(options: PlanOptions | None, kwargs: dict) -> PlanOptions:
     return options.with_(**kwargs) if kwargs else options
 
 
-def plan(boundaries, households, facilities=None, roster=None, network=None, *, options: PlanOptions | None = None,
-         progress: Progress | None = None, **kwargs) -> Plan:
+def plan(boundaries, households, facilities=None, roster=None, network=None, *, barriers=None,
+         options: PlanOptions | None = None, progress: Progress | None = None, **kwargs) -> Plan:
     """Plan grids, workers and stations for ``boundaries`` (units) and ``households`` (points).
 
     Inputs are paths (any format GDAL reads, CSV for points) or GeoDataFrames; ``kwargs`` are
     :class:`PlanOptions` fields (``target_households=300, tolerance=0.1, minutes=20, mode="walk",
     coverage_target=0.9, max_stations=None, workers_budget=None, coords="wgs84", jobs=1`` ...).
+    ``barriers``: lines (rivers, expressways; a path or a GeoDataFrame) that no grid may straddle.
     Raises :class:`geo.problems.DataError` listing every fatal data problem, ``ValueError`` for
     bad options.
     """
@@ -95,13 +97,22 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     _report(progress, "load", 0.0)
     ds = load_dataset(boundaries, households, facilities, roster, network, coords=opts.coords,
                       code_field=opts.code_field)
+    lines = None
+    if barriers is not None:
+        from geo.io import load_lines
+        from geo.problems import DataError
+        lines, line_problems = load_lines(barriers, ds.crs, coords=opts.coords)
+        if any(p.fatal for p in line_problems):
+            raise DataError(ds.problems + line_problems)
+        ds = replace(ds, problems=ds.problems + line_problems)
     load_s = time.perf_counter() - t0
     _report(progress, "load", 1.0)
-    return plan_dataset(ds, opts, progress=progress, runtime={"load": load_s})
+    return plan_dataset(ds, opts, progress=progress, runtime={"load": load_s}, barriers=lines)
 
 
-def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None = None):
+def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None = None, barriers=None):
     """One task per unit, biggest first (better load balance), streamed lazily."""
+    line_tree = shapely.STRtree(barriers) if barriers is not None and len(barriers) else None
     old_by_unit = baseline.groupby("village_code") if baseline is not None else None
     old_codes = set(baseline["village_code"]) if baseline is not None else set()
     hh = ds.households
@@ -117,13 +128,18 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
         row = units.iloc[u]
         code = str(row["unit_code"])
         old = old_by_unit.get_group(code) if code in old_codes else None
+        crossing = None
+        if line_tree is not None:
+            hit = line_tree.query(row.geometry, predicate="intersects")
+            crossing = barriers[np.sort(hit)] if len(hit) else None
         yield UnitTask(unit_idx=u, unit_code=code, geometry=row.geometry,
                        xy=xy_all[idx], households=w_all[idx],
-                       target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old)
+                       target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old,
+                       barriers=crossing)
 
 
 def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
-                 runtime: dict | None = None) -> Plan:
+                 runtime: dict | None = None, barriers=None) -> Plan:
     runtime = dict(runtime or {})
     problems: list[Problem] = list(ds.problems)
     units, hh = ds.units, ds.households.copy()
@@ -155,7 +171,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
         _report(progress, "partition", len(results) / max(n_units, 1))
 
     _report(progress, "partition", 0.0)
-    run_tasks(solve_unit, unit_tasks(ds, opts, baseline), jobs=opts.jobs, scheduler=opts.scheduler,
+    run_tasks(solve_unit, unit_tasks(ds, opts, baseline, barriers), jobs=opts.jobs, scheduler=opts.scheduler,
               on_result=collect)
     runtime["partition"] = time.perf_counter() - t
 
