@@ -41,10 +41,10 @@ def run_plan(inputs: dict[str, Path], params: dict, out_dir: Path, progress: Cal
     """Compute a plan from the uploaded files and write the output directory."""
     from optimize import plan
 
-    roles = ("boundaries", "households", "facilities", "roster", "network")
+    roles = ("boundaries", "households", "facilities", "roster", "network", "barriers")
     args = {r: (str(inputs[r]) if r in inputs else None) for r in roles}
     result = plan(args["boundaries"], args["households"], args["facilities"], args["roster"], args["network"],
-                  progress=progress, **params)
+                  barriers=args["barriers"], progress=progress, **params)
     result.to_dir(out_dir)
     sp = Path(out_dir) / "summary.json"
     return json.loads(sp.read_text(encoding="utf-8")) if sp.exists() else dict(result.summary)

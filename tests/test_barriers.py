@@ -78,3 +78,25 @@ def test_no_grid_straddles_the_river(river_village):
         assert share < 0.01 or share > 0.99, share
     # two grids on each bank, each within the tolerance (the banks hold ~600 households each)
     assert p.summary["balance"]["within_tolerance_share"] == 1.0
+
+
+def test_http_job_validates_an_unusable_barriers_file(tmp_path, river_village):
+    """An upload whose barriers are metres with no CRS is a 422 naming the file, before any job runs."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth import create_key
+    from api.settings import Settings
+    bpath, hpath, _, _, _ = river_village
+    data = tmp_path / "srv"
+    key = create_key("planner", data_dir=str(data))
+    bad = tmp_path / "rivers.csv"
+    pd.DataFrame({"wkt": ["LINESTRING (560000 2130000, 561000 2131000)"]}).to_csv(bad, index=False)
+    with TestClient(create_app(Settings(data_dir=str(data)))) as client:
+        files = {"boundaries": open(bpath, "rb"), "households": open(hpath, "rb"),
+                 "barriers": ("rivers.csv", open(bad, "rb"), "text/csv")}
+        r = client.post("/v1/jobs", files=files, headers={"X-API-Key": key})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert any(e["source"] == "rivers.csv" for e in body["errors"]), body

@@ -17,7 +17,7 @@ from api.problems import ProblemError, error_item, from_problems
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ROLES = ("boundaries", "households", "facilities", "roster", "network")
+ROLES = ("boundaries", "households", "facilities", "roster", "network", "barriers")
 # options a client may set; execution settings (dask scheduler, server paths) stay server-side
 FORBIDDEN_PARAMS = {"scheduler", "baseline", "jobs"}
 _SUFFIX = re.compile(r"^(\.[a-z0-9]{1,10}){1,2}$")
@@ -102,6 +102,9 @@ def _validate_inputs(paths: dict, params: dict, names: dict) -> list[dict]:
                             str(paths["facilities"]) if "facilities" in paths else None,
                             str(paths["roster"]) if "roster" in paths else None,
                             coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"))
+        if "barriers" in paths:
+            from geo.io import load_lines
+            problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"))[1]
     except ValueError as e:
         return [error_item("params", None, str(e))]
     except Exception as e:  # noqa: BLE001 — an unreadable file is an input error, never a 500
@@ -123,12 +126,13 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
                  households: UploadFile = File(..., description="household points"),
                  facilities: Optional[UploadFile] = File(None), roster: Optional[UploadFile] = File(None),
                  network: Optional[UploadFile] = File(None),
+                 barriers: Optional[UploadFile] = File(None, description="lines no grid may straddle"),
                  params: Optional[str] = Form(None, description="JSON object of plan options"),
                  _role: str = Depends(planner)) -> Response:
     ctx = request.app.state.ctx
     opts = parse_params(params)
     files = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
-             "network": network}
+             "network": network, "barriers": barriers}
     files = {k: v for k, v in files.items() if v is not None and not isinstance(v, str)}
     store = ctx.store
     job_id = store.new_id()
