@@ -136,12 +136,39 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
     mean = total / k
     dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
+    if k > 1 and dev > float(options.tolerance) + 1e-9 and graph.n_components == 1 and mp.m >= k:
+        tree = _try_tree(graph, mp, hh, k, options)
+        if tree is not None and tree[2] < dev - 1e-9:
+            polys, labels, dev = tree
+            gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64)
+            status, multi = "tree", []
+            notes = [n for n in notes if "tolerance" not in n and "straightened" not in n]
+            notes.append("balanced by recursive spanning-tree bisection: the compact models missed the "
+                         "tolerance on this outline")
     if power is not None and (_power_wins(power, k, dev, float(options.tolerance)) or multi):
         return replace(power, seconds=perf_counter() - t0, notes=power.notes + (_unreachable(power.max_abs_dev),))
     if power is not None and power.k == k and dev > float(options.tolerance):
         notes.append(_unreachable(dev))
     return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
                          tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+
+
+def _try_tree(graph: CellGraph, mp, hh: np.ndarray, k: int, options):
+    """(polygons in code order, household labels, max deviation) from optimize.treecut, or None."""
+    from optimize.treecut import tree_partition
+    lab = tree_partition(graph.n, graph.edges, graph.households, k, float(options.tolerance), seed=int(options.seed))
+    if lab is None:
+        return None
+    polys = dissolve_cells(graph.polygons, lab, k)
+    if any(p.geom_type != "Polygon" or p.is_empty for p in polys):
+        return None
+    order = order_for_codes(polys)
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    labels = rank[lab[graph.point_cell]][mp.index]
+    gh = np.bincount(labels, weights=hh, minlength=k)
+    mean = gh.sum() / k
+    return [polys[j] for j in order], labels, float(np.max(np.abs(gh - mean)) / mean)
 
 
 def _unreachable(dev: float) -> str:
