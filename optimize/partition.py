@@ -5,7 +5,9 @@ balanced assignment by min-cost flow, grids as power cells clipped to the unit (
 capacitated Lloyd rounds for compactness. It is used whenever it tiles the unit with single
 Polygons within the tolerance. When tower blocks keep it out of tolerance (or it fails: islands,
 barrier lines), the CP-SAT cell model below runs, and replaces the power grids only when it is
-clearly more balanced (by half the tolerance) or the power model found nothing.
+clearly more balanced (by half the tolerance) or the power model found nothing. If both still miss the
+tolerance on a connected unit, a recursive spanning-tree bisection (``optimize.treecut``, status "tree")
+is tried last and kept when it is more balanced.
 
 The CP-SAT cell model, per unit:
 
