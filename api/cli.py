@@ -169,8 +169,6 @@ def _plan_options(**kw) -> dict:
             opts[k] = opts[k].value
     if opts.get("coverage_target") == 0:
         opts["coverage_target"] = None      # 0: report coverage of the given stations only
-    if "coverage_target" not in kw or kw["coverage_target"] is None:
-        opts.pop("coverage_target", None)
     return opts
 
 

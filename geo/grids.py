@@ -8,6 +8,17 @@ import numpy as np
 import shapely
 
 from geo.cells import GRID_SIZE
+from geo.validate import polygonal_part
+
+
+def polygon_parts(geom) -> list:
+    """The non-empty Polygons of a geometry (made valid; lines and points dropped)."""
+    if geom.geom_type == "Polygon" and geom.is_valid:   # the common case, cheap
+        return [geom] if geom.area > 0 else []
+    g = polygonal_part([shapely.make_valid(geom)])[0]
+    if g is None:
+        return []
+    return [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and p.area > 0]
 
 
 def polsby_popper(geoms) -> np.ndarray:

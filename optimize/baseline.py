@@ -17,7 +17,7 @@ import numpy as np
 import shapely
 
 from geo.coords import geometries_to_wgs84
-from geo.grids import order_for_codes
+from geo.grids import order_for_codes, polygon_parts
 from geo.output import read_plan_dir
 from optimize.options import PlanOptions
 from optimize.partition import UnitPartition, choose_k, partition_unit
@@ -39,18 +39,6 @@ def load_baseline(path, crs) -> gpd.GeoDataFrame:
     grids["village_code"] = grids["village_code"].astype(str)
     grids["seq"] = grids["grid_code"].str[-3:].astype(int)
     return grids[["grid_code", "village_code", "seq", "geometry"]]
-
-
-def _polygons(geom) -> list:
-    geom = shapely.make_valid(geom)
-    parts = shapely.get_parts(geom)
-    out = []
-    for p in parts:
-        if p.geom_type == "Polygon":
-            out.append(p)
-        elif p.geom_type in ("MultiPolygon", "GeometryCollection"):
-            out.extend(_polygons(p))
-    return [p for p in out if p.area > 0]
 
 
 def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float, options: PlanOptions,
@@ -82,7 +70,7 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     kept_polys = [clipped[j] for j in keep]
     seqs = [int(old["seq"].iloc[j]) for j in keep]
     rest = shapely.difference(geometry, shapely.union_all(kept_polys))
-    pieces = [p for p in _polygons(rest) if p.area >= MIN_PIECE_M2]
+    pieces = [p for p in polygon_parts(rest) if p.area >= MIN_PIECE_M2]
     free = np.flatnonzero(labels < 0)
     new_polys: list = []
     new_labels_for: list[tuple[np.ndarray, np.ndarray]] = []

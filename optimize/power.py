@@ -29,6 +29,8 @@ import numpy as np
 import shapely
 from ortools.graph.python import min_cost_flow
 
+from geo.grids import polygon_parts
+
 ROUNDS = 14              # capacitated Lloyd rounds per start
 STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
 MORE_STARTS = 12         # starts allowed while indivisible points keep the best out of tolerance
@@ -209,11 +211,6 @@ def power_cells(geometry, centers: np.ndarray, weights: np.ndarray) -> list:
     return out
 
 
-def _polygonal_parts(g) -> list:
-    return [p for p in shapely.get_parts(shapely.make_valid(g)) if p.geom_type == "Polygon" and p.area > 0] \
-        if g.geom_type != "Polygon" else ([g] if g.area > 0 else [])
-
-
 def repair_fragments(cells: list, xy: np.ndarray, h: np.ndarray) -> list | None:
     """Pieces of a grid cut off by a concave outline join the neighbour sharing most border with them.
 
@@ -222,7 +219,7 @@ def repair_fragments(cells: list, xy: np.ndarray, h: np.ndarray) -> list | None:
     k = len(cells)
     mains, frags = [], []
     for j, c in enumerate(cells):
-        parts = _polygonal_parts(c)
+        parts = polygon_parts(c)
         if not parts:
             return None
         if len(parts) == 1:
