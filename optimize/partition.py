@@ -76,6 +76,15 @@ class UnitPartition:
     notes: tuple[str, ...] = ()
     households: tuple[int, ...] = ()   # households of each grid (index = grid index)
     cells: int = 0                     # cells in the unit's graph (after merging coincident points)
+    # What is known about balance (filled by the chooser; read by the pipeline's summary):
+    #   "within"  every grid within the tolerance;
+    #   "certified"  out of tolerance, and a geometry-free model proves no k-grouping of the points
+    #                can meet it (best_band is then the smallest achievable max deviation);
+    #   "miss"  out of tolerance without such a proof: a model miss;
+    #   "failed"  the models raised (the unit is one grid; the cause is in notes);
+    #   "single" / "empty"  k = 1 or no households: nothing to balance.
+    balance: str = ""
+    best_band: float | None = None
 
 
 def choose_k(total_households: float, target: float) -> int:
