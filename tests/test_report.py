@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from shapely.geometry import box
 
 from geo.report import layer_geojson, leaflet_assets, render_report, script_safe, svg_bars, svg_histogram
@@ -155,6 +155,8 @@ rect = st.tuples(st.floats(100, 120), st.floats(20, 40), st.floats(1e-4, 0.05), 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(rect, min_size=1, max_size=20), st.integers(8, 400), st.integers(4, 96))
+# simplifying the already simplified outline step after step let the errors add up (found on a fresh clone)
+@example(rects=[(110.0, 30.0, 0.036354760353173796, 0.036354760353173796)], per_ring=24, budget_per_feature=5)
 def test_layer_geojson_rounds_caps_and_meets_the_vertex_budget(rects, per_ring, budget_per_feature):
     polys = [shapely.buffer(box(x, y, x + w, y + h).centroid, min(w, h) / 2, quad_segs=max(per_ring // 4, 1))
              for x, y, w, h in rects]
