@@ -11,8 +11,10 @@ The page itself needs no key (it holds no data). Its data calls go to the public
 
 The page reads ``GET /v1/jobs?status=succeeded`` (newest first by finish time), then
 ``GET /v1/jobs/{id}/layers/grids`` and ``…/stations``, and on a click calls
-``GET /v1/lookup?lon=&lat=&plan={id}``. Leaflet (``geo/static``, vendored) is inlined, and a
-Content-Security-Policy allows no other origin: the page works on an air-gapped network.
+``GET /v1/lookup?lon=&lat=&plan={id}``. The page is the Jinja2 template ``api/templates/map.html.j2``
+rendered through ``geo.pages`` (autoescape, the same inlined assets as report.html: vendored Leaflet and the
+shared ``gridmap.js``), and a Content-Security-Policy allows no other origin: the page works on an
+air-gapped network.
 """
 from __future__ import annotations
 
@@ -22,21 +24,19 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from geo.report import leaflet_assets, script_safe
+from geo.pages import render
 
 router = APIRouter(tags=["map"])
 
-PAGE = Path(__file__).resolve().parents[1] / "static" / "map.html"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
 
 
 @lru_cache(maxsize=1)
 def map_page_html() -> str:
-    """map.html with Leaflet's CSS and JS inlined (no request leaves the service's origin)."""
-    js, css = leaflet_assets()
-    text = PAGE.read_text(encoding="utf-8")
-    return text.replace("/*%%LEAFLET_CSS%%*/", css, 1).replace("//%%LEAFLET_JS%%", script_safe(js), 1)
+    """The map page with Leaflet and the shared map script inlined (no request leaves the service's origin)."""
+    return render("map.html.j2", TEMPLATES)
 
 
 @router.get("/map", response_class=HTMLResponse, summary="The newest plan on a map; click to look up a grid",
