@@ -313,103 +313,128 @@ def _minutes_chart(households: gpd.GeoDataFrame | None, minutes_target) -> dict 
     return {"title": "Travel time to the nearest station", "svg": svg}
 
 
-def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str = "gridplan") -> str:
-    """The report.html text for a plan: self-contained (no network), a few MB at most.
-
-    ``layers``: "grids", "stations", "service_areas", "households", "units", "workers" — WGS 84
-    GeoDataFrames with the contract's columns (any may be missing or empty). ``summary``: as
-    summary.json.
-    """
-    summary = dict(summary or {})
+def _embedded_layers(layers: dict, code_col: str | None, notes: list[str]) -> dict:
+    """The map's layers as compact GeoJSON (parsed), with a note for whatever was capped or simplified."""
     grids = layers.get("grids")
-    stations = layers.get("stations")
-    service = layers.get("service_areas")
-    units = layers.get("units")
-    households = layers.get("households")
-    workers = layers.get("workers")
-    notes: list[str] = []
-
     if grids is not None and len(grids):
         grids = grids.copy()
         grids["deviation"] = grid_deviation(grids)
-    g = layer_geojson(grids, GRID_COLUMNS, MAX_VERTICES["grids"], MAX_FEATURES["grids"])
-    s = layer_geojson(stations, STATION_COLUMNS, None, MAX_FEATURES["stations"])
-    sa = layer_geojson(service, SERVICE_COLUMNS, MAX_VERTICES["service_areas"], MAX_FEATURES["service_areas"])
-    code_col = unit_code_column(units, summary) if units is not None and len(units) else None
-    unit_cols = [c for c in (code_col, "village_name") if c]
-    u = layer_geojson(units, unit_cols, MAX_VERTICES["units"], MAX_FEATURES["units"])
-    for name, lay in (("grids", g), ("stations", s), ("service areas", sa), ("unit outlines", u)):
+    units = layers.get("units")
+    embedded = {"grids": layer_geojson(grids, GRID_COLUMNS, MAX_VERTICES["grids"], MAX_FEATURES["grids"]),
+                "stations": layer_geojson(layers.get("stations"), STATION_COLUMNS, None, MAX_FEATURES["stations"]),
+                "service_areas": layer_geojson(layers.get("service_areas"), SERVICE_COLUMNS,
+                                               MAX_VERTICES["service_areas"], MAX_FEATURES["service_areas"]),
+                "units": layer_geojson(units, [c for c in (code_col, "village_name") if c], MAX_VERTICES["units"],
+                                       MAX_FEATURES["units"])}
+    for name, lay in zip(("grids", "stations", "service areas", "unit outlines"), embedded.values()):
         if lay.features < lay.total:
             notes.append(f"Only the first {lay.features:,} of {lay.total:,} {name} are drawn, to keep this file small.")
         if lay.simplified_m > 0:
             notes.append(f"{name.capitalize()} are drawn simplified (to about {lay.simplified_m:,.0f} m) to keep "
                          f"this file small; plan.gpkg has the exact geometry.")
+    households = layers.get("households")
     if households is not None and len(households):
         notes.append(f"The {len(households):,} household points are not drawn one by one; their counts are in "
                      f"the grids and their travel times in the chart below.")
+    return embedded
 
-    # unit labels at a point inside each unit
-    labels = []
-    if units is not None and len(units) and len(units) <= MAX_LABELS:
-        uw = _wgs84(units)
-        pts = shapely.point_on_surface(np.asarray(uw.geometry.values))
-        names = (uw["village_name"] if "village_name" in uw.columns else pd.Series([None] * len(uw), index=uw.index))
-        codes = uw[code_col] if code_col else pd.Series([""] * len(uw), index=uw.index)
-        for p, n, c in zip(pts, names, codes):
-            if p is None or shapely.is_empty(p):
-                continue
-            text = n if isinstance(n, str) and n.strip() else str(c)
-            labels.append([round(p.y, 6), round(p.x, 6), text])
-    elif units is not None and len(units) > MAX_LABELS:
+
+def _unit_labels(units: gpd.GeoDataFrame | None, code_col: str | None, notes: list[str]) -> list[list]:
+    """[lat, lon, text] at a point inside each unit (none above MAX_LABELS units, with a note)."""
+    labels: list[list] = []
+    if units is None or len(units) == 0:
+        return labels
+    if len(units) > MAX_LABELS:
         notes.append(f"Unit labels are left off the map ({len(units):,} units); click a grid to see its unit.")
+        return labels
+    uw = _wgs84(units)
+    pts = shapely.point_on_surface(np.asarray(uw.geometry.values))
+    names = (uw["village_name"] if "village_name" in uw.columns else pd.Series([None] * len(uw), index=uw.index))
+    codes = uw[code_col] if code_col else pd.Series([""] * len(uw), index=uw.index)
+    for p, n, c in zip(pts, names, codes):
+        if p is None or shapely.is_empty(p):
+            continue
+        text = n if isinstance(n, str) and n.strip() else str(c)
+        labels.append([round(p.y, 6), round(p.x, 6), text])
+    return labels
 
+
+def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, summary: dict) -> dict | None:
+    """Bars of the units' coverage, the lowest first, against the coverage target."""
+    if units is None or len(units) == 0 or "coverage" not in units.columns:
+        return None
     cov = summary.get("coverage") or {}
-    bal = summary.get("balance") or {}
-    tol = bal.get("tolerance", (summary.get("options") or {}).get("tolerance", 0.10))
-    try:
-        tol = float(tol)
-    except (TypeError, ValueError):
-        tol = 0.10
+    ut = units.copy()
+    ut["_cov"] = pd.to_numeric(ut["coverage"], errors="coerce")
+    ut = ut[ut["_cov"].notna()].sort_values("_cov")
+    shown = ut.iloc[:MAX_UNIT_BARS]
+    if not len(shown):
+        return None
+    labs = []
+    for _, r in shown.iterrows():
+        n = r.get("village_name")
+        c = r.get(code_col) if code_col else ""
+        labs.append(f"{n} ({c})" if isinstance(n, str) and n else str(c))
+    target = cov.get("target", (summary.get("options") or {}).get("coverage_target"))
+    more = (f" — the {MAX_UNIT_BARS} lowest of {len(ut):,} units" if len(ut) > MAX_UNIT_BARS else "")
+    return {"title": f"Coverage by unit (share of households within {_fmt(cov.get('minutes'))} min){more}",
+            "svg": svg_bars(labs, shown["_cov"].tolist(), threshold=target, css_class="gp-coverage")}
 
-    # charts
-    charts = []
+
+def _balance_chart(grids: gpd.GeoDataFrame | None, tol: float) -> dict | None:
+    """Histogram of the grids' signed deviations with the tolerance band shaded."""
     dev = grid_deviation(grids) if grids is not None and len(grids) else np.zeros(0)
-    if len(dev):
-        span = max(0.3, min(1.0, math.ceil(np.nanmax(np.abs(dev)) * 20) / 20 if np.isfinite(dev).any() else 0.3))
-        bins = np.linspace(-span, span, 25)
-        charts.append({"title": "Balance: grids by deviation from their unit's mean households per grid",
-                       "svg": svg_histogram(dev, bins, band=(-tol, tol),
-                                            xlabel=f"deviation (shaded: ±{100 * tol:.0f}% tolerance)",
-                                            ylabel="grids", pct_axis=True, css_class="gp-balance")})
-    if units is not None and len(units) and "coverage" in units.columns:
-        ut = units.copy()
-        ut["_cov"] = pd.to_numeric(ut["coverage"], errors="coerce")
-        ut = ut[ut["_cov"].notna()].sort_values("_cov")
-        shown = ut.iloc[:MAX_UNIT_BARS]
-        labs = []
-        for _, r in shown.iterrows():
-            n = r.get("village_name")
-            c = r.get(code_col) if code_col else ""
-            labs.append(f"{n} ({c})" if isinstance(n, str) and n else str(c))
-        target = cov.get("target", (summary.get("options") or {}).get("coverage_target"))
-        more = (f" — the {MAX_UNIT_BARS} lowest of {len(ut):,} units" if len(ut) > MAX_UNIT_BARS else "")
-        if len(shown):
-            charts.append({"title": f"Coverage by unit (share of households within {_fmt(cov.get('minutes'))} min)"
-                                    f"{more}",
-                           "svg": svg_bars(labs, shown["_cov"].tolist(), threshold=target, css_class="gp-coverage")})
-    minutes_chart = _minutes_chart(households, cov.get("minutes"))
-    if minutes_chart:
-        charts.append(minutes_chart)
+    if not len(dev):
+        return None
+    span = max(0.3, min(1.0, math.ceil(np.nanmax(np.abs(dev)) * 20) / 20 if np.isfinite(dev).any() else 0.3))
+    return {"title": "Balance: grids by deviation from their unit's mean households per grid",
+            "svg": svg_histogram(dev, np.linspace(-span, span, 25), band=(-tol, tol),
+                                 xlabel=f"deviation (shaded: ±{100 * tol:.0f}% tolerance)",
+                                 ylabel="grids", pct_axis=True, css_class="gp-balance")}
 
+
+def _tolerance(summary: dict) -> float:
+    tol = (summary.get("balance") or {}).get("tolerance", (summary.get("options") or {}).get("tolerance", 0.10))
+    try:
+        return float(tol)
+    except (TypeError, ValueError):
+        return 0.10
+
+
+def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str = "gridplan") -> str:
+    """Render the report.html text for a plan: self-contained (no network), a few MB at most.
+
+    Parameters
+    ----------
+    layers : dict of GeoDataFrame
+        "grids", "stations", "service_areas", "households", "units", "workers" — WGS 84 GeoDataFrames
+        with the contract's columns (any may be missing or empty).
+    summary : dict
+        As summary.json.
+    title : str
+        The page's title.
+
+    Returns
+    -------
+    str
+        The HTML page (template ``geo/templates/report.html.j2``).
+    """
+    summary = dict(summary or {})
+    units, workers = layers.get("units"), layers.get("workers")
+    notes: list[str] = []
+    code_col = unit_code_column(units, summary) if units is not None and len(units) else None
+    embedded = _embedded_layers(layers, code_col, notes)
+    labels = _unit_labels(units, code_col, notes)
+    cov, bal, tol = summary.get("coverage") or {}, summary.get("balance") or {}, _tolerance(summary)
+    charts = [c for c in (_balance_chart(layers.get("grids"), tol), _coverage_chart(units, code_col, summary),
+                          _minutes_chart(layers.get("households"), cov.get("minutes"))) if c]
     stat_rows = _summary_rows(summary)
     if workers is not None and len(workers) and "role" in workers.columns:
         roles = workers["role"].value_counts().to_dict()
         stat_rows.append(("Roster", ", ".join(f"{v} {k}" for k, v in roles.items())))
-
-    data = {"grids": json.loads(g.geojson), "stations": json.loads(s.geojson), "service_areas": json.loads(sa.geojson),
-            "units": json.loads(u.geojson), "labels": labels, "tolerance": tol, "canvas": g.features > CANVAS_ABOVE,
-            "minutes": cov.get("minutes"), "mode": cov.get("mode")}
-    bal = summary.get("balance") or {}
+    data = {name: json.loads(lay.geojson) for name, lay in embedded.items()}
+    data.update(labels=labels, tolerance=tol, canvas=embedded["grids"].features > CANVAS_ABOVE,
+                minutes=cov.get("minutes"), mode=cov.get("mode"))
     headline = (f"{_fmt(summary.get('households'))} households · {_fmt(summary.get('units'))} units · "
                 f"{_fmt(summary.get('grids'))} grids ({_pct(bal.get('within_tolerance_share'))} within "
                 f"±{100 * tol:.0f}%) · {_fmt(summary.get('workers'))} workers · "
