@@ -33,10 +33,9 @@ import numpy as np
 import shapely
 
 from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+from geo.vocabulary import DEFAULT_SPEED_KMH  # used only when a plan's summary has no speed
 
 EARTH_RADIUS_M = 6371008.8
-# The contract's straight-line default speeds (km/h), used only when a plan's summary has no speed.
-DEFAULT_SPEED_KMH = {"walk": 4.0, "bike": 12.0, "ebike": 18.0, "drive": 30.0}
 
 GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
 RESULT_FIELDS = GRID_FIELDS + ("workers", "worker_ids", "station_id", "station_name", "minutes", "covered")
