@@ -49,7 +49,8 @@ class CoordSystem(StrEnum):
         return self is not CoordSystem.cgcs2000
 
 
-_SAME_AS_WGS84 = frozenset({CoordSystem.wgs84, CoordSystem.cgcs2000})
+#: Systems whose lon/lat are WGS 84's (no conversion either way).
+WGS84_ALIKE = _SAME_AS_WGS84 = frozenset({CoordSystem.wgs84, CoordSystem.cgcs2000})
 
 #: The systems outputs (and the CLI's ``lookup``) may use: CoordSystem without CGCS2000.
 OutputCoordSystem = StrEnum("OutputCoordSystem", [(c.name, c.value) for c in CoordSystem if c.is_output])
@@ -60,6 +61,8 @@ OutputCoordSystem.__module__ = __name__
 MODES: tuple[str, ...] = tuple(m.value for m in Mode)
 COORD_SYSTEMS: tuple[str, ...] = tuple(c.value for c in CoordSystem)
 OUTPUT_COORD_SYSTEMS: tuple[str, ...] = tuple(c.value for c in OutputCoordSystem)
+#: The systems offset from WGS 84 (the Chinese web-map systems, converted on the way in and out).
+OFFSET_COORD_SYSTEMS: tuple[str, ...] = tuple(c.value for c in CoordSystem if not c.same_as_wgs84)
 
 __all__ = ["Mode", "CoordSystem", "OutputCoordSystem", "DEFAULT_SPEED_KMH", "MODES", "COORD_SYSTEMS",
-           "OUTPUT_COORD_SYSTEMS"]
+           "OUTPUT_COORD_SYSTEMS", "OFFSET_COORD_SYSTEMS", "WGS84_ALIKE"]
