@@ -18,8 +18,8 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, \
-    field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator)
 
 from geo.vocabulary import (COORD_SYSTEMS, DEFAULT_SPEED_KMH, MODES, OUTPUT_COORD_SYSTEMS, CoordSystem, Mode,
                             OutputCoordSystem)
