@@ -18,6 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from geo.vocabulary import CoordSystem, Mode, OutputCoordSystem
+from optimize.options import OptionsError, option_default, option_help
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Grid-governance plans: balanced grids, grid workers, service stations, point→grid lookup.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys for `gridplan serve`.")
@@ -25,26 +28,6 @@ app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=True)   # progress and tables on stderr; stdout stays for --json and keys
 out = Console()
-
-
-class Mode(str, Enum):
-    walk = "walk"
-    bike = "bike"
-    ebike = "ebike"
-    drive = "drive"
-
-
-class Coords(str, Enum):
-    wgs84 = "wgs84"
-    gcj02 = "gcj02"
-    bd09 = "bd09"
-    cgcs2000 = "cgcs2000"
-
-
-class OutCoords(str, Enum):
-    wgs84 = "wgs84"
-    gcj02 = "gcj02"
-    bd09 = "bd09"
 
 
 class Role(str, Enum):
@@ -110,8 +93,8 @@ def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: boo
 
     try:
         options = PlanOptions.from_mapping(opts)
-    except (ValueError, TypeError) as e:
-        _fail(2, str(e))
+    except OptionsError as e:
+        _fail(2, "; ".join(f"{_flag(name)}: {msg}" for name, msg in e.errors))
     labels = {"load": "Reading and validating", "partition": "Partitioning units", "staffing": "Staffing grids",
               "siting": "Siting stations", "output": "Writing outputs"}
     t0 = time.perf_counter()
@@ -162,14 +145,18 @@ def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: boo
     return summary
 
 
+# options whose command-line flag is not "--" + the option's name with dashes
+_FLAGS = {"time_limit_per_unit": "--time-limit"}
+
+
+def _flag(option: str) -> str:
+    """The command-line flag of a plan option (as users typed it)."""
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def _plan_options(**kw) -> dict:
-    opts = {k: v for k, v in kw.items() if v is not None}
-    for k in ("mode", "coords", "output_coords"):
-        if k in opts and isinstance(opts[k], Enum):
-            opts[k] = opts[k].value
-    if opts.get("coverage_target") == 0:
-        opts["coverage_target"] = None      # 0: report coverage of the given stations only
-    return opts
+    """The options given on the command line (None: not given) as plain values for PlanOptions."""
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in kw.items() if v is not None}
 
 
 @app.command()
@@ -199,24 +186,27 @@ def plan_cmd(
     network: Optional[Path] = typer.Option(None, "--network", help="OpenStreetMap .osm.pbf: travel follows roads."),
     barriers: Optional[Path] = typer.Option(None, "--barriers",
                                             help="Lines no grid may straddle (rivers, expressways, railways)."),
-    target_households: Optional[float] = typer.Option(None, "--target-households", help="Households per grid [300]."),
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Allowed deviation from the unit mean [0.10]."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Service-area travel time [20]."),
-    mode: Optional[Mode] = typer.Option(None, "--mode", help="Travel mode [walk]."),
-    speed_kmh: Optional[float] = typer.Option(None, "--speed-kmh", help="Override the mode's speed."),
+    target_households: Optional[float] = typer.Option(None, "--target-households",
+                                                      help=option_help("target_households")),
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help=option_help("tolerance")),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help=option_help("minutes")),
+    mode: Optional[Mode] = typer.Option(None, "--mode", help=option_help("mode")),
+    speed_kmh: Optional[float] = typer.Option(None, "--speed-kmh", help=option_help("speed_kmh")),
     coverage_target: Optional[float] = typer.Option(None, "--coverage-target",
-                                                    help="Fewest stations reaching this share [0.9]; 0: report only."),
-    max_stations: Optional[int] = typer.Option(None, "--max-stations", help="Maximal covering with P stations."),
-    workers_budget: Optional[int] = typer.Option(None, "--workers-budget", help="Total grid workers."),
-    workers_per_10k: Optional[float] = typer.Option(None, "--workers-per-10k", help="Staffing norm per 10,000 residents."),
-    coords: Optional[Coords] = typer.Option(None, "--coords", help="What input lon/lat mean [wgs84]."),
-    output_coords: Optional[OutCoords] = typer.Option(None, "--output-coords", help="Output coordinates [wgs84]."),
-    code_field: Optional[str] = typer.Option(None, "--code-field", help="Unit code column [village_code]."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes [1]."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:port."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Last plan's output directory: keep its grids stable."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Solver seconds per unit [10]."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+                                                    help=option_help("coverage_target")),
+    max_stations: Optional[int] = typer.Option(None, "--max-stations", help=option_help("max_stations")),
+    workers_budget: Optional[int] = typer.Option(None, "--workers-budget", help=option_help("workers_budget")),
+    workers_per_10k: Optional[float] = typer.Option(None, "--workers-per-10k",
+                                                    help=option_help("workers_per_10k")),
+    coords: Optional[CoordSystem] = typer.Option(None, "--coords", help=option_help("coords")),
+    output_coords: Optional[OutputCoordSystem] = typer.Option(None, "--output-coords",
+                                                              help=option_help("output_coords")),
+    code_field: Optional[str] = typer.Option(None, "--code-field", help=option_help("code_field")),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=option_help("jobs")),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=option_help("scheduler")),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help=option_help("baseline")),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help=option_help("time_limit_per_unit")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=option_help("seed")),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
 ):
@@ -239,8 +229,10 @@ def validate(
     households: Path = typer.Option(..., "--households", "-h"),
     facilities: Optional[Path] = typer.Option(None, "--facilities"),
     roster: Optional[Path] = typer.Option(None, "--roster"),
-    coords: Coords = typer.Option(Coords.wgs84, "--coords"),
-    code_field: str = typer.Option("village_code", "--code-field"),
+    coords: CoordSystem = typer.Option(CoordSystem(option_default("coords")), "--coords",
+                                       help=option_help("coords", show_default=False)),
+    code_field: str = typer.Option(option_default("code_field"), "--code-field",
+                                   help=option_help("code_field", show_default=False)),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON to stdout."),
 ):
     """List every data problem found; exit 1 if any is fatal."""
@@ -265,7 +257,7 @@ def lookup(
     lat: Optional[float] = typer.Argument(None),
     points: Optional[Path] = typer.Option(None, "--points", help="Points file (CSV lon/lat or any vector format)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write the looked-up points (CSV, GPKG...)."),
-    coords: OutCoords = typer.Option(OutCoords.wgs84, "--coords", help="What the given lon/lat mean."),
+    coords: OutputCoordSystem = typer.Option(OutputCoordSystem.wgs84, "--coords", help="What the given lon/lat mean."),
 ):
     """Which grid (and worker, and station) is this point in? Offline, on an output directory."""
     from geo.index import GridIndex

@@ -1,14 +1,46 @@
 """Server settings: one frozen dataclass, filled from arguments or ``GRIDPLAN_*`` environment variables."""
 from __future__ import annotations
 
+import json
+import math
 import os
-from dataclasses import dataclass, field, replace
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "GRIDPLAN_"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def _env(name: str, default, cast=str):
-    v = os.environ.get(f"GRIDPLAN_{name}")
-    return default if v in (None, "") else cast(v)
+def _parse(text: str, kind: Any):
+    """One environment value -> the field's type (``int``, ``float``, ``bool``, ``str``, ``Path``,
+    ``X | None`` where "none"/"null" give None, and ``dict``/``list`` from JSON)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null"):
+            return None
+        kind = args[0] if len(args) == 1 else str
+    origin = typing.get_origin(kind) or kind
+    if origin is bool:
+        low = text.strip().lower()
+        if low not in _TRUE | _FALSE:
+            raise ValueError(f"expected one of {', '.join(sorted(_TRUE | _FALSE))}")
+        return low in _TRUE
+    if origin in (dict, list, tuple):
+        value = json.loads(text)
+        if not isinstance(value, dict if origin is dict else list):
+            raise ValueError(f"expected a JSON {'object' if origin is dict else 'array'}")
+        return tuple(value) if origin is tuple else value
+    if origin is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
+    if origin in (int, str, Path):
+        return origin(text.strip() if origin is not str else text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -49,18 +81,23 @@ class Settings:
         return replace(self, **kw)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        s = cls(
-            data_dir=_env("DATA_DIR", cls.data_dir),
-            database_url=_env("DATABASE_URL", None),
-            max_upload_bytes=_env("MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
-            max_json_bytes=_env("MAX_JSON_BYTES", cls.max_json_bytes, int),
-            max_batch_points=_env("MAX_BATCH_POINTS", cls.max_batch_points, int),
-            request_timeout_s=_env("REQUEST_TIMEOUT_S", cls.request_timeout_s, float),
-            job_workers=_env("JOB_WORKERS", cls.job_workers, int),
-            max_attempts=_env("MAX_ATTEMPTS", cls.max_attempts, int),
-            runner=_env("RUNNER", cls.runner),
-            job_timeout_s=_env("JOB_TIMEOUT_S", None, float),
-            log_level=_env("LOG_LEVEL", cls.log_level),
-        )
-        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from ``GRIDPLAN_<FIELD>`` environment variables (every field, by its own type),
+        then ``overrides`` (None: not given). An empty variable means "the default"; a malformed
+        one raises ``ValueError`` naming it."""
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            if not f.init:
+                continue
+            name = ENV_PREFIX + f.name.upper()
+            text = env.get(name)
+            if text is None or text == "":
+                continue
+            try:
+                values[f.name] = _parse(text, hints[f.name])
+            except ValueError as e:
+                raise ValueError(f"{name}={text!r}: {e}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

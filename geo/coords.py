@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import shapely
 
-SYSTEMS = ("wgs84", "gcj02", "bd09", "cgcs2000")
+from geo.vocabulary import COORD_SYSTEMS as SYSTEMS, CoordSystem
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis used by the GCJ-02 formula
 _EE = 0.00669342162296594323
@@ -478,10 +478,10 @@ def _identity(lon, lat):
     return _arrays(lon, lat)
 
 
-_TO_WGS: dict[str, Callable] = {"wgs84": _identity, "cgcs2000": _identity,
-                                "gcj02": gcj02_to_wgs84, "bd09": bd09_to_wgs84}
-_FROM_WGS: dict[str, Callable] = {"wgs84": _identity, "cgcs2000": _identity,
-                                  "gcj02": wgs84_to_gcj02, "bd09": wgs84_to_bd09}
+_TO_WGS: dict[str, Callable] = {CoordSystem.wgs84: _identity, CoordSystem.cgcs2000: _identity,
+                                CoordSystem.gcj02: gcj02_to_wgs84, CoordSystem.bd09: bd09_to_wgs84}
+_FROM_WGS: dict[str, Callable] = {CoordSystem.wgs84: _identity, CoordSystem.cgcs2000: _identity,
+                                  CoordSystem.gcj02: wgs84_to_gcj02, CoordSystem.bd09: wgs84_to_bd09}
 
 
 def check_system(system: str) -> str:
@@ -511,13 +511,13 @@ def transform_geometries(geoms, func: Callable) -> np.ndarray:
 
 def geometries_to_wgs84(geoms, system: str) -> np.ndarray:
     system = check_system(system)
-    if system in ("wgs84", "cgcs2000"):
+    if CoordSystem(system).same_as_wgs84:
         return np.asarray(geoms, dtype=object)
     return transform_geometries(geoms, _TO_WGS[system])
 
 
 def geometries_from_wgs84(geoms, system: str) -> np.ndarray:
     system = check_system(system)
-    if system in ("wgs84", "cgcs2000"):
+    if CoordSystem(system).same_as_wgs84:
         return np.asarray(geoms, dtype=object)
     return transform_geometries(geoms, _FROM_WGS[system])

@@ -33,10 +33,9 @@ import numpy as np
 import shapely
 
 from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+from geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
 EARTH_RADIUS_M = 6371008.8
-# The contract's straight-line default speeds (km/h), used only when a plan's summary has no speed.
-DEFAULT_SPEED_KMH = {"walk": 4.0, "bike": 12.0, "ebike": 18.0, "drive": 30.0}
 
 GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
 RESULT_FIELDS = GRID_FIELDS + ("workers", "worker_ids", "station_id", "station_name", "minutes", "covered")
@@ -173,7 +172,7 @@ class GridIndex:
         out_coords = (summary.get("output_coords") or (summary.get("options") or {}).get("output_coords")
                       or "wgs84")
         out_coords = check_system(out_coords)
-        if out_coords not in ("wgs84", "cgcs2000"):
+        if out_coords not in WGS84_ALIKE:
             grids = grids.copy()
             grids.geometry = geometries_to_wgs84(grids.geometry.values, out_coords)
             if stations is not None and len(stations):
@@ -347,7 +346,7 @@ class GridIndex:
     def _wgs(lon, lat, coords: str):
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
-        if coords in ("wgs84", "cgcs2000"):
+        if coords in WGS84_ALIKE:
             return lon, lat
         return to_wgs84(lon, lat, coords)
 
@@ -391,7 +390,7 @@ class GridIndex:
         """The answer for one point as a plain dict (RESULT_FIELDS), or None outside every grid."""
         coords = check_system(coords)
         lon, lat = float(lon), float(lat)
-        if coords not in ("wgs84", "cgcs2000"):
+        if coords not in WGS84_ALIKE:
             a, b = to_wgs84(np.array([lon]), np.array([lat]), coords)
             lon, lat = float(a[0]), float(b[0])
         g = self.grid_of_one(lon, lat)

@@ -24,9 +24,11 @@ import shapely
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from geo.vocabulary import Mode
+
 EPS_MIN = 1e-6          # minutes of slack on "within minutes" (matches the plan checker)
-PYROSM_NETWORK = {"walk": "walking", "bike": "cycling", "ebike": "cycling", "drive": "driving"}
-ISO_MARGIN_M = {"walk": 40.0, "bike": 40.0, "ebike": 40.0, "drive": 60.0}
+PYROSM_NETWORK = {Mode.walk: "walking", Mode.bike: "cycling", Mode.ebike: "cycling", Mode.drive: "driving"}
+ISO_MARGIN_M = {Mode.walk: 40.0, Mode.bike: 40.0, Mode.ebike: 40.0, Mode.drive: 60.0}
 
 
 def as_xy(geoms_or_xy) -> np.ndarray:

@@ -19,6 +19,7 @@ import shapely
 from geo.coords import geometries_to_wgs84
 from geo.grids import order_for_codes, polygon_parts
 from geo.output import read_plan_dir
+from geo.vocabulary import OFFSET_COORD_SYSTEMS
 from optimize.options import PlanOptions
 from optimize.partition import UnitPartition, choose_k, partition_unit
 
@@ -32,7 +33,7 @@ def load_baseline(path, crs) -> gpd.GeoDataFrame:
         raise ValueError(f"{path}: the baseline plan has no grids layer")
     grids = layers["grids"]
     oc = (summary.get("options") or {}).get("output_coords", "wgs84")
-    if oc in ("gcj02", "bd09"):   # the old plan was written in web-map coordinates: undo the offset
+    if oc in OFFSET_COORD_SYSTEMS:   # the old plan was written in web-map coordinates: undo the offset
         grids = grids.set_geometry(gpd.GeoSeries(geometries_to_wgs84(grids.geometry.values, oc), crs=4326))
     grids = grids.to_crs(crs)
     grids["grid_code"] = grids["grid_code"].astype(str)

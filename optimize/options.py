@@ -1,100 +1,245 @@
-"""Every plan option and its default, in one place (CLI, HTTP params and Python share it)."""
+"""Every plan option, its type, range and default, in one place: a strict typed schema.
+
+The command line, the HTTP ``params`` and Python (``plan(**options)``) all build a
+:class:`PlanOptions` and so accept and refuse the same values. The schema is strict, as user
+input is hostile: numbers must be finite and within sane bounds, counts must be integers
+(``1.5``, ``true`` and ``"3"`` are refused, not coerced), names must come from the vocabulary
+(:mod:`geo.vocabulary`, re-exported here). A refused value raises :class:`OptionsError`, a
+``ValueError`` carrying one ``(option, message)`` pair per problem.
+
+``coverage_target=0`` (or ``None``) means "report the coverage of the given stations only, site
+no new ones"; the option is then stored as ``None``.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+import math
+import os
+import re
+from enum import Enum
+from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
-SPEED_KMH = {"walk": 4.0, "bike": 12.0, "ebike": 18.0, "drive": 30.0}
-MODES = tuple(SPEED_KMH)
-COORDS = ("wgs84", "gcj02", "bd09", "cgcs2000")
-OUTPUT_COORDS = ("wgs84", "gcj02", "bd09")
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator)
+
+from geo.vocabulary import (COORD_SYSTEMS, DEFAULT_SPEED_KMH, MODES, OUTPUT_COORD_SYSTEMS, CoordSystem, Mode,
+                            OutputCoordSystem)
+
+__all__ = ["PlanOptions", "OptionsError", "Mode", "CoordSystem", "OutputCoordSystem", "DEFAULT_SPEED_KMH",
+           "SPEED_KMH", "MODES", "COORDS", "OUTPUT_COORDS", "option_names", "option_default", "option_help"]
+
+# re-exported under their historical names
+SPEED_KMH = DEFAULT_SPEED_KMH
+COORDS = COORD_SYSTEMS
+OUTPUT_COORDS = OUTPUT_COORD_SYSTEMS
+
+# sane maxima: far beyond any real plan, small enough that no value can exhaust the machine
+MAX_HOUSEHOLDS_PER_GRID = 100_000
+MAX_MINUTES = 600.0
+MAX_SPEED_KMH = 300.0
+MAX_STATIONS = 100_000
+MAX_WORKERS = 10_000_000
+MAX_JOBS = 1024
+MAX_SECONDS_PER_UNIT = 3600.0
+MAX_SEED = 2**31 - 1                 # CP-SAT's random_seed is a 32-bit integer
+MAX_KINDS = 64
 
 
-@dataclass(frozen=True)
-class PlanOptions:
+def _plain(value: Any) -> Any:
+    """Numpy scalars -> Python numbers, enum members -> their value, paths -> str (strictness aside).
+
+    Booleans stay booleans (and are then refused where a number is expected).
+    """
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and not isinstance(value, (bool, str)):
+        item = value.item()
+        return value if isinstance(item, bool) else item
+    return value
+
+
+Plain = BeforeValidator(_plain)
+Households = Annotated[float, Field(ge=1, le=MAX_HOUSEHOLDS_PER_GRID), Plain]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ModeName = Literal[MODES]                       # type: ignore[valid-type]
+CoordName = Literal[COORD_SYSTEMS]              # type: ignore[valid-type]
+OutputCoordName = Literal[OUTPUT_COORD_SYSTEMS]  # type: ignore[valid-type]
+
+
+class OptionsError(ValueError):
+    """Refused plan options: ``errors`` holds one ``(option, message)`` pair per problem.
+
+    ``str(e)`` joins them as ``"option: message; ..."`` for people; programs read ``errors``.
+    """
+
+    def __init__(self, errors: Iterable[tuple[str, str]]):
+        self.errors: tuple[tuple[str, str], ...] = tuple((str(f), str(m)) for f, m in errors)
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.errors) or "invalid plan options")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The options named, in order, without repeats."""
+        return tuple(dict.fromkeys(f for f, _ in self.errors))
+
+
+_SHOULD = re.compile(r"^(Input|String|Value|Dictionary|Number|Float|Integer)\s+should\s+")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _errors_of(exc: ValidationError) -> list[tuple[str, str]]:
+    """pydantic's errors -> (option, message) pairs in plain words ("must be ..., got ...")."""
+    known = ", ".join(option_names())
+    out = []
+    for e in exc.errors(include_url=False):
+        loc = list(e["loc"])
+        name = str(loc[0]) if loc else "options"
+        if e["type"] == "extra_forbidden":
+            out.append((name, f"unknown plan option {name!r}; known: {known}"))
+            continue
+        msg = _SHOULD.sub("must ", e["msg"], count=1)
+        inner = [x for x in loc[1:] if x != "[key]"]
+        where = f" ({'key' if '[key]' in loc else 'entry'} {_shown(inner[0])})" if inner else ""
+        out.append((name, f"{msg[:1].lower()}{msg[1:]}{where}, got {_shown(e.get('input'))}"))
+    return out
+
+
+class PlanOptions(BaseModel):
+    """Every plan option with its default (immutable; ``with_`` makes a changed, re-checked copy)."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", allow_inf_nan=False,
+                              validate_default=False, title="plan options")
+
     # partition
-    target_households: float = 300.0       # households per grid; a unit's column overrides it
-    kind_targets: dict[str, float] = field(default_factory=dict)  # e.g. {"urban": 400}
-    tolerance: float = 0.10                 # allowed |h - mean| / mean of the unit's grids
-    time_limit_per_unit: float = 10.0       # CP-SAT seconds per unit before falling back
-    seed: int = 0
+    target_households: Households = Field(
+        300.0, description="Households per grid; a unit's target_households column overrides it.")
+    kind_targets: dict[Name, Households] = Field(
+        default_factory=dict, max_length=MAX_KINDS,
+        description='Households per grid by unit kind, e.g. {"urban": 400}.')
+    tolerance: Annotated[float, Field(gt=0, lt=1), Plain] = Field(
+        0.10, description="Allowed deviation |h - mean| / mean of a unit's grids.")
+    time_limit_per_unit: Annotated[float, Field(gt=0, le=MAX_SECONDS_PER_UNIT), Plain] = Field(
+        10.0, description="Solver seconds per unit before falling back.")
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), Plain] = Field(0, description="Solver random seed.")
     # travel and stations
-    minutes: float = 20.0
-    mode: str = "walk"
-    speed_kmh: float | None = None          # None: SPEED_KMH[mode]
-    coverage_target: float | None = 0.9     # fewest stations reaching this share (None: skip)
-    max_stations: int | None = None         # maximal covering with at most P stations
+    minutes: Annotated[float, Field(gt=0, le=MAX_MINUTES), Plain] = Field(
+        20.0, description="Service-area travel time, minutes.")
+    mode: Annotated[ModeName, Plain] = Field(Mode.walk.value, description="Travel mode.")
+    speed_kmh: Optional[Annotated[float, Field(gt=0, le=MAX_SPEED_KMH), Plain]] = Field(
+        None, description="Override the mode's speed, km/h.")
+    coverage_target: Optional[Annotated[float, Field(ge=0, le=1), Plain]] = Field(
+        0.9, description="Fewest new stations reaching this share of households; 0: report only.")
+    max_stations: Optional[Annotated[int, Field(ge=0, le=MAX_STATIONS), Plain]] = Field(
+        None, description="Maximal covering with at most this many new stations.")
     # staffing
-    workers_budget: int | None = None       # total workers; None: norm or one per grid
-    workers_per_10k: float | None = None    # staffing norm per 10,000 residents
-    persons_per_household: float = 2.62     # population estimate where none is given (2020 census)
+    workers_budget: Optional[Annotated[int, Field(ge=1, le=MAX_WORKERS), Plain]] = Field(
+        None, description="Total grid workers.")
+    workers_per_10k: Optional[Annotated[float, Field(gt=0, le=10_000), Plain]] = Field(
+        None, description="Staffing norm: workers per 10,000 residents.")
+    persons_per_household: Annotated[float, Field(gt=0, le=50), Plain] = Field(
+        2.62, description="Persons per household where no population is given (2020 census).")
     # input and output
-    coords: str = "wgs84"
-    output_coords: str = "wgs84"
-    code_field: str = "village_code"
+    coords: Annotated[CoordName, Plain] = Field(CoordSystem.wgs84.value, description="What input lon/lat mean.")
+    output_coords: Annotated[OutputCoordName, Plain] = Field(
+        CoordSystem.wgs84.value, description="Output coordinates.")
+    code_field: Annotated[Name, Plain] = Field("village_code", description="Unit code column.")
     # execution
-    jobs: int = 1
-    scheduler: str | None = None            # dask.distributed address, e.g. tcp://host:8786
-    baseline: str | None = None             # directory of last year's plan to keep stable
+    jobs: Annotated[int, Field(ge=1, le=MAX_JOBS), Plain] = Field(1, description="Worker processes.")
+    scheduler: Optional[Annotated[str, StringConstraints(max_length=256)]] = Field(
+        None, description="Dask scheduler address, tcp://host:port.")
+    baseline: Optional[Annotated[str, StringConstraints(min_length=1, max_length=4096), Plain]] = Field(
+        None, description="Last plan's output directory: keep its grids stable.")
 
-    def __post_init__(self):
-        problems = []
-        if not self.target_households > 0:
-            problems.append(f"target_households must be > 0, got {self.target_households}")
-        if not 0 < self.tolerance < 1:
-            problems.append(f"tolerance must lie in (0, 1), got {self.tolerance}")
-        if not self.minutes > 0:
-            problems.append(f"minutes must be > 0, got {self.minutes}")
-        if self.mode not in SPEED_KMH:
-            problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.speed_kmh is not None and not self.speed_kmh > 0:
-            problems.append(f"speed_kmh must be > 0, got {self.speed_kmh}")
-        if self.coverage_target is not None and not 0 < self.coverage_target <= 1:
-            problems.append(f"coverage_target must lie in (0, 1], got {self.coverage_target}")
-        if self.max_stations is not None and self.max_stations < 0:
-            problems.append(f"max_stations must be >= 0, got {self.max_stations}")
-        if self.workers_budget is not None and self.workers_budget < 1:
-            problems.append(f"workers_budget must be >= 1, got {self.workers_budget}")
-        if self.workers_per_10k is not None and not self.workers_per_10k > 0:
-            problems.append(f"workers_per_10k must be > 0, got {self.workers_per_10k}")
-        if self.coords not in COORDS:
-            problems.append(f"coords must be one of {', '.join(COORDS)}, got {self.coords!r}")
-        if self.output_coords not in OUTPUT_COORDS:
-            problems.append(f"output_coords must be one of {', '.join(OUTPUT_COORDS)}, got {self.output_coords!r}")
-        if self.jobs < 1:
-            problems.append(f"jobs must be >= 1, got {self.jobs}")
-        if not self.time_limit_per_unit > 0:
-            problems.append(f"time_limit_per_unit must be > 0, got {self.time_limit_per_unit}")
-        if problems:
-            raise ValueError("; ".join(problems))
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise OptionsError(_errors_of(exc)) from None
+
+    @field_validator("coverage_target")
+    @classmethod
+    def _zero_is_report_only(cls, v: float | None) -> float | None:
+        return None if v == 0 else v
 
     @property
     def speed_m_per_min(self) -> float:
-        return (self.speed_kmh or SPEED_KMH[self.mode]) * 1000.0 / 60.0
+        """Straight-line travel speed in metres per minute."""
+        return self.effective_speed_kmh * 1000.0 / 60.0
 
     @property
     def effective_speed_kmh(self) -> float:
-        return float(self.speed_kmh or SPEED_KMH[self.mode])
+        """``speed_kmh``, else the mode's default speed."""
+        return float(self.speed_kmh or DEFAULT_SPEED_KMH[self.mode])
 
     def target_for(self, kind: str | None, unit_target: float | None) -> float:
         """The target households per grid for one unit: its own column, its kind's, the global."""
-        if unit_target is not None and unit_target == unit_target and unit_target > 0:
+        if unit_target is not None and math.isfinite(unit_target) and unit_target > 0:
             return float(unit_target)
         if kind and kind in self.kind_targets:
             return float(self.kind_targets[kind])
         return float(self.target_households)
 
     def with_(self, **changes: Any) -> "PlanOptions":
-        return replace(self, **changes)
+        """A copy with ``changes`` applied and checked (:class:`OptionsError` if refused)."""
+        return type(self)(**{**self.as_dict(), **changes})
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every option as plain JSON-ready values."""
+        return self.model_dump()
 
     @classmethod
-    def from_mapping(cls, params: dict[str, Any]) -> "PlanOptions":
-        """Build from loose keyword params (HTTP JSON, notebook kwargs); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown plan option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: v for k, v in params.items() if v is not None or k in ("coverage_target",)})
+    def from_mapping(cls, params: Mapping[str, Any], exclude: Iterable[str] = ()) -> "PlanOptions":
+        """Build from loose keyword params (HTTP JSON, notebook kwargs, the CLI).
+
+        ``None`` means "the default" (for ``coverage_target`` it means "report only"). An unknown
+        key, a key in ``exclude`` (options this caller may not set) or a refused value raises
+        :class:`OptionsError` naming every offending option.
+        """
+        if not isinstance(params, Mapping):
+            raise OptionsError([("options", f"must be a mapping of option names to values, "
+                                            f"got {type(params).__name__}")])
+        hidden = set(exclude)
+        settable = [n for n in option_names() if n not in hidden]
+        errors = [(str(k), f"{k!r} cannot be set here" if k in hidden else
+                   f"unknown plan option {k!r}; known: {', '.join(settable)}")
+                  for k in params if k in hidden or k not in cls.model_fields]
+        given = {k: v for k, v in params.items() if k in cls.model_fields and k not in hidden
+                 and (v is not None or k == "coverage_target")}
+        try:
+            options = cls(**given)
+        except OptionsError as e:
+            errors += e.errors
+        if errors:
+            raise OptionsError(errors)
+        return options
+
+    @classmethod
+    def json_schema(cls, exclude: Iterable[str] = ()) -> dict:
+        """The options' JSON schema (types, bounds, defaults, descriptions), minus ``exclude``."""
+        schema = cls.model_json_schema()
+        for name in exclude:
+            schema["properties"].pop(name, None)
+        return schema
+
+
+def option_names() -> tuple[str, ...]:
+    """Every option's name, in declaration order."""
+    return tuple(PlanOptions.model_fields)
+
+
+def option_default(name: str) -> Any:
+    """An option's default value."""
+    f = PlanOptions.model_fields[name]
+    return f.get_default(call_default_factory=True)
+
+
+def option_help(name: str, extra: str = "", show_default: bool = True) -> str:
+    """An option's description (+ ``extra``) and default, ``"Travel mode. (default: walk)"``, for help texts."""
+    f = PlanOptions.model_fields[name]
+    default = option_default(name)
+    shown = "" if not show_default or default is None or default == {} else f" (default: {default})"
+    return f"{f.description}{(' ' + extra) if extra else ''}{shown}"

@@ -101,14 +101,38 @@ def test_job_life_cycle_layers_download_and_listing(env):
     assert_problem(c.delete(f"/v1/jobs/{jid}", headers=H(keys, "planner")), 409)
 
 
-def test_bad_params_are_422_with_errors(env):
+# issue 10: each of these was accepted with 202 (seed "abc" made every unit one grid, "succeeded")
+BAD_PARAMS = [({"tolerance": 5}, "tolerance"), ({"mode": "teleport"}, "mode"), ({"frobnicate": 1}, "frobnicate"),
+              ({"scheduler": "tcp://x:1"}, "scheduler"), ({"jobs": 4}, "jobs"), ({"minutes": "Infinity"}, "minutes"),
+              ({"seed": "abc"}, "seed"), ({"kind_targets": "x"}, "kind_targets"),
+              ({"persons_per_household": -1}, "persons_per_household"), ({"max_stations": 1.5}, "max_stations"),
+              ({"speed_kmh": True}, "speed_kmh"), ({"workers_budget": 1e300}, "workers_budget"),
+              ({"coords": None, "output_coords": "cgcs2000"}, "output_coords"), ({"code_field": ""}, "code_field")]
+
+
+def test_bad_params_are_422_naming_the_option(env):
     c, keys, inputs, _ = env
-    for params, needle in [({"tolerance": 5}, "tolerance"), ({"mode": "teleport"}, "mode"),
-                           ({"frobnicate": 1}, "frobnicate"), ({"scheduler": "tcp://x:1"}, "scheduler")]:
+    for params, name in BAD_PARAMS:
         files, data = upload(inputs, params)
+        if params == {"minutes": "Infinity"}:    # a bare JSON Infinity, as a client's serializer writes it
+            data = {"params": '{"minutes": Infinity}'}
         body = assert_problem(c.post("/v1/jobs", files=files, data=data, headers=H(keys, "planner")), 422)
-        assert body["errors"] and any(needle in (e["problem"] + str(e["row"])) for e in body["errors"])
+        assert [(e["source"], e["row"]) for e in body["errors"]] == [("params", name)], body
+        assert name in body["errors"][0]["problem"] and name in body["detail"]
         assert all({"source", "row", "problem"} <= set(e) for e in body["errors"])
+    files, data = upload(inputs, {"seed": "abc", "tolerance": 2, "nope": 1})
+    body = assert_problem(c.post("/v1/jobs", files=files, data=data, headers=H(keys, "planner")), 422)
+    assert sorted(e["row"] for e in body["errors"]) == ["nope", "seed", "tolerance"]   # all at once
+    listing = c.get("/v1/jobs", headers=H(keys, "reader")).json()["jobs"]
+    assert not any((j["params"] or {}).get("seed") == "abc" for j in listing)          # nothing was queued
+
+
+def test_coverage_target_zero_is_accepted(env):
+    c, keys, inputs, _ = env
+    files, data = upload(inputs, {"coverage_target": 0})
+    r = c.post("/v1/jobs", files=files, data=data, headers=H(keys, "planner"))
+    assert r.status_code == 202, r.text
+    assert wait_job(lambda u: c.get(u, headers=H(keys, "reader")), r.json()["id"])["status"] == "succeeded"
     files, _ = upload(inputs)
     body = assert_problem(c.post("/v1/jobs", files=files, data={"params": "{not json"},
                                  headers=H(keys, "planner")), 422)

@@ -59,11 +59,28 @@ def test_missing_file_and_usage_errors():
     assert r.returncode == 2
 
 
-def test_bad_option_value_is_a_usage_error(sample_small, tmp_path):
+@pytest.mark.parametrize("flag,value", [("--tolerance", "3"), ("--minutes", "inf"), ("--minutes", "nan"),
+                                        ("--speed-kmh", "-1"), ("--workers-budget", "0"), ("--jobs", "0"),
+                                        ("--seed", "abc"), ("--max-stations", "1.5"), ("--mode", "teleport"),
+                                        ("--output-coords", "cgcs2000"), ("--coverage-target", "1.5"),
+                                        ("--time-limit", "1e9"), ("--target-households", "1e300")])
+def test_bad_option_value_is_a_usage_error_naming_the_flag(sample_small, tmp_path, flag, value):
     r = gridplan("plan", "--boundaries", sample_small["boundaries"], "--households", sample_small["households"],
-                 "--tolerance", "3", "--out", tmp_path / "o")
-    assert r.returncode == 2 and "tolerance" in r.stderr
+                 flag, value, "--out", tmp_path / "o")
+    assert r.returncode == 2, r.stderr
+    assert flag in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_help_shows_the_schemas_defaults_and_the_vocabularys_choices():
+    from geo.vocabulary import MODES
+    from optimize.options import option_default
+    r = gridplan("plan", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "|".join(MODES) in text.replace(" ", "")
+    for name in ("tolerance", "minutes", "mode", "coverage_target"):
+        assert f"(default: {option_default(name)})" in text, name
 
 
 def test_plan_then_lookup(sample_small, tmp_path, small_plan):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import fields
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -14,6 +13,7 @@ from starlette.responses import Response
 
 from api.auth import planner, reader
 from api.problems import ProblemError, error_item, from_problems
+from optimize.options import OptionsError, PlanOptions
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -66,29 +66,35 @@ def _suffix(filename: str | None) -> str:
 
 
 def parse_params(raw: str | None) -> dict:
-    from optimize.options import PlanOptions
+    """The ``params`` form field -> the client's options, checked against the plan options schema.
 
+    Every refused value is a 422 problem+json whose ``errors`` name the option (``source`` "params",
+    ``row`` the option); server-side settings (``FORBIDDEN_PARAMS``) are refused too.
+    Returns the options as sent (the runner builds ``PlanOptions`` from them again).
+    """
     if raw is None or not raw.strip():
         return {}
     try:
         params = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ProblemError(422, "params is not valid JSON", [error_item("params", None, str(e))], kind="invalid-params")
     if not isinstance(params, dict):
         raise ProblemError(422, "params must be a JSON object of plan options",
                            [error_item("params", None, f"expected an object, got {type(params).__name__}")],
                            kind="invalid-params")
-    known = {f.name for f in fields(PlanOptions)} - FORBIDDEN_PARAMS
-    errs = [error_item("params", k, f"unknown plan option {k!r}; known: {', '.join(sorted(known))}")
-            for k in params if k not in known]
-    if errs:
-        raise ProblemError(422, "params has unknown options", errs, kind="invalid-params")
     try:
-        PlanOptions.from_mapping(params)
-    except (ValueError, TypeError) as e:
-        items = [error_item("params", None, part.strip()) for part in str(e).split(";") if part.strip()]
-        raise ProblemError(422, "params has invalid values", items, kind="invalid-params")
+        PlanOptions.from_mapping(params, exclude=FORBIDDEN_PARAMS)
+    except OptionsError as e:
+        raise ProblemError(422, "params has invalid options: " + ", ".join(e.fields),
+                           [error_item("params", name, f"{name}: {msg}") for name, msg in e.errors],
+                           kind="invalid-params")
     return params
+
+
+#: The JSON schema of ``params`` (derived from the plan options), shown in the OpenAPI document.
+PARAMS_DESCRIPTION = ("JSON object of plan options (any subset; the rest take their defaults). Schema: "
+                      + json.dumps(PlanOptions.json_schema(exclude=FORBIDDEN_PARAMS)["properties"],
+                                   separators=(",", ":")))
 
 
 def _validate_inputs(paths: dict, params: dict, names: dict) -> list[dict]:
@@ -127,7 +133,7 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
                  facilities: Optional[UploadFile] = File(None), roster: Optional[UploadFile] = File(None),
                  network: Optional[UploadFile] = File(None),
                  barriers: Optional[UploadFile] = File(None, description="lines no grid may straddle"),
-                 params: Optional[str] = Form(None, description="JSON object of plan options"),
+                 params: Optional[str] = Form(None, description=PARAMS_DESCRIPTION),
                  _role: str = Depends(planner)) -> Response:
     ctx = request.app.state.ctx
     opts = parse_params(params)

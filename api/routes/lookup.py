@@ -16,10 +16,11 @@ from starlette.responses import Response
 
 from api.auth import reader
 from api.problems import ProblemError, error_item
+from geo.vocabulary import COORD_SYSTEMS
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
-COORDS = ("wgs84", "gcj02", "bd09", "cgcs2000")
-Coords = Literal["wgs84", "gcj02", "bd09", "cgcs2000"]
+COORDS = COORD_SYSTEMS
+Coords = Literal[COORD_SYSTEMS]  # type: ignore[valid-type]
 
 
 class Answer(BaseModel):
