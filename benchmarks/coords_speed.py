@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pyproj import Geod, Transformer  # noqa: E402
 
 from geo import coords  # noqa: E402
+from geo import coords_kernels  # noqa: E402  the kernels (thread settings)
 
 
 from geo.coords_reference import gcj_to_wgs as py_gcj_to_wgs  # noqa: E402  the per-point baseline
@@ -60,10 +61,10 @@ def main(argv=None) -> None:
 
     rows: list[tuple[str, float]] = []
     errs: dict[str, float] = {}
-    threads = coords._n_workers()
-    saved = coords._THREAD_MIN
+    threads = coords_kernels._n_workers()
+    saved = coords_kernels._THREAD_MIN
     for label, thread_min in ((f"{threads} thr", saved), ("1 thr", 10**18)):
-        coords._THREAD_MIN = thread_min
+        coords_kernels._THREAD_MIN = thread_min
         try:
             for system, ilon, ilat in (("gcj02", glon, glat), ("bd09", blon, blat)):
                 t, _ = best_of(args.repeat, lambda: coords.from_wgs84(lon, lat, system))
@@ -72,7 +73,7 @@ def main(argv=None) -> None:
                 rows.append((f"{system} inverse  ({label})", t))
                 errs[system] = float(np.max(geod.inv(back[0], back[1], lon, lat)[2]))
         finally:
-            coords._THREAD_MIN = saved
+            coords_kernels._THREAD_MIN = saved
 
     k = min(args.sub, n)
     sl, sa = lon[:k].tolist(), lat[:k].tolist()

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from geo import coords
+from geo import coords_kernels as coords  # the kernels and their constants
 from geo.coords import (bd09_to_gcj02, bd09_to_wgs84, check_system, from_wgs84, gcj02_to_bd09,
                         gcj02_to_wgs84, geometries_from_wgs84, geometries_to_wgs84, out_of_china,
                         to_wgs84, wgs84_to_bd09, wgs84_to_gcj02)
