@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from geo.index import GridIndex
+from geo.index import GridIndex, read_road
 
 log = logging.getLogger("gridplan.index")
 
@@ -34,8 +34,9 @@ class IndexRegistry:
             job = st.get_job(job_id) or {}
             stations = st.read_layer(job_id, "stations") if st.has_layer(job_id, "stations") else None
             workers = st.read_layer(job_id, "workers") if st.has_layer(job_id, "workers") else None
-            idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers,
-                                        summary=job.get("summary") or {}, plan_id=job_id)
+            summary = job.get("summary") or {}
+            idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers, summary=summary,
+                                        plan_id=job_id, road=read_road(st.out_dir(job_id), summary))
         else:
             idx = GridIndex.from_plan_dir(st.out_dir(job_id), plan_id=job_id)
         log.info("index built", extra={"plan": job_id, "grids": len(idx), "ms": round((time.perf_counter() - t0) * 1e3)})

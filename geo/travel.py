@@ -1,19 +1,32 @@
-"""Travel times between points, and service areas.
+"""Travel times between points, and service areas — one model for the plan and for lookup.
 
 Two kinds of travel, one interface:
 
-* straight line (no network): minutes = metres / speed; the service area of a station is a circle of
-  radius ``minutes * speed``. Coverage sets come from a ``scipy.spatial.cKDTree`` ball query, as a
-  sparse matrix (demand x site) of minutes, never a dense one.
+* straight line (no network): minutes = metres / speed, where the metres between two points are
+  the chord between them on the WGS 84 ellipsoid (``ecef``), computed from their lon/lat. The
+  chord falls short of the geodesic by d^2 / (24 R^2) of the distance (2e-7 at 10 km, 3e-5 at
+  100 km), closer than any map projection (CGCS2000 3-degree Gauss-Kruger: up to 3.4e-4; UTM:
+  4e-4), and it needs no CRS, so the plan's households layer and ``geo.index`` (lookup) compute the
+  same figure from the same lon/lat whatever metric CRS a county was planned in
+  (``StationFinder``). The service area of a station is a circle of radius ``minutes * speed``.
+  Coverage sets come from a ``scipy.spatial.cKDTree`` ball query, as a sparse matrix
+  (demand x site) of minutes, never a dense one (any Euclidean coordinates: metric x/y or ECEF).
 * road network (``RoadNetwork.from_pbf``): an OpenStreetMap extract read with pyrosm, edges weighted by
   their length measured in the metric CRS; a point joins the graph at its nearest road node (the
   straight walk to it counts); shortest paths with ``scipy.sparse.csgraph.dijkstra`` and a cutoff.
-  Because an edge's polyline is never shorter than the chord between its nodes, and the walk to and
-  from the graph is straight, minutes along roads are never below straight-line minutes (we also take
-  the max with the straight-line figure to be safe against float noise). Service areas are isochrones:
-  the reachable road pieces (edges cut where the time runs out) buffered by a short walking margin.
+  ``RoadNetwork.node_minutes`` runs one multi-source search from all stations and keeps, per road
+  node, the minutes to its nearest station and which one (``NodeMinutes``): the plan answers its
+  households from that table and saves it with the plan (``network_minutes.parquet``) so lookup
+  answers any point the same way — the same snap (nearest node, in the same metric CRS, from the
+  same lon/lat) and the same access leg.
+  Road minutes are not clamped to the straight-line figure: an edge's polyline is never shorter
+  than the chord between its nodes, and the walks to and from the graph are straight, so a road
+  time below the straight-line time would be a bug to see, not to hide. Service areas are
+  isochrones: the reachable road pieces (edges cut where the time runs out) buffered by a short
+  walking margin.
 
-All coordinates are metric (x, y) arrays in the plan's metric CRS; speeds are metres per minute.
+Coordinates handed to the network are metric (x, y) arrays in the network's CRS; speeds are metres
+per minute.
 """
 from __future__ import annotations
 
@@ -46,6 +59,107 @@ def as_xy(geoms_or_xy) -> np.ndarray:
 
 def finite_rows(xy: np.ndarray) -> np.ndarray:
     return np.isfinite(xy).all(axis=1) if len(xy) else np.zeros(0, bool)
+
+
+# --------------------------------------------------------------------------- the distance model
+WGS84_A = 6378137.0                      # semi-major axis (m)
+WGS84_F = 1.0 / 298.257223563            # flattening
+WGS84_E2 = WGS84_F * (2.0 - WGS84_F)     # first eccentricity squared
+
+
+MINUTES_DECIMALS = 3   # minutes as the households layer and lookup report them
+
+
+def round_minutes(minutes) -> np.ndarray:
+    """Minutes rounded as reported (households layer, lookup): ``np.round`` to MINUTES_DECIMALS."""
+    return np.round(np.asarray(minutes, dtype=float), MINUTES_DECIMALS)
+
+
+def within_minutes(minutes, limit: float) -> np.ndarray:
+    """The coverage rule: minutes <= limit + EPS_MIN (NaN -> False)."""
+    m = np.asarray(minutes, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(m) & (m <= float(limit) + EPS_MIN)
+
+
+def speed_m_per_min(speed_kmh: float) -> float:
+    """km/h -> metres per minute (the one expression plan and lookup both use)."""
+    return float(speed_kmh) * 1000.0 / 60.0
+
+
+def ecef(lonlat) -> np.ndarray:
+    """(n, 3) earth-centred coordinates (metres) of WGS 84 lon/lat points on the ellipsoid surface.
+
+    Parameters
+    ----------
+    lonlat : (n, 2) array of degrees; non-finite rows give NaN rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3) float; the Euclidean distance between two rows is the straight-line distance of the
+        model (see the module docstring).
+    """
+    ll = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+    lo, la = np.radians(ll[:, 0]), np.radians(ll[:, 1])
+    sla, cla = np.sin(la), np.cos(la)
+    n = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sla * sla)
+    return np.column_stack([n * cla * np.cos(lo), n * cla * np.sin(lo), n * (1.0 - WGS84_E2) * sla])
+
+
+def lonlat_of(frame) -> np.ndarray:
+    """(n, 2) WGS 84 lon/lat of a point GeoDataFrame/GeoSeries (via ``to_crs(4326)``, as the plan's
+    layers are written); NaN for missing points."""
+    g = frame.geometry if hasattr(frame, "geometry") else frame
+    if g.crs is not None and g.crs.to_epsg() != 4326:
+        g = g.to_crs(4326)
+    return as_xy(g)
+
+
+def household_lonlat(households) -> np.ndarray:
+    """(n, 2) WGS 84 lon/lat of the households: their ``lon``/``lat`` columns when present (the
+    values the households layer is written from), else their points through ``to_crs(4326)``."""
+    if "lon" in households and "lat" in households:
+        return np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
+    return lonlat_of(households)
+
+
+class StationFinder:
+    """Nearest station in a straight line, by the one distance model (``ecef`` chords).
+
+    Built once over the stations' WGS 84 lon/lat; ``nearest`` answers demand lon/lat. The plan's
+    households layer and ``geo.index.GridIndex`` both answer through this class, so they agree to
+    the bit for the same lon/lat.
+    """
+
+    def __init__(self, site_lonlat):
+        xyz = ecef(site_lonlat)
+        self.ok = finite_rows(xyz)
+        self.rows = np.flatnonzero(self.ok)
+        self.tree = cKDTree(xyz[self.ok]) if self.ok.any() else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def nearest(self, lonlat, speed_m_per_min: float, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(site row or -1, minutes or NaN) of each demand lon/lat."""
+        xyz = ecef(lonlat)
+        n = len(xyz)
+        idx = np.full(n, -1, dtype=np.int64)
+        mins = np.full(n, np.nan)
+        ok = finite_rows(xyz)
+        if self.tree is None or not ok.any():
+            return idx, mins
+        d, j = self.tree.query(xyz[ok], k=1, workers=workers)
+        idx[ok] = self.rows[j]
+        mins[ok] = d / speed_m_per_min
+        return idx, mins
+
+
+def station_nearest(demand_lonlat, site_lonlat, speed_m_per_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest site of each demand point in a straight line, both given as WGS 84 lon/lat:
+    (site row or -1, minutes or NaN). The plan's figure for its households layer."""
+    return StationFinder(site_lonlat).nearest(demand_lonlat, speed_m_per_min)
 
 
 # --------------------------------------------------------------------------- straight line
@@ -114,6 +228,7 @@ class RoadNetwork:
     edge_geom: np.ndarray               # (E,) LineStrings (metric), oriented u -> v
     edge_len: np.ndarray                # (E,) metres
     source: str = ""
+    crs: object = None                  # the metric CRS of node_xy (pyproj CRS), when known
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -135,7 +250,9 @@ class RoadNetwork:
             raise ValueError(f"{path}: the file holds no roads usable for {mode}")
         edges = edges[["geometry"]].explode(index_parts=False)
         edges = edges[~edges.geometry.is_empty].to_crs(crs)
-        return cls.from_lines(np.asarray(edges.geometry.values), source=str(path))
+        net = cls.from_lines(np.asarray(edges.geometry.values), source=str(path))
+        net.crs = edges.crs
+        return net
 
     @classmethod
     def from_lines(cls, lines, source: str = "", snap_m: float = 0.01) -> "RoadNetwork":
@@ -215,44 +332,46 @@ class RoadNetwork:
                 cnt = hi[has] - lo[has]
                 idx = np.concatenate([order[a:b] for a, b in zip(lo[has], hi[has])])
                 base = np.repeat(dist[k][reach[has]] + s_off[j], cnt)
-                total = base + d_off[idx]
-                straight = np.hypot(*(demand_xy[idx] - site_xy[j]).T)
-                total = np.maximum(total, straight)
+                total = base + d_off[idx]   # no clamp to the straight line: see the module docstring
                 ok = total <= budget
                 rows.append(idx[ok]); cols.append(np.full(int(ok.sum()), j)); vals.append(total[ok] / speed_m_per_min)
         if not rows:
             return sparse.csr_matrix((n, m))
         return _pairs_to_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (n, m))
 
+    def node_minutes(self, site_xy: np.ndarray, speed_m_per_min: float) -> "NodeMinutes":
+        """Minutes from every road node to its nearest site along roads, and which site.
+
+        One multi-source Dijkstra: a virtual node per site joined to the site's road node by the
+        straight walk to it. Unreachable nodes get ``inf`` minutes and site -1.
+        """
+        from scipy.sparse.csgraph import dijkstra
+        N, m = self.graph.shape[0], len(site_xy)
+        metres = np.full(N, np.inf)
+        site = np.full(N, -1, dtype=np.int64)
+        s_node, s_off = self.snap(site_xy) if m else (np.zeros(0, np.int64), np.zeros(0))
+        live = np.flatnonzero(s_node >= 0)
+        if N and len(live):
+            # one virtual node per site; a zero-length walk still needs a stored edge
+            off = np.maximum(s_off[live], 1e-9)
+            virt = sparse.csr_matrix((off, (np.arange(len(live)), s_node[live])), shape=(len(live), N))
+            g = sparse.bmat([[self.graph, virt.T], [virt, None]], format="csr")
+            dist, _, src = dijkstra(g, directed=False, indices=N + np.arange(len(live)), min_only=True,
+                                    return_predecessors=True)
+            reach = np.isfinite(dist[:N]) & (src[:N] >= N)
+            metres[reach] = dist[:N][reach]
+            site[reach] = live[src[:N][reach] - N]
+        crs_wkt = self.crs.to_wkt() if self.crs is not None and hasattr(self.crs, "to_wkt") else None
+        return NodeMinutes(node_xy=self.node_xy, minutes=metres / speed_m_per_min, site=site,
+                           speed_m_per_min=float(speed_m_per_min), crs_wkt=crs_wkt)
+
     def nearest(self, demand_xy: np.ndarray, site_xy: np.ndarray, speed_m_per_min: float
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest site along roads of each demand point: (site index or -1, minutes or NaN)."""
         n = len(demand_xy)
-        idx = np.full(n, -1, dtype=np.int64)
-        mins = np.full(n, np.nan)
         if n == 0 or len(site_xy) == 0:
-            return idx, mins
-        from scipy.sparse.csgraph import dijkstra
-        s_node, s_off = self.snap(site_xy)
-        d_node, d_off = self.snap(demand_xy)
-        N, m = self.graph.shape[0], len(site_xy)
-        # one virtual node per site, joined to its road node by the straight walk to it
-        g = sparse.bmat([[self.graph, None], [None, sparse.csr_matrix((m, m))]]).tolil()
-        off = np.maximum(s_off, 1e-9)
-        g[N + np.arange(m), s_node] = off
-        g = g.tocsr()
-        dist, _, src = dijkstra(g, directed=False, indices=N + np.arange(m), min_only=True,
-                                return_predecessors=True)
-        ok = d_node >= 0
-        total = dist[d_node[ok]] + d_off[ok]
-        j = src[d_node[ok]] - N
-        reach = np.isfinite(total) & (j >= 0)
-        straight = np.hypot(*(demand_xy[ok] - site_xy[np.where(j >= 0, j, 0)]).T)
-        total = np.maximum(total, straight)
-        okidx = np.flatnonzero(ok)
-        idx[okidx[reach]] = j[reach]
-        mins[okidx[reach]] = total[reach] / speed_m_per_min
-        return idx, mins
+            return np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+        return self.node_minutes(site_xy, speed_m_per_min).nearest(demand_xy)
 
     def isochrones(self, site_xy: np.ndarray, speed_m_per_min: float, minutes: float,
                    margin_m: float = 40.0) -> np.ndarray:
@@ -306,3 +425,116 @@ def _min_duplicates(rows, cols, vals, n) -> sparse.csr_matrix:
     first = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
     return sparse.csr_matrix((vals[first], (rows[first], cols[first])), shape=(n, n))
 
+
+
+# --------------------------------------------------------------------------- per-node road minutes
+NETWORK_MINUTES_FILE = "network_minutes.parquet"
+_META_KEY = b"gridplan.network_minutes"
+
+
+@dataclass
+class NodeMinutes:
+    """Road minutes from each node of a network to its nearest station (see ``RoadNetwork.node_minutes``).
+
+    A point is answered by joining the graph at its nearest node (``cKDTree`` over ``node_xy``, the
+    rule ``RoadNetwork.snap`` applies) and walking the straight line to it:
+    minutes = ``minutes[node]`` + walk metres / speed. Plan and lookup both call ``nearest`` /
+    ``nearest_lonlat`` on the same table, so their answers agree to the bit.
+    """
+    node_xy: np.ndarray           # (N, 2) metric, in the CRS named by crs_wkt
+    minutes: np.ndarray           # (N,) minutes from the node to its nearest site (inf: none reachable)
+    site: np.ndarray              # (N,) index of that site (-1: none)
+    speed_m_per_min: float
+    crs_wkt: str | None = None
+
+    def _tree(self) -> cKDTree:
+        if getattr(self, "_kd", None) is None:
+            self._kd = cKDTree(self.node_xy)
+        return self._kd
+
+    def to_metric(self, lonlat) -> np.ndarray:
+        """WGS 84 lon/lat -> (n, 2) x/y in the table's CRS (always-xy pyproj, as ``geo.io`` projects)."""
+        from pyproj import CRS, Transformer
+        ll = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+        if self.crs_wkt is None:
+            raise ValueError("this road-minutes table has no CRS: answer metric x/y with nearest()")
+        t = getattr(self, "_to_metric", None)
+        if t is None:
+            t = self._to_metric = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_wkt(self.crs_wkt),
+                                                       always_xy=True)
+        x, y = t.transform(ll[:, 0], ll[:, 1])
+        return np.column_stack([np.asarray(x, float), np.asarray(y, float)])
+
+    def nearest(self, xy) -> tuple[np.ndarray, np.ndarray]:
+        """(site index or -1, minutes or NaN) of metric points: nearest node + the straight walk to it."""
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        n = len(xy)
+        idx = np.full(n, -1, dtype=np.int64)
+        mins = np.full(n, np.nan)
+        ok = np.flatnonzero(finite_rows(xy))
+        if not len(ok) or not len(self.node_xy):
+            return idx, mins
+        off, node = self._tree().query(xy[ok])
+        j = self.site[node]
+        reach = (j >= 0) & np.isfinite(self.minutes[node])
+        idx[ok[reach]] = j[reach]
+        mins[ok[reach]] = self.minutes[node[reach]] + off[reach] / self.speed_m_per_min
+        return idx, mins
+
+    def nearest_lonlat(self, lonlat) -> tuple[np.ndarray, np.ndarray]:
+        """``nearest`` for WGS 84 lon/lat points (projected into the table's CRS first)."""
+        return self.nearest(self.to_metric(lonlat))
+
+    def to_frame(self, site_ids, county_code=None):
+        """The table as a DataFrame: ``county_code``, ``x``, ``y``, ``minutes`` (NaN: unreachable),
+        ``station_id`` (None: unreachable), ``crs`` (WKT), ``speed_m_per_min``."""
+        import pandas as pd
+        ids = np.asarray(list(site_ids) + [None], dtype=object)
+        return pd.DataFrame({
+            "county_code": pd.Series([county_code] * len(self.node_xy), dtype="string"),
+            "x": self.node_xy[:, 0], "y": self.node_xy[:, 1],
+            "minutes": np.where(np.isfinite(self.minutes), self.minutes, np.nan),
+            "station_id": pd.Series(ids[self.site], dtype="string"),
+        }).assign(crs=self.crs_wkt, speed_m_per_min=self.speed_m_per_min)
+
+
+def write_network_minutes(frame, path) -> None:
+    """Write the road-minutes table(s) of a network plan (``NodeMinutes.to_frame`` rows, one block per
+    county) as GeoParquet-free plain Parquet: ``county_code, x, y, minutes, station_id`` plus the
+    CRS and speed per county in the file's metadata."""
+    import json
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    meta = {}
+    for code, sub in frame.groupby(frame["county_code"].fillna(""), sort=True):
+        meta[str(code)] = {"crs": sub["crs"].iloc[0], "speed_m_per_min": float(sub["speed_m_per_min"].iloc[0])}
+    cols = frame[["county_code", "x", "y", "minutes", "station_id"]]
+    table = pa.Table.from_pandas(cols, preserve_index=False)
+    md = dict(table.schema.metadata or {})
+    md[_META_KEY] = json.dumps({"version": 1, "counties": meta}).encode()
+    pq.write_table(table.replace_schema_metadata(md), path, compression="zstd")
+
+
+def read_network_minutes(path) -> dict[str | None, tuple[NodeMinutes, list]]:
+    """Read ``network_minutes.parquet``: {county_code or None: (NodeMinutes, station ids)}.
+    ``NodeMinutes.site`` indexes the returned station-id list."""
+    import json
+    import pyarrow.parquet as pq
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: not a gridplan road-minutes table (no {_META_KEY.decode()} metadata)")
+    meta = json.loads(raw)["counties"]
+    df = table.to_pandas()
+    out: dict[str | None, tuple[NodeMinutes, list]] = {}
+    for code, sub in df.groupby(df["county_code"].fillna(""), sort=True):
+        m = meta[str(code)]
+        sid = sub["station_id"].astype(object).where(sub["station_id"].notna(), None).to_numpy(dtype=object)
+        ids, inv = np.unique(sid[sid != None].astype(str), return_inverse=True)  # noqa: E711
+        site = np.full(len(sub), -1, dtype=np.int64)
+        site[sid != None] = inv  # noqa: E711
+        minutes = sub["minutes"].to_numpy(float)
+        table_ = NodeMinutes(node_xy=sub[["x", "y"]].to_numpy(float), minutes=np.where(np.isnan(minutes), np.inf, minutes),
+                             site=site, speed_m_per_min=float(m["speed_m_per_min"]), crs_wkt=m["crs"])
+        out[str(code) if code != "" else None] = (table_, ids.tolist())
+    return out
