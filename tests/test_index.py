@@ -129,3 +129,77 @@ def test_from_plan_dir_reads_the_written_plan(tmp_path):
     assert idx.lookup_one(121.0, 30.0) is None
     with pytest.raises(FileNotFoundError):
         GridIndex.from_plan_dir(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------ lookup = the plan's own travel model
+@pytest.fixture(scope="module")
+def road_area():
+    """Four units over pyrosm's bundled OSM extract (two counties), 500 household points."""
+    pyrosm = pytest.importorskip("pyrosm")
+    from pyrosm import OSM
+    pbf = pyrosm.get_data("test_pbf")
+    x0, y0, x1, y1 = OSM(pbf).get_network(network_type="walking").total_bounds
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    units = gpd.GeoDataFrame(
+        {"village_code": ["110101001001", "110101001002", "110102001001", "110102001002"],
+         "township_code": ["110101001", "110101001", "110102001", "110102001"],
+         "county_code": ["110101", "110101", "110102", "110102"]},
+        geometry=[box(x0, y0, mx, my), box(x0, my, mx, y1), box(mx, y0, x1, my), box(mx, my, x1, y1)], crs=4326)
+    rng = np.random.default_rng(4)
+    pts = rng.uniform([x0, y0], [x1, y1], (500, 2))
+    hh = gpd.GeoDataFrame({"id": [f"h{i}" for i in range(500)], "households": rng.integers(1, 4, 500)},
+                          geometry=shapely.points(pts), crs=4326)
+    return units, hh, pbf
+
+
+@pytest.mark.parametrize("network", [True, False], ids=["roads", "straight"])
+@pytest.mark.parametrize("counties", [1, 2])
+def test_lookup_answers_every_household_as_the_households_layer(road_area, tmp_path, network, counties):
+    """For every household point, lookup's grid, station, minutes and covered are the households
+    layer's (and its covered households sum to the summary's), through every lookup path."""
+    import orjson
+    import pyogrio
+    from optimize import plan
+    units, hh, pbf = road_area
+    if counties == 1:
+        units = units.assign(county_code="110101")
+    p = plan(units, hh, network=pbf if network else None, minutes=5, coverage_target=0.5, target_households=60)
+    out = p.to_dir(tmp_path / "plan", report=False)
+    assert (out / "network_minutes.parquet").exists() == network
+    idx = GridIndex.from_plan_dir(out)
+    assert idx.travel == ("network" if network else "straight_line")
+    layer = pyogrio.read_dataframe(out / "plan.gpkg", layer="households")
+    summary = p.summary["coverage"]
+    assert summary["travel"] == ("network" if network else "straight_line")
+    x, y = layer.geometry.x.to_numpy(), layer.geometry.y.to_numpy()
+    res = idx.lookup(x, y)
+    assert list(res["grid_code"]) == layer["grid_code"].tolist()
+    want_sid = [None if v is None or v != v else v for v in layer["station_id"].astype(object)]
+    got_sid = [None if s < 0 else idx.station_ids[s] for s in res["station"]]
+    assert got_sid == want_sid
+    unreachable = np.array([s is None for s in want_sid])
+    assert (network and counties == 2) <= unreachable.any() and not unreachable.all()
+    want_min = layer["minutes"].to_numpy(float)
+    assert np.array_equal(np.round(res["minutes"], 3), want_min, equal_nan=True)
+    # covered: the plan's households_covered, recounted from lookup's answers
+    w = layer["households"].to_numpy(float)
+    assert float(w[res["covered"]].sum()) == summary["households_covered"]
+    assert 0 < res["covered"].mean() < 1
+    # the dict, JSON and single-point paths answer the same
+    dicts = idx.lookup_dicts(x, y)
+    assert orjson.loads(idx.lookup_json(x, y)) == dicts
+    for k, a in enumerate(dicts):
+        assert a["station_id"] == want_sid[k] and a["grid_code"] == layer["grid_code"][k]
+        assert (a["minutes"] is None) if unreachable[k] else (a["minutes"] == want_min[k])
+        assert a["covered"] == bool(res["covered"][k])
+    for k in range(0, len(x), 25):
+        assert idx.lookup_one(x[k], y[k]) == dicts[k]
+
+
+def test_a_network_plan_without_its_road_table_is_refused(road_area, tmp_path):
+    from optimize import plan
+    units, hh, pbf = road_area
+    out = plan(units, hh.iloc[:100], network=pbf, minutes=5, target_households=60).to_dir(tmp_path / "p", report=False)
+    (out / "network_minutes.parquet").unlink()
+    with pytest.raises(ValueError, match="network_minutes.parquet"):
+        GridIndex.from_plan_dir(out)
