@@ -11,22 +11,23 @@ Two kinds of travel, one interface:
   (``StationFinder``). The service area of a station is a circle of radius ``minutes * speed``.
   Coverage sets come from a ``scipy.spatial.cKDTree`` ball query, as a sparse matrix
   (demand x site) of minutes, never a dense one (any Euclidean coordinates: metric x/y or ECEF).
-* road network (``RoadNetwork.from_pbf``): an OpenStreetMap extract read with pyrosm, edges weighted by
-  their length measured in the metric CRS; a point joins the graph at its nearest road node (the
-  straight walk to it counts); shortest paths with ``scipy.sparse.csgraph.dijkstra`` and a cutoff.
+* road network (``RoadNetwork.from_pbf``): an OpenStreetMap extract read with pyrosm. Every length
+  is the same chord: each edge (between consecutive vertices of a road line) is the chord between
+  its ends, and a point joins the graph at its nearest road node by that distance, walking it
+  (``NodeJoin``). Shortest paths with ``scipy.sparse.csgraph.dijkstra``.
   ``RoadNetwork.node_minutes`` runs one multi-source search from all stations and keeps, per road
   node, the minutes to its nearest station and which one (``NodeMinutes``): the plan answers its
-  households from that table and saves it with the plan (``network_minutes.parquet``) so lookup
-  answers any point the same way — the same snap (nearest node, in the same metric CRS, from the
-  same lon/lat) and the same access leg.
-  Road minutes are not clamped to the straight-line figure: an edge's polyline is never shorter
-  than the chord between its nodes, and the walks to and from the graph are straight, so a road
-  time below the straight-line time would be a bug to see, not to hide. Service areas are
-  isochrones: the reachable road pieces (edges cut where the time runs out) buffered by a short
-  walking margin.
+  households from that table, from their lon/lat, and saves it with the plan
+  (``network_minutes.parquet``), so lookup answers any point the same way — the same join and the
+  same walk — without needing the plan's metric CRS.
+  Road minutes are not clamped to the straight-line figure: every leg of a trip is a chord in the
+  same Euclidean space, so by the triangle inequality a trip along roads is never shorter than the
+  straight line; a road time below it would be a bug to see, not to hide. Service areas are
+  isochrones, drawn in the metric CRS: the reachable road pieces (edges cut where the time runs
+  out) buffered by a short walking margin.
 
-Coordinates handed to the network are metric (x, y) arrays in the network's CRS; speeds are metres
-per minute.
+Coordinates handed to ``RoadNetwork`` methods are metric (x, y) arrays in the network's CRS (turned
+into lon/lat inside); speeds are metres per minute.
 """
 from __future__ import annotations
 
@@ -221,19 +222,27 @@ def circles(site_xy: np.ndarray, radius_m: float, quad_segs: int = 16) -> np.nda
 # --------------------------------------------------------------------------- road network
 @dataclass
 class RoadNetwork:
-    """An undirected road graph in a metric CRS. ``graph`` is a CSR matrix of edge metres."""
-    node_xy: np.ndarray                 # (N, 2)
+    """An undirected road graph. ``graph`` is a CSR matrix of edge metres.
+
+    Built from an OSM extract (``from_pbf``), every length is the model's straight-line distance
+    (``ecef`` chords from the lon/lat of the segment ends): edges, and the walks between a point and
+    its road node — the nearest node by the same chord (``node_lonlat``). Geometry (isochrones) is
+    drawn in the metric CRS (``node_xy``, ``crs``). Built from planar lines alone (``from_lines``
+    without lon/lat) lengths are planar.
+    """
+    node_xy: np.ndarray                 # (N, 2) metric
     graph: sparse.csr_matrix            # (N, N) symmetric, metres
     edge_uv: np.ndarray                 # (E, 2) node indices of each edge
     edge_geom: np.ndarray               # (E,) LineStrings (metric), oriented u -> v
     edge_len: np.ndarray                # (E,) metres
     source: str = ""
     crs: object = None                  # the metric CRS of node_xy (pyproj CRS), when known
+    node_lonlat: np.ndarray | None = None   # (N, 2) WGS 84, when known: lengths are ellipsoid chords
 
     # ---------------------------------------------------------------- building
     @classmethod
     def from_pbf(cls, path: str, crs, mode: str = "walk", bbox=None) -> "RoadNetwork":
-        """Read the ``mode``'s road network from an .osm.pbf with pyrosm and project it to ``crs``."""
+        """Read the ``mode``'s road network from an .osm.pbf with pyrosm; geometry projected to ``crs``."""
         try:
             from pyrosm import OSM
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -249,19 +258,30 @@ class RoadNetwork:
         if edges is None or len(edges) == 0:
             raise ValueError(f"{path}: the file holds no roads usable for {mode}")
         edges = edges[["geometry"]].explode(index_parts=False)
-        edges = edges[~edges.geometry.is_empty].to_crs(crs)
-        net = cls.from_lines(np.asarray(edges.geometry.values), source=str(path))
-        net.crs = edges.crs
+        edges = edges[~edges.geometry.is_empty]
+        if edges.crs is None:
+            edges = edges.set_crs(4326)
+        ll = edges.to_crs(4326)
+        projected = ll.to_crs(crs)
+        net = cls.from_lines(np.asarray(projected.geometry.values), source=str(path),
+                             lonlat_lines=np.asarray(ll.geometry.values))
+        net.crs = projected.crs
         return net
 
     @classmethod
-    def from_lines(cls, lines, source: str = "", snap_m: float = 0.01) -> "RoadNetwork":
+    def from_lines(cls, lines, source: str = "", snap_m: float = 0.01, lonlat_lines=None) -> "RoadNetwork":
         """A graph from LineStrings: their end points are nodes (ends closer than ``snap_m`` merge);
-        every line's interior vertices also split it so crossings that share a vertex connect."""
+        every line's interior vertices also split it so crossings that share a vertex connect.
+        ``lonlat_lines``: the same lines in WGS 84 (vertex for vertex); lengths are then ellipsoid chords."""
         lines = np.asarray(lines)
-        lines = lines[shapely.get_type_id(lines) == 1]
+        line_ok = shapely.get_type_id(lines) == 1
+        lines = lines[line_ok]
         # split every line at each of its vertices: segments between consecutive vertices
         coords, line_idx = shapely.get_coordinates(lines, return_index=True)
+        if lonlat_lines is not None:
+            ll = shapely.get_coordinates(np.asarray(lonlat_lines)[line_ok])
+            if ll.shape != coords.shape:
+                raise ValueError("lonlat_lines must hold the same vertices as lines")
         same = line_idx[1:] == line_idx[:-1]
         a = coords[:-1][same]
         b = coords[1:][same]
@@ -275,32 +295,48 @@ class RoadNetwork:
         u, v = inv[: len(a)], inv[len(a):]
         ok = u != v
         u, v, a, b = u[ok], v[ok], a[ok], b[ok]
-        length = np.hypot(*(b - a).T)
+        node_ll = None
+        if lonlat_lines is not None:
+            all_ll = np.vstack([ll[:-1][same][keep], ll[1:][same][keep]])
+            node_ll = all_ll[first]
+            # edge length: the chord between its two nodes, so a path is a sum of chords
+            length = np.linalg.norm(ecef(node_ll[v]) - ecef(node_ll[u]), axis=1)
+        else:
+            length = np.hypot(*(b - a).T)
         geom = shapely.linestrings(np.stack([a, b], axis=1))
         n = len(node_xy)
         # parallel segments: keep the shortest (a plain csr build would sum them)
         g = _min_duplicates(np.r_[u, v], np.r_[v, u], np.r_[length, length], n)
         net = cls(node_xy=node_xy, graph=g, edge_uv=np.column_stack([u, v]), edge_geom=geom,
-                  edge_len=length, source=source)
+                  edge_len=length, source=source, node_lonlat=node_ll)
         net._seg_a, net._seg_b = a, b
         return net
 
     # ---------------------------------------------------------------- queries
-    def snap(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest node of each point and the straight metres to it (-1 / inf for non-finite points)."""
-        xy = np.asarray(xy, float)
-        node = np.full(len(xy), -1, dtype=np.int64)
-        dist = np.full(len(xy), np.inf)
-        ok = finite_rows(xy)
-        if ok.any() and len(self.node_xy):
-            d, j = self._tree().query(xy[ok])
-            node[ok], dist[ok] = j, d
-        return node, dist
+    def _joiner(self) -> "NodeJoin":
+        if getattr(self, "_join", None) is None:
+            self._join = NodeJoin(self.node_xy if self.node_lonlat is None else self.node_lonlat,
+                                  geodetic=self.node_lonlat is not None)
+        return self._join
 
-    def _tree(self) -> cKDTree:
-        if getattr(self, "_kd", None) is None:
-            self._kd = cKDTree(self.node_xy)
-        return self._kd
+    def to_lonlat(self, xy) -> np.ndarray:
+        """Metric x/y of this network's CRS -> (n, 2) WGS 84 lon/lat."""
+        from pyproj import CRS, Transformer
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        t = getattr(self, "_to_ll", None)
+        if t is None:
+            t = self._to_ll = Transformer.from_crs(CRS.from_user_input(self.crs), CRS.from_epsg(4326), always_xy=True)
+        lon, lat = t.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([np.asarray(lon, float), np.asarray(lat, float)])
+
+    def _points(self, xy) -> np.ndarray:
+        """Metric points as the joiner takes them (lon/lat for a geodetic network)."""
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        return self.to_lonlat(xy) if self.node_lonlat is not None else xy
+
+    def snap(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest node of each (metric) point and the straight metres to it (-1 / inf for non-finite points)."""
+        return self._joiner().join(self._points(xy))
 
     def coverage(self, demand_xy: np.ndarray, site_xy: np.ndarray, speed_m_per_min: float,
                  minutes: float, batch: int = 64) -> sparse.csr_matrix:
@@ -361,9 +397,8 @@ class RoadNetwork:
             reach = np.isfinite(dist[:N]) & (src[:N] >= N)
             metres[reach] = dist[:N][reach]
             site[reach] = live[src[:N][reach] - N]
-        crs_wkt = self.crs.to_wkt() if self.crs is not None and hasattr(self.crs, "to_wkt") else None
-        return NodeMinutes(node_xy=self.node_xy, minutes=metres / speed_m_per_min, site=site,
-                           speed_m_per_min=float(speed_m_per_min), crs_wkt=crs_wkt)
+        return NodeMinutes(join=self._joiner(), minutes=metres / speed_m_per_min, site=site,
+                           speed_m_per_min=float(speed_m_per_min))
 
     def nearest(self, demand_xy: np.ndarray, site_xy: np.ndarray, speed_m_per_min: float
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,7 +406,7 @@ class RoadNetwork:
         n = len(demand_xy)
         if n == 0 or len(site_xy) == 0:
             return np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
-        return self.node_minutes(site_xy, speed_m_per_min).nearest(demand_xy)
+        return self.node_minutes(site_xy, speed_m_per_min).nearest_lonlat(self._points(demand_xy))
 
     def isochrones(self, site_xy: np.ndarray, speed_m_per_min: float, minutes: float,
                    margin_m: float = 40.0) -> np.ndarray:
@@ -432,83 +467,86 @@ NETWORK_MINUTES_FILE = "network_minutes.parquet"
 _META_KEY = b"gridplan.network_minutes"
 
 
+class NodeJoin:
+    """How a point joins a road graph: its nearest node and the straight walk to it, by the model's
+    distance (``ecef`` chords of lon/lat when ``geodetic``, else planar x/y). One rule for the plan's
+    siting, its households and lookup."""
+
+    def __init__(self, node_coords: np.ndarray, geodetic: bool = True):
+        self.coords = np.asarray(node_coords, dtype=float).reshape(-1, 2)
+        self.geodetic = bool(geodetic)
+        self.tree = cKDTree(ecef(self.coords) if self.geodetic else self.coords) if len(self.coords) else None
+
+    def join(self, pts) -> tuple[np.ndarray, np.ndarray]:
+        """(nearest node or -1, metres to it or inf) of each point (lon/lat when geodetic)."""
+        pts = np.asarray(pts, dtype=float).reshape(-1, 2)
+        q = ecef(pts) if self.geodetic else pts
+        node = np.full(len(pts), -1, dtype=np.int64)
+        dist = np.full(len(pts), np.inf)
+        ok = np.flatnonzero(finite_rows(q))
+        if len(ok) and self.tree is not None:
+            d, j = self.tree.query(q[ok])
+            node[ok], dist[ok] = j, d
+        return node, dist
+
+
 @dataclass
 class NodeMinutes:
     """Road minutes from each node of a network to its nearest station (see ``RoadNetwork.node_minutes``).
 
-    A point is answered by joining the graph at its nearest node (``cKDTree`` over ``node_xy``, the
-    rule ``RoadNetwork.snap`` applies) and walking the straight line to it:
-    minutes = ``minutes[node]`` + walk metres / speed. Plan and lookup both call ``nearest`` /
-    ``nearest_lonlat`` on the same table, so their answers agree to the bit.
+    A point is answered by joining the graph (``NodeJoin``: nearest node, straight walk to it):
+    minutes = ``minutes[node]`` + walk metres / speed. The plan answers its households with
+    ``nearest_lonlat`` on this table and saves it; lookup reads it back and answers the same way, so
+    both agree to the bit.
     """
-    node_xy: np.ndarray           # (N, 2) metric, in the CRS named by crs_wkt
+    join: NodeJoin                # node coordinates (lon/lat when geodetic) and the joining rule
     minutes: np.ndarray           # (N,) minutes from the node to its nearest site (inf: none reachable)
     site: np.ndarray              # (N,) index of that site (-1: none)
     speed_m_per_min: float
-    crs_wkt: str | None = None
-
-    def _tree(self) -> cKDTree:
-        if getattr(self, "_kd", None) is None:
-            self._kd = cKDTree(self.node_xy)
-        return self._kd
-
-    def to_metric(self, lonlat) -> np.ndarray:
-        """WGS 84 lon/lat -> (n, 2) x/y in the table's CRS (always-xy pyproj, as ``geo.io`` projects)."""
-        from pyproj import CRS, Transformer
-        ll = np.asarray(lonlat, dtype=float).reshape(-1, 2)
-        if self.crs_wkt is None:
-            raise ValueError("this road-minutes table has no CRS: answer metric x/y with nearest()")
-        t = getattr(self, "_to_metric", None)
-        if t is None:
-            t = self._to_metric = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_wkt(self.crs_wkt),
-                                                       always_xy=True)
-        x, y = t.transform(ll[:, 0], ll[:, 1])
-        return np.column_stack([np.asarray(x, float), np.asarray(y, float)])
-
-    def nearest(self, xy) -> tuple[np.ndarray, np.ndarray]:
-        """(site index or -1, minutes or NaN) of metric points: nearest node + the straight walk to it."""
-        xy = np.asarray(xy, float).reshape(-1, 2)
-        n = len(xy)
-        idx = np.full(n, -1, dtype=np.int64)
-        mins = np.full(n, np.nan)
-        ok = np.flatnonzero(finite_rows(xy))
-        if not len(ok) or not len(self.node_xy):
-            return idx, mins
-        off, node = self._tree().query(xy[ok])
-        j = self.site[node]
-        reach = (j >= 0) & np.isfinite(self.minutes[node])
-        idx[ok[reach]] = j[reach]
-        mins[ok[reach]] = self.minutes[node[reach]] + off[reach] / self.speed_m_per_min
-        return idx, mins
 
     def nearest_lonlat(self, lonlat) -> tuple[np.ndarray, np.ndarray]:
-        """``nearest`` for WGS 84 lon/lat points (projected into the table's CRS first)."""
-        return self.nearest(self.to_metric(lonlat))
+        """(site index or -1, minutes or NaN) of WGS 84 points (or planar x/y for a planar table)."""
+        node, off = self.join.join(lonlat)
+        n = len(node)
+        idx = np.full(n, -1, dtype=np.int64)
+        mins = np.full(n, np.nan)
+        ok = np.flatnonzero(node >= 0)
+        if not len(ok):
+            return idx, mins
+        nd = node[ok]
+        j = self.site[nd]
+        reach = (j >= 0) & np.isfinite(self.minutes[nd])
+        idx[ok[reach]] = j[reach]
+        mins[ok[reach]] = self.minutes[nd[reach]] + off[ok[reach]] / self.speed_m_per_min
+        return idx, mins
 
     def to_frame(self, site_ids, county_code=None):
-        """The table as a DataFrame: ``county_code``, ``x``, ``y``, ``minutes`` (NaN: unreachable),
-        ``station_id`` (None: unreachable), ``crs`` (WKT), ``speed_m_per_min``."""
+        """The table as a DataFrame: ``county_code``, ``lon``, ``lat`` (the node; planar x/y for a
+        planar table), ``minutes`` (NaN: unreachable), ``station_id`` (None: unreachable),
+        ``speed_m_per_min``, ``geodetic``."""
         import pandas as pd
         ids = np.asarray(list(site_ids) + [None], dtype=object)
+        c = self.join.coords
         return pd.DataFrame({
-            "county_code": pd.Series([county_code] * len(self.node_xy), dtype="string"),
-            "x": self.node_xy[:, 0], "y": self.node_xy[:, 1],
+            "county_code": pd.Series([county_code] * len(c), dtype="string"),
+            "lon": c[:, 0], "lat": c[:, 1],
             "minutes": np.where(np.isfinite(self.minutes), self.minutes, np.nan),
             "station_id": pd.Series(ids[self.site], dtype="string"),
-        }).assign(crs=self.crs_wkt, speed_m_per_min=self.speed_m_per_min)
+        }).assign(speed_m_per_min=self.speed_m_per_min, geodetic=self.join.geodetic)
 
 
 def write_network_minutes(frame, path) -> None:
-    """Write the road-minutes table(s) of a network plan (``NodeMinutes.to_frame`` rows, one block per
-    county) as GeoParquet-free plain Parquet: ``county_code, x, y, minutes, station_id`` plus the
-    CRS and speed per county in the file's metadata."""
+    """Write a network plan's road-minutes table (``NodeMinutes.to_frame`` rows, one block per county)
+    as Parquet: ``county_code, lon, lat, minutes, station_id``; speed and joining rule per county in
+    the file's metadata."""
     import json
     import pyarrow as pa
     import pyarrow.parquet as pq
     meta = {}
     for code, sub in frame.groupby(frame["county_code"].fillna(""), sort=True):
-        meta[str(code)] = {"crs": sub["crs"].iloc[0], "speed_m_per_min": float(sub["speed_m_per_min"].iloc[0])}
-    cols = frame[["county_code", "x", "y", "minutes", "station_id"]]
+        meta[str(code)] = {"speed_m_per_min": float(sub["speed_m_per_min"].iloc[0]),
+                           "geodetic": bool(sub["geodetic"].iloc[0])}
+    cols = frame[["county_code", "lon", "lat", "minutes", "station_id"]]
     table = pa.Table.from_pandas(cols, preserve_index=False)
     md = dict(table.schema.metadata or {})
     md[_META_KEY] = json.dumps({"version": 1, "counties": meta}).encode()
@@ -529,12 +567,14 @@ def read_network_minutes(path) -> dict[str | None, tuple[NodeMinutes, list]]:
     out: dict[str | None, tuple[NodeMinutes, list]] = {}
     for code, sub in df.groupby(df["county_code"].fillna(""), sort=True):
         m = meta[str(code)]
-        sid = sub["station_id"].astype(object).where(sub["station_id"].notna(), None).to_numpy(dtype=object)
-        ids, inv = np.unique(sid[sid != None].astype(str), return_inverse=True)  # noqa: E711
+        has = sub["station_id"].notna().to_numpy()
+        sid = sub["station_id"].astype(object).to_numpy(dtype=object)
+        ids, inv = np.unique(sid[has].astype(str), return_inverse=True)
         site = np.full(len(sub), -1, dtype=np.int64)
-        site[sid != None] = inv  # noqa: E711
+        site[has] = inv.ravel()
         minutes = sub["minutes"].to_numpy(float)
-        table_ = NodeMinutes(node_xy=sub[["x", "y"]].to_numpy(float), minutes=np.where(np.isnan(minutes), np.inf, minutes),
-                             site=site, speed_m_per_min=float(m["speed_m_per_min"]), crs_wkt=m["crs"])
-        out[str(code) if code != "" else None] = (table_, ids.tolist())
+        nm = NodeMinutes(join=NodeJoin(sub[["lon", "lat"]].to_numpy(float), geodetic=m["geodetic"]),
+                         minutes=np.where(np.isnan(minutes), np.inf, minutes), site=site,
+                         speed_m_per_min=float(m["speed_m_per_min"]))
+        out[str(code) if code != "" else None] = (nm, ids.tolist())
     return out
