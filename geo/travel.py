@@ -117,11 +117,24 @@ def lonlat_of(frame) -> np.ndarray:
     return as_xy(g)
 
 
+def lonlat_of_xy(xy, crs) -> np.ndarray:
+    """(n, 2) WGS 84 lon/lat of metric points in ``crs``, through ``to_crs(4326)`` exactly as a
+    layer of them is written (so a station's lon/lat here is its lon/lat in the stations layer)."""
+    import geopandas as gpd
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    if not len(xy):
+        return np.zeros((0, 2))
+    return lonlat_of(gpd.GeoSeries(shapely.points(xy), crs=crs))
+
+
 def household_lonlat(households) -> np.ndarray:
     """(n, 2) WGS 84 lon/lat of the households: their ``lon``/``lat`` columns when present (the
     values the households layer is written from), else their points through ``to_crs(4326)``."""
     if "lon" in households and "lat" in households:
-        return np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
+        ll = np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
+        if hasattr(households, "geometry"):      # a household without a point has no position
+            ll[~finite_rows(as_xy(households.geometry))] = np.nan
+        return ll
     return lonlat_of(households)
 
 

@@ -144,7 +144,9 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
         net = _load_network(network, households, crs, mode)
         cov = net.coverage(hh_xy, cand_xy, speed, minutes)
     else:
-        cov = travel.straight_coverage(hh_xy, cand_xy, speed, minutes)
+        # the one distance model (geo.travel): chords on the ellipsoid, as the households layer counts
+        cov = travel.straight_coverage(travel.ecef(travel.household_lonlat(households)),
+                                       travel.ecef(travel.lonlat_of_xy(cand_xy, crs)), speed, minutes)
     t_travel = time.perf_counter() - t_travel
 
     # ---- models
@@ -222,8 +224,7 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
         near, mins = table.nearest_lonlat(hh_ll)
         node_minutes = table.to_frame(ids)
     else:
-        near, mins = travel.station_nearest(hh_ll, travel.lonlat_of(gpd.GeoSeries(shapely.points(st_xy), crs=crs)),
-                                            speed)
+        near, mins = travel.station_nearest(hh_ll, travel.lonlat_of_xy(st_xy, crs), speed)
     ids_arr = np.array(ids, dtype=object)
     hh_station = np.full(len(hh_xy), None, dtype=object)
     hh_station[near >= 0] = ids_arr[near[near >= 0]] if len(ids_arr) else None
