@@ -77,7 +77,7 @@ def main():
         nodes = rng.uniform(ext[:2], ext[2:], (a.road_nodes, 2))
         table = travel.NodeMinutes(join=travel.NodeJoin(nodes), minutes=rng.uniform(0, 40, a.road_nodes),
                                    site=rng.integers(0, len(stations), a.road_nodes),
-                                   speed_m_per_min=travel.speed_m_per_min(4.0))
+                                   speed_m_per_min=travel.metres_per_minute(4.0))
         t0 = time.perf_counter()
         ridx = GridIndex(grids, stations, minutes=20, mode="walk",
                          road={"c": (table, list(stations.station_id))})

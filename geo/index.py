@@ -131,7 +131,7 @@ class GridIndex:
         # stations
         mode = mode or "walk"
         self.speed_kmh = float(speed_kmh) if speed_kmh else DEFAULT_SPEED_KMH.get(mode, 4.0)
-        self.speed_m_per_min = travel.speed_m_per_min(self.speed_kmh)
+        self.speed_m_per_min = travel.metres_per_minute(self.speed_kmh)
         self.minutes_limit = float(minutes) if minutes is not None else None
         self.mode = mode
         self._finder = None

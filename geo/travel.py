@@ -1,6 +1,7 @@
 """Travel times between points, and service areas — one model for the plan and for lookup.
 
-Two kinds of travel, one interface:
+Two kinds of travel, one interface (the distance model itself is ``geo.distance``, the road table a
+network plan saves is ``geo.roadtable``; both re-exported here):
 
 * straight line (no network): minutes = metres / speed, where the metres between two points are
   the chord between them on the WGS 84 ellipsoid (``ecef``), computed from their lon/lat. The
@@ -38,142 +39,16 @@ import shapely
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-EPS_MIN = 1e-6          # minutes of slack on "within minutes" (matches the plan checker)
+# the distance model and the road table live in their own modules; re-exported here, the one
+# interface the plan uses
+from geo.distance import (EPS_MIN, MINUTES_DECIMALS, StationFinder, as_xy, ecef, finite_rows,  # noqa: F401
+                          household_lonlat, lonlat_of, lonlat_of_xy, metres_per_minute, round_minutes,
+                          station_nearest, within_minutes)
+from geo.roadtable import (NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes,  # noqa: F401
+                           write_network_minutes)
+
 PYROSM_NETWORK = {"walk": "walking", "bike": "cycling", "ebike": "cycling", "drive": "driving"}
 ISO_MARGIN_M = {"walk": 40.0, "bike": 40.0, "ebike": 40.0, "drive": 60.0}
-
-
-def as_xy(geoms_or_xy) -> np.ndarray:
-    """(n, 2) float array from a GeoSeries / array of points / (n, 2) array; empty points -> NaN."""
-    if isinstance(geoms_or_xy, np.ndarray) and geoms_or_xy.ndim == 2:
-        return np.asarray(geoms_or_xy, dtype=float)
-    g = np.asarray(getattr(geoms_or_xy, "values", geoms_or_xy))
-    if len(g) == 0:
-        return np.zeros((0, 2))
-    out = np.full((len(g), 2), np.nan)
-    ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
-    if ok.any():
-        out[ok, 0] = shapely.get_x(g[ok])
-        out[ok, 1] = shapely.get_y(g[ok])
-    return out
-
-
-def finite_rows(xy: np.ndarray) -> np.ndarray:
-    return np.isfinite(xy).all(axis=1) if len(xy) else np.zeros(0, bool)
-
-
-# --------------------------------------------------------------------------- the distance model
-WGS84_A = 6378137.0                      # semi-major axis (m)
-WGS84_F = 1.0 / 298.257223563            # flattening
-WGS84_E2 = WGS84_F * (2.0 - WGS84_F)     # first eccentricity squared
-
-
-MINUTES_DECIMALS = 3   # minutes as the households layer and lookup report them
-
-
-def round_minutes(minutes) -> np.ndarray:
-    """Minutes rounded as reported (households layer, lookup): ``np.round`` to MINUTES_DECIMALS."""
-    return np.round(np.asarray(minutes, dtype=float), MINUTES_DECIMALS)
-
-
-def within_minutes(minutes, limit: float) -> np.ndarray:
-    """The coverage rule: minutes <= limit + EPS_MIN (NaN -> False)."""
-    m = np.asarray(minutes, dtype=float)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(m) & (m <= float(limit) + EPS_MIN)
-
-
-def speed_m_per_min(speed_kmh: float) -> float:
-    """km/h -> metres per minute (the one expression plan and lookup both use)."""
-    return float(speed_kmh) * 1000.0 / 60.0
-
-
-def ecef(lonlat) -> np.ndarray:
-    """(n, 3) earth-centred coordinates (metres) of WGS 84 lon/lat points on the ellipsoid surface.
-
-    Parameters
-    ----------
-    lonlat : (n, 2) array of degrees; non-finite rows give NaN rows.
-
-    Returns
-    -------
-    numpy.ndarray
-        (n, 3) float; the Euclidean distance between two rows is the straight-line distance of the
-        model (see the module docstring).
-    """
-    ll = np.asarray(lonlat, dtype=float).reshape(-1, 2)
-    lo, la = np.radians(ll[:, 0]), np.radians(ll[:, 1])
-    sla, cla = np.sin(la), np.cos(la)
-    n = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sla * sla)
-    return np.column_stack([n * cla * np.cos(lo), n * cla * np.sin(lo), n * (1.0 - WGS84_E2) * sla])
-
-
-def lonlat_of(frame) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of a point GeoDataFrame/GeoSeries (via ``to_crs(4326)``, as the plan's
-    layers are written); NaN for missing points."""
-    g = frame.geometry if hasattr(frame, "geometry") else frame
-    if g.crs is not None and g.crs.to_epsg() != 4326:
-        g = g.to_crs(4326)
-    return as_xy(g)
-
-
-def lonlat_of_xy(xy, crs) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of metric points in ``crs``, through ``to_crs(4326)`` exactly as a
-    layer of them is written (so a station's lon/lat here is its lon/lat in the stations layer)."""
-    import geopandas as gpd
-    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-    if not len(xy):
-        return np.zeros((0, 2))
-    return lonlat_of(gpd.GeoSeries(shapely.points(xy), crs=crs))
-
-
-def household_lonlat(households) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of the households: their ``lon``/``lat`` columns when present (the
-    values the households layer is written from), else their points through ``to_crs(4326)``."""
-    if "lon" in households and "lat" in households:
-        ll = np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
-        if hasattr(households, "geometry"):      # a household without a point has no position
-            ll[~finite_rows(as_xy(households.geometry))] = np.nan
-        return ll
-    return lonlat_of(households)
-
-
-class StationFinder:
-    """Nearest station in a straight line, by the one distance model (``ecef`` chords).
-
-    Built once over the stations' WGS 84 lon/lat; ``nearest`` answers demand lon/lat. The plan's
-    households layer and ``geo.index.GridIndex`` both answer through this class, so they agree to
-    the bit for the same lon/lat.
-    """
-
-    def __init__(self, site_lonlat):
-        xyz = ecef(site_lonlat)
-        self.ok = finite_rows(xyz)
-        self.rows = np.flatnonzero(self.ok)
-        self.tree = cKDTree(xyz[self.ok]) if self.ok.any() else None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def nearest(self, lonlat, speed_m_per_min: float, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """(site row or -1, minutes or NaN) of each demand lon/lat."""
-        xyz = ecef(lonlat)
-        n = len(xyz)
-        idx = np.full(n, -1, dtype=np.int64)
-        mins = np.full(n, np.nan)
-        ok = finite_rows(xyz)
-        if self.tree is None or not ok.any():
-            return idx, mins
-        d, j = self.tree.query(xyz[ok], k=1, workers=workers)
-        idx[ok] = self.rows[j]
-        mins[ok] = d / speed_m_per_min
-        return idx, mins
-
-
-def station_nearest(demand_lonlat, site_lonlat, speed_m_per_min: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest site of each demand point in a straight line, both given as WGS 84 lon/lat:
-    (site row or -1, minutes or NaN). The plan's figure for its households layer."""
-    return StationFinder(site_lonlat).nearest(demand_lonlat, speed_m_per_min)
 
 
 # --------------------------------------------------------------------------- straight line
@@ -472,122 +347,3 @@ def _min_duplicates(rows, cols, vals, n) -> sparse.csr_matrix:
     rows, cols, vals = rows[order], cols[order], vals[order]
     first = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
     return sparse.csr_matrix((vals[first], (rows[first], cols[first])), shape=(n, n))
-
-
-
-# --------------------------------------------------------------------------- per-node road minutes
-NETWORK_MINUTES_FILE = "network_minutes.parquet"
-_META_KEY = b"gridplan.network_minutes"
-
-
-class NodeJoin:
-    """How a point joins a road graph: its nearest node and the straight walk to it, by the model's
-    distance (``ecef`` chords of lon/lat when ``geodetic``, else planar x/y). One rule for the plan's
-    siting, its households and lookup."""
-
-    def __init__(self, node_coords: np.ndarray, geodetic: bool = True):
-        self.coords = np.asarray(node_coords, dtype=float).reshape(-1, 2)
-        self.geodetic = bool(geodetic)
-        self.tree = cKDTree(ecef(self.coords) if self.geodetic else self.coords) if len(self.coords) else None
-
-    def join(self, pts) -> tuple[np.ndarray, np.ndarray]:
-        """(nearest node or -1, metres to it or inf) of each point (lon/lat when geodetic)."""
-        pts = np.asarray(pts, dtype=float).reshape(-1, 2)
-        q = ecef(pts) if self.geodetic else pts
-        node = np.full(len(pts), -1, dtype=np.int64)
-        dist = np.full(len(pts), np.inf)
-        ok = np.flatnonzero(finite_rows(q))
-        if len(ok) and self.tree is not None:
-            d, j = self.tree.query(q[ok])
-            node[ok], dist[ok] = j, d
-        return node, dist
-
-
-@dataclass
-class NodeMinutes:
-    """Road minutes from each node of a network to its nearest station (see ``RoadNetwork.node_minutes``).
-
-    A point is answered by joining the graph (``NodeJoin``: nearest node, straight walk to it):
-    minutes = ``minutes[node]`` + walk metres / speed. The plan answers its households with
-    ``nearest_lonlat`` on this table and saves it; lookup reads it back and answers the same way, so
-    both agree to the bit.
-    """
-    join: NodeJoin                # node coordinates (lon/lat when geodetic) and the joining rule
-    minutes: np.ndarray           # (N,) minutes from the node to its nearest site (inf: none reachable)
-    site: np.ndarray              # (N,) index of that site (-1: none)
-    speed_m_per_min: float
-
-    def nearest_lonlat(self, lonlat) -> tuple[np.ndarray, np.ndarray]:
-        """(site index or -1, minutes or NaN) of WGS 84 points (or planar x/y for a planar table)."""
-        node, off = self.join.join(lonlat)
-        n = len(node)
-        idx = np.full(n, -1, dtype=np.int64)
-        mins = np.full(n, np.nan)
-        ok = np.flatnonzero(node >= 0)
-        if not len(ok):
-            return idx, mins
-        nd = node[ok]
-        j = self.site[nd]
-        reach = (j >= 0) & np.isfinite(self.minutes[nd])
-        idx[ok[reach]] = j[reach]
-        mins[ok[reach]] = self.minutes[nd[reach]] + off[ok[reach]] / self.speed_m_per_min
-        return idx, mins
-
-    def to_frame(self, site_ids, county_code=None):
-        """The table as a DataFrame: ``county_code``, ``lon``, ``lat`` (the node; planar x/y for a
-        planar table), ``minutes`` (NaN: unreachable), ``station_id`` (None: unreachable),
-        ``speed_m_per_min``, ``geodetic``."""
-        import pandas as pd
-        ids = np.asarray(list(site_ids) + [None], dtype=object)
-        c = self.join.coords
-        return pd.DataFrame({
-            "county_code": pd.Series([county_code] * len(c), dtype="string"),
-            "lon": c[:, 0], "lat": c[:, 1],
-            "minutes": np.where(np.isfinite(self.minutes), self.minutes, np.nan),
-            "station_id": pd.Series(ids[self.site], dtype="string"),
-        }).assign(speed_m_per_min=self.speed_m_per_min, geodetic=self.join.geodetic)
-
-
-def write_network_minutes(frame, path) -> None:
-    """Write a network plan's road-minutes table (``NodeMinutes.to_frame`` rows, one block per county)
-    as Parquet: ``county_code, lon, lat, minutes, station_id``; speed and joining rule per county in
-    the file's metadata."""
-    import json
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    meta = {}
-    for code, sub in frame.groupby(frame["county_code"].fillna(""), sort=True):
-        meta[str(code)] = {"speed_m_per_min": float(sub["speed_m_per_min"].iloc[0]),
-                           "geodetic": bool(sub["geodetic"].iloc[0])}
-    cols = frame[["county_code", "lon", "lat", "minutes", "station_id"]]
-    table = pa.Table.from_pandas(cols, preserve_index=False)
-    md = dict(table.schema.metadata or {})
-    md[_META_KEY] = json.dumps({"version": 1, "counties": meta}).encode()
-    pq.write_table(table.replace_schema_metadata(md), path, compression="zstd")
-
-
-def read_network_minutes(path) -> dict[str | None, tuple[NodeMinutes, list]]:
-    """Read ``network_minutes.parquet``: {county_code or None: (NodeMinutes, station ids)}.
-    ``NodeMinutes.site`` indexes the returned station-id list."""
-    import json
-    import pyarrow.parquet as pq
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(_META_KEY)
-    if raw is None:
-        raise ValueError(f"{path}: not a gridplan road-minutes table (no {_META_KEY.decode()} metadata)")
-    meta = json.loads(raw)["counties"]
-    df = table.to_pandas()
-    out: dict[str | None, tuple[NodeMinutes, list]] = {}
-    for code, sub in df.groupby(df["county_code"].fillna(""), sort=True):
-        m = meta[str(code)]
-        has = sub["station_id"].notna().to_numpy()
-        sid = sub["station_id"].astype(object).to_numpy(dtype=object)
-        ids, inv = np.unique(sid[has].astype(str), return_inverse=True)
-        site = np.full(len(sub), -1, dtype=np.int64)
-        site[has] = inv.ravel()
-        minutes = sub["minutes"].to_numpy(float)
-        nm = NodeMinutes(join=NodeJoin(sub[["lon", "lat"]].to_numpy(float), geodetic=m["geodetic"]),
-                         minutes=np.where(np.isnan(minutes), np.inf, minutes), site=site,
-                         speed_m_per_min=float(m["speed_m_per_min"]))
-        out[str(code) if code != "" else None] = (nm, ids.tolist())
-    return out

@@ -1,7 +1,6 @@
 """geo.index.GridIndex: exact against a brute-force scan, in every coordinate system."""
 from __future__ import annotations
 
-import math
 
 import geopandas as gpd
 import numpy as np

@@ -112,9 +112,8 @@ def checker_share(hh, stations, minutes, speed_kmh):
 
 def model_share(hh, stations, minutes, speed_kmh):
     """The plan's own rule (geo.travel): nearest station by the chord on the WGS 84 ellipsoid."""
-    from geo import travel
     _, mins = travel.station_nearest(travel.household_lonlat(hh), travel.lonlat_of(stations),
-                                     travel.speed_m_per_min(speed_kmh))
+                                     travel.metres_per_minute(speed_kmh))
     w = hh.households.to_numpy(float)
     return float((w * travel.within_minutes(mins, minutes)).sum() / w.sum())
 
