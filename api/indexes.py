@@ -28,6 +28,14 @@ class IndexRegistry:
         self.swaps = 0
 
     def build(self, job_id: str) -> GridIndex:
+        """The job's index. Raises LookupError(409, detail) for a plan lookup cannot answer truly
+        (a road-network plan without its road table)."""
+        try:
+            return self._build(job_id)
+        except ValueError as e:
+            raise LookupError(409, f"plan {job_id} cannot be looked up: {str(e).split(': ', 1)[-1]}") from e
+
+    def _build(self, job_id: str) -> GridIndex:
         st = self.store
         t0 = time.perf_counter()
         if st.settings.is_postgres:

@@ -201,3 +201,11 @@ def test_network_plan_lookup_agrees_with_its_households_layer(tmp_path):
         assert covered == job["summary"]["coverage"]["households_covered"]
         one = c.get("/v1/lookup", params={"lon": pts[0][0], "lat": pts[0][1], "plan": jid}, headers=h).json()
         assert one == res[0]
+        # without its road table the plan is refused (409), not answered in a straight line
+        (c.app.state.ctx.store.out_dir(jid) / "network_minutes.parquet").unlink()
+        reg = c.app.state.ctx.indexes
+        reg._cache.clear()
+        reg.current = None
+        r = c.get("/v1/lookup", params={"lon": pts[0][0], "lat": pts[0][1], "plan": jid}, headers=h)
+        assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+        assert "network_minutes.parquet" in r.json()["detail"] and str(tmp_path) not in r.text
