@@ -15,9 +15,9 @@ import pandas as pd
 import shapely
 
 from geo.grids import polsby_popper
-from geo.travel import round_minutes
 from geo.model import Dataset
 from geo.problems import Problem
+from geo.travel import round_minutes
 from optimize.executors import run_tasks
 from optimize.options import PlanOptions
 from optimize.partition import UnitPartition, choose_k, partition_unit
