@@ -269,7 +269,10 @@ def lookup(
         _fail(2, "--points needs --out")
     if not (plan_dir / "plan.gpkg").exists():
         _fail(1, f"{plan_dir}: no plan.gpkg here — give the output directory of `gridplan plan`")
-    idx = GridIndex.from_plan_dir(plan_dir)
+    try:
+        idx = GridIndex.from_plan_dir(plan_dir)
+    except ValueError as e:   # e.g. a network plan without its road table
+        _fail(1, str(e))
     if lon is not None:
         res = idx.lookup_one(lon, lat, coords=coords.value)
         if res is None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from geo.index import GridIndex
+from geo.index import GridIndex, read_road
 
 log = logging.getLogger("gridplan.index")
 
@@ -28,14 +28,23 @@ class IndexRegistry:
         self.swaps = 0
 
     def build(self, job_id: str) -> GridIndex:
+        """The job's index. Raises LookupError(409, detail) for a plan lookup cannot answer truly
+        (a road-network plan without its road table)."""
+        try:
+            return self._build(job_id)
+        except ValueError as e:
+            raise LookupError(409, f"plan {job_id} cannot be looked up: {str(e).split(': ', 1)[-1]}") from e
+
+    def _build(self, job_id: str) -> GridIndex:
         st = self.store
         t0 = time.perf_counter()
         if st.settings.is_postgres:
             job = st.get_job(job_id) or {}
             stations = st.read_layer(job_id, "stations") if st.has_layer(job_id, "stations") else None
             workers = st.read_layer(job_id, "workers") if st.has_layer(job_id, "workers") else None
-            idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers,
-                                        summary=job.get("summary") or {}, plan_id=job_id)
+            summary = job.get("summary") or {}
+            idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers, summary=summary,
+                                        plan_id=job_id, road=read_road(st.out_dir(job_id), summary))
         else:
             idx = GridIndex.from_plan_dir(st.out_dir(job_id), plan_id=job_id)
         log.info("index built", extra={"plan": job_id, "grids": len(idx), "ms": round((time.perf_counter() - t0) * 1e3)})

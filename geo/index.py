@@ -5,7 +5,7 @@ summary's travel settings) and then read-only, so one instance is shared by ever
 
 How a point is found (exact, not approximate):
 
-* A uniform raster of square cells covers the grids' extent (about ``cells_per_grid`` cells per
+* (``geo.gridraster``) A uniform raster of square cells covers the grids' extent (about ``cells_per_grid`` cells per
   grid). Every polygon ring is densified to segments shorter than a cell; each segment marks the
   (at most 2 x 2) cells its bounding box touches as *boundary* cells, together with its polygon;
   the grid under each boundary cell's centre joins its candidates too (a grid covering the whole
@@ -19,32 +19,35 @@ How a point is found (exact, not approximate):
   with ``shapely.intersects_xy`` on prepared polygons, the lowest grid index that contains the
   point (boundary included) wins — the same rule as a brute-force scan in layer order.
 
-Nearest station: a k-d tree over unit-sphere vectors (chord order = great-circle order), minutes
-= great-circle metres / the plan's speed (straight-line travel, as the plan's summary states).
+Nearest station — the plan's own travel model (``geo.travel``), so an answer at a household's point
+is the households layer's figure:
+
+* straight-line plans: ``travel.StationFinder`` over the stations' lon/lat — the chord on the WGS 84
+  ellipsoid, the distance the plan computed its households' minutes with;
+* road-network plans: the plan's ``network_minutes.parquet`` (road minutes from every road node to
+  its nearest station, per county): the point is projected into that county's metric CRS, joined to
+  its nearest road node and walks the straight line to it (``travel.NodeMinutes``), exactly as the
+  plan answered its households. The county is the one of the grid the point lies in.
+
+``minutes`` are rounded as the households layer rounds them; ``covered`` is the plan's rule
+(minutes <= the service-area minutes + ``travel.EPS_MIN``).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import shapely
 
+from geo import travel
 from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+from geo.gridraster import build_raster
 from geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
-
-EARTH_RADIUS_M = 6371008.8
 
 GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
 RESULT_FIELDS = GRID_FIELDS + ("workers", "worker_ids", "station_id", "station_name", "minutes", "covered")
-
-
-def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lo, la = np.radians(lon), np.radians(lat)
-    c = np.cos(la)
-    return np.column_stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)])
 
 
 def _clean_str(v) -> str | None:
@@ -63,24 +66,16 @@ def _clean_str(v) -> str | None:
     return str(v)
 
 
-@dataclass
-class _Raster:
-    x0: float
-    y0: float
-    inv: float          # 1 / cell size
-    nx: int
-    ny: int
-    label: np.ndarray   # int32 per cell: >= 0 grid index, -1 outside every grid, -2 - k boundary cell k
-    cand_ptr: np.ndarray  # CSR over boundary cells -> candidate grid indices (ascending)
-    cand_idx: np.ndarray
-
-
 class GridIndex:
-    """An immutable point -> grid (+ station) index over one plan. See the module docstring."""
+    """An immutable point -> grid (+ station) index over one plan. See the module docstring.
+
+    ``road``: a network plan's road-minutes tables, ``{county_code or None: (NodeMinutes, station
+    ids)}`` as ``travel.read_network_minutes`` returns them; without it travel is straight-line.
+    """
 
     def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
                  minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 256.0,
-                 plan_id: str | None = None):
+                 plan_id: str | None = None, road: dict | None = None):
         import geopandas as gpd  # noqa: F401  (frames come in as GeoDataFrames)
 
         self.plan_id = plan_id
@@ -122,9 +117,10 @@ class GridIndex:
         # stations
         mode = mode or "walk"
         self.speed_kmh = float(speed_kmh) if speed_kmh else DEFAULT_SPEED_KMH.get(mode, 4.0)
+        self.speed_m_per_min = travel.metres_per_minute(self.speed_kmh)
         self.minutes_limit = float(minutes) if minutes is not None else None
         self.mode = mode
-        self._kd = None
+        self._finder = None
         self.station_ids: list[str | None] = []
         self.station_names: list[str | None] = []
         if stations is not None and len(stations):
@@ -135,14 +131,18 @@ class GridIndex:
             stations = stations[ok]
             pts = shapely.get_coordinates(shapely.centroid(np.asarray(stations.geometry.values, dtype=object)))
             if len(pts):
-                from scipy.spatial import cKDTree
-                self._kd = cKDTree(_unit_vectors(pts[:, 0], pts[:, 1]))
+                self._finder = travel.StationFinder(pts)
                 n_st = len(pts)
                 sid = stations["station_id"].tolist() if "station_id" in stations.columns else [None] * n_st
                 snm = stations["name"].tolist() if "name" in stations.columns else [None] * n_st
                 self.station_ids = [_clean_str(v) for v in sid]
                 self.station_names = [_clean_str(v) for v in snm]
-        self._raster = self._build_raster(cells_per_grid)
+        self.travel = "straight_line"
+        self._road: list[tuple[travel.NodeMinutes, np.ndarray]] = []
+        self._grid_table = np.full(self.n + 1, -1, dtype=np.int64)   # per grid (+ "no grid"): road table
+        if road is not None:
+            self._set_road(road)
+        self._raster = build_raster(self.polys, self._exact, cells_per_grid)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -162,6 +162,8 @@ class GridIndex:
         workers = pyogrio.read_dataframe(gpkg, layer="workers", read_geometry=False) if "workers" in names else None
         sp = path / "summary.json"
         summary = json.loads(sp.read_text(encoding="utf-8")) if sp.exists() else {}
+        if "road" not in kwargs:
+            kwargs["road"] = read_road(path, summary)
         return cls.from_frames(grids, stations, workers, summary=summary, plan_id=plan_id, **kwargs)
 
     @classmethod
@@ -183,86 +185,20 @@ class GridIndex:
         kwargs.setdefault("mode", cov.get("mode"))
         return cls(grids, stations, workers, **kwargs)
 
-    def _build_raster(self, cells_per_grid: float) -> _Raster:
-        from scipy import ndimage
-
-        if self.n == 0:
-            return _Raster(0.0, 0.0, 1.0, 0, 0, np.full(0, -1, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int64))
-        minx, miny, maxx, maxy = shapely.total_bounds(self.polys)
-        w, h = max(maxx - minx, 1e-9), max(maxy - miny, 1e-9)
-        n_cells = min(max(cells_per_grid * self.n, 256.0), 2.0e7)
-        cs = math.sqrt(w * h / n_cells)
-        cs = max(cs, max(w, h) / 8192.0, 1e-12)
-        nx, ny = int(math.floor(w / cs)) + 1, int(math.floor(h / cs)) + 1
-        inv = 1.0 / cs
-
-        # boundary cells: densified ring segments mark their bounding boxes of cells
-        parts = shapely.get_parts(self.polys, return_index=True)
-        rings, ring_poly = [], []
-        for geoms, owners in [parts]:
-            polys_only = shapely.get_type_id(geoms) == 3
-            geoms, owners = geoms[polys_only], owners[polys_only]
-            ext = shapely.get_exterior_ring(geoms)
-            rings.append(ext)
-            ring_poly.append(owners)
-            n_int = shapely.get_num_interior_rings(geoms)
-            if n_int.sum():
-                for k in range(int(n_int.max())):
-                    has = n_int > k
-                    rings.append(shapely.get_interior_ring(geoms[has], k))
-                    ring_poly.append(owners[has])
-        rings = np.concatenate(rings)
-        ring_poly = np.concatenate(ring_poly)
-        rings = shapely.segmentize(rings, cs * 0.5)
-        xy, ridx = shapely.get_coordinates(rings, return_index=True)
-        same = ridx[1:] == ridx[:-1]
-        a, b = xy[:-1][same], xy[1:][same]
-        owner = ring_poly[ridx[:-1][same]]
-        ix0 = np.floor((np.minimum(a[:, 0], b[:, 0]) - minx) * inv).astype(np.int64)
-        ix1 = np.floor((np.maximum(a[:, 0], b[:, 0]) - minx) * inv).astype(np.int64)
-        iy0 = np.floor((np.minimum(a[:, 1], b[:, 1]) - miny) * inv).astype(np.int64)
-        iy1 = np.floor((np.maximum(a[:, 1], b[:, 1]) - miny) * inv).astype(np.int64)
-        cells, owners = [], []
-        for dx in (0, 1):
-            for dy in (0, 1):
-                ok = (ix0 + dx <= ix1) & (iy0 + dy <= iy1)
-                cx = np.clip(ix0[ok] + dx, 0, nx - 1)
-                cy = np.clip(iy0[ok] + dy, 0, ny - 1)
-                cells.append(cy * nx + cx)
-                owners.append(owner[ok])
-        cells = np.concatenate(cells)
-        owners = np.concatenate(owners)
-        # A cell marked by a segment's bounding box need not meet that segment, so a grid covering
-        # the whole cell may have no segment there: add the grid under each marked cell's centre.
-        marked = np.unique(cells)
-        centre = self._exact(minx + (marked % nx + 0.5) * cs, miny + (marked // nx + 0.5) * cs)
-        has = centre >= 0
-        cells = np.concatenate([cells, marked[has]])
-        owners = np.concatenate([owners, centre[has]])
-        key = np.unique(cells * np.int64(self.n) + owners)  # sorted by cell, then grid
-        pc, po = key // self.n, key % self.n
-        bcells, first = np.unique(pc, return_index=True)
-        cand_ptr = np.append(first, len(key)).astype(np.int64)
-        cand_idx = po.astype(np.int64)
-
-        label = np.full(nx * ny, -1, dtype=np.int32)
-        boundary = np.zeros(nx * ny, dtype=bool)
-        boundary[bcells] = True
-        comp, n_comp = ndimage.label(~boundary.reshape(ny, nx))
-        comp = comp.ravel()
-        if n_comp:
-            # one representative cell per component -> exact lookup of its centre
-            order = np.argsort(comp, kind="stable")
-            sorted_comp = comp[order]
-            starts = np.searchsorted(sorted_comp, np.arange(1, n_comp + 1))
-            rep = order[starts]
-            rx = minx + (rep % nx + 0.5) * cs
-            ry = miny + (rep // nx + 0.5) * cs
-            comp_label = self._exact(rx, ry)
-            lut = np.concatenate([[-1], comp_label]).astype(np.int32)
-            label = lut[comp]
-        label[bcells] = -2 - np.arange(len(bcells), dtype=np.int32)
-        return _Raster(minx, miny, inv, nx, ny, label, cand_ptr, cand_idx)
+    def _set_road(self, road: dict) -> None:
+        """Attach road-minutes tables: each table's station ids become station rows of this index."""
+        row_of = {sid: i for i, sid in enumerate(self.station_ids) if sid is not None}
+        key_of = {}
+        for key, (table, ids) in sorted(road.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
+            rows = np.array([row_of.get(str(i), -1) for i in ids] + [-1], dtype=np.int64)
+            key_of[key] = len(self._road)
+            self._road.append((table, rows))
+        self.travel = "network"
+        if None in key_of and len(key_of) == 1:
+            self._grid_table[:] = key_of[None]          # one table for the whole plan
+        else:
+            for g, a in enumerate(self.grid_attrs):
+                self._grid_table[g] = key_of.get(a["county_code"], -1)
 
     def _exact(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Lowest grid index whose polygon covers each point (-1 for none), by STRtree."""
@@ -327,20 +263,35 @@ class GridIndex:
                 return int(g)
         return -1
 
-    def nearest_station(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
-        """(station row index or -1, minutes or NaN) for WGS 84 lon/lat arrays."""
+    def nearest_station(self, lon, lat, grid=None) -> tuple[np.ndarray, np.ndarray]:
+        """(station row index or -1, minutes or NaN) for WGS 84 lon/lat arrays, by the plan's travel
+        model. ``grid``: the points' grid rows if already known (road plans pick the county's table
+        by it; computed when not given)."""
         lon = np.asarray(lon, dtype=float).ravel()
         lat = np.asarray(lat, dtype=float).ravel()
+        ll = np.column_stack([lon, lat])
+        if not self._road:
+            if self._finder is None:
+                return np.full(len(lon), -1, dtype=np.int64), np.full(len(lon), np.nan)
+            return self._finder.nearest(ll, self.speed_m_per_min, workers=-1 if len(lon) > 50_000 else 1)
         idx = np.full(len(lon), -1, dtype=np.int64)
         mins = np.full(len(lon), np.nan)
-        if self._kd is None or len(lon) == 0:
-            return idx, mins
-        ok = np.isfinite(lon) & np.isfinite(lat)
-        chord, j = self._kd.query(_unit_vectors(lon[ok], lat[ok]), workers=-1 if ok.sum() > 50_000 else 1)
-        idx[ok] = j
-        metres = 2.0 * EARTH_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
-        mins[ok] = metres / (self.speed_kmh * 1000.0 / 60.0)
+        g = self.grid_of(lon, lat) if grid is None else np.asarray(grid, dtype=np.int64).ravel()
+        which = self._grid_table[np.where(g >= 0, g, self.n)]
+        for k, (table, rows) in enumerate(self._road):
+            sel = np.flatnonzero(which == k)
+            if len(sel):
+                j, m = table.nearest_lonlat(ll[sel])
+                idx[sel] = rows[j]            # j == -1 -> the trailing -1
+                mins[sel] = np.where(j >= 0, m, np.nan)
         return idx, mins
+
+    def covered(self, minutes) -> np.ndarray:
+        """The plan's coverage rule on minutes (False without a service-area limit or a station)."""
+        m = np.asarray(minutes, dtype=float)
+        if self.minutes_limit is None:
+            return np.zeros(m.shape, dtype=bool)
+        return travel.within_minutes(m, self.minutes_limit)
 
     @staticmethod
     def _wgs(lon, lat, coords: str):
@@ -358,7 +309,7 @@ class GridIndex:
         x, y = self._wgs(lon, lat, coords)
         x, y = x.ravel(), y.ravel()
         g = self.grid_of(x, y)
-        s, minutes = self.nearest_station(x, y)
+        s, minutes = self.nearest_station(x, y, grid=g)
         found = g >= 0
         out: dict[str, np.ndarray] = {"grid": g, "station": s, "minutes": minutes}
         for f in GRID_FIELDS:
@@ -368,8 +319,7 @@ class GridIndex:
         out["workers"] = wk[np.where(found, g, -1)]
         sid = np.array(list(self.station_ids) + [None], dtype=object)
         out["station_id"] = sid[s]
-        lim = self.minutes_limit
-        out["covered"] = (minutes <= lim) if lim is not None else np.zeros(len(x), dtype=bool)
+        out["covered"] = self.covered(minutes)
         return out
 
     def _answer(self, g: int, s: int, minutes: float) -> dict:
@@ -378,9 +328,8 @@ class GridIndex:
         if s >= 0:
             d["station_id"] = self.station_ids[s]
             d["station_name"] = self.station_names[s]
-            m = round(float(minutes), 2)
-            d["minutes"] = m
-            d["covered"] = bool(self.minutes_limit is not None and minutes <= self.minutes_limit)
+            d["minutes"] = float(travel.round_minutes(minutes))
+            d["covered"] = bool(self.covered(minutes))
         else:
             d["station_id"] = d["station_name"] = d["minutes"] = None
             d["covered"] = False
@@ -396,11 +345,10 @@ class GridIndex:
         g = self.grid_of_one(lon, lat)
         if g < 0:
             return None
-        if self._kd is None:
+        if self._finder is None and not self._road:
             return self._answer(g, -1, float("nan"))
-        chord, j = self._kd.query(_unit_vectors(np.array([lon]), np.array([lat]))[0])
-        metres = 2.0 * EARTH_RADIUS_M * math.asin(min(max(chord / 2.0, 0.0), 1.0))
-        return self._answer(g, int(j), metres / (self.speed_kmh * 1000.0 / 60.0))
+        s, m = self.nearest_station(np.array([lon]), np.array([lat]), grid=np.array([g]))
+        return self._answer(g, int(s[0]), float(m[0]))
 
     def lookup_dicts(self, lon, lat, coords: str = "wgs84") -> list[dict | None]:
         """Batch lookup as a list of answer dicts (None outside every grid), in input order."""
@@ -412,10 +360,9 @@ class GridIndex:
         hit = np.flatnonzero(g >= 0)
         if len(hit) == 0:
             return res
-        s, minutes = self.nearest_station(x[hit], y[hit])
-        lim = self.minutes_limit
-        mins = np.round(minutes, 2).tolist()
-        cov = (minutes <= lim).tolist() if lim is not None else [False] * len(hit)
+        s, minutes = self.nearest_station(x[hit], y[hit], grid=g[hit])
+        mins = travel.round_minutes(minutes).tolist()
+        cov = self.covered(minutes).tolist()
         attrs = self.grid_attrs
         sids, snames = self.station_ids, self.station_names
         for k, (i, gi, si) in enumerate(zip(hit.tolist(), g[hit].tolist(), s.tolist())):
@@ -446,19 +393,14 @@ class GridIndex:
         if len(hit) == 0:
             return b"[" + b",".join(items) + b"]"
         frags = self._fragments(orjson)
-        s, minutes = self.nearest_station(x[hit], y[hit])
-        lim = self.minutes_limit
+        s, minutes = self.nearest_station(x[hit], y[hit], grid=g[hit])
         sfrag = self._station_frags
-        if self._kd is None:
-            tail = b',"station_id":null,"station_name":null,"minutes":null,"covered":false}'
-            for i, gi in zip(hit.tolist(), g[hit].tolist()):
-                items[i] = frags[gi] + tail
-        else:
-            cov = (minutes <= lim) if lim is not None else np.zeros(len(hit), dtype=bool)
-            mins = [orjson.dumps(round(m, 2)) for m in minutes.tolist()]
-            ends = (b',"covered":false}', b',"covered":true}')
-            for i, gi, si, m, c in zip(hit.tolist(), g[hit].tolist(), s.tolist(), mins, cov.tolist()):
-                items[i] = frags[gi] + sfrag[si] + m + ends[c]
+        tail = b',"station_id":null,"station_name":null,"minutes":null,"covered":false}'
+        cov = self.covered(minutes) & (s >= 0)
+        mins = [orjson.dumps(m) for m in travel.round_minutes(minutes).tolist()]
+        ends = (b',"covered":false}', b',"covered":true}')
+        for i, gi, si, m, c in zip(hit.tolist(), g[hit].tolist(), s.tolist(), mins, cov.tolist()):
+            items[i] = frags[gi] + (sfrag[si] + m + ends[c] if si >= 0 else tail)
         return b"[" + b",".join(items) + b"]"
 
     def _fragments(self, orjson) -> list[bytes]:
@@ -477,3 +419,16 @@ class GridIndex:
         r = self._raster
         return (f"GridIndex({self.n} grids, {len(self.station_ids)} stations, raster {r.nx}x{r.ny}, "
                 f"{len(r.cand_ptr) - 1} boundary cells, plan={self.plan_id!r})")
+
+
+def read_road(path, summary: dict | None = None) -> dict | None:
+    """The road-minutes tables of the plan in output directory ``path`` (None for a straight-line
+    plan). A network plan without its table (written before lookup answered along roads) is an
+    error: answering it in a straight line would contradict its households layer."""
+    f = Path(path) / travel.NETWORK_MINUTES_FILE
+    if f.exists():
+        return travel.read_network_minutes(f)
+    if ((summary or {}).get("coverage") or {}).get("travel") == "network":
+        raise ValueError(f"{path}: a road-network plan without {travel.NETWORK_MINUTES_FILE}: re-run the plan "
+                         "so lookup can answer along its roads")
+    return None

@@ -75,8 +75,9 @@ def write_layer(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
 
 
 def write_plan_dir(path, layers: dict[str, gpd.GeoDataFrame], summary: dict, output_coords: str = "wgs84",
-                   report: bool = True, title: str | None = None) -> Path:
-    """Write plan.gpkg (every layer), summary.json and report.html atomically into ``path``."""
+                   report: bool = True, title: str | None = None, network_minutes=None) -> Path:
+    """Write plan.gpkg (every layer), summary.json and report.html atomically into ``path``; for a
+    network plan also network_minutes.parquet (road minutes per node, which lookup answers from)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -86,6 +87,9 @@ def write_plan_dir(path, layers: dict[str, gpd.GeoDataFrame], summary: dict, out
         for name, gdf in out_layers.items():
             write_layer(gdf, gpkg, name)
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
+        if network_minutes is not None:
+            from geo.travel import NETWORK_MINUTES_FILE, write_network_minutes
+            write_network_minutes(network_minutes, tmp / NETWORK_MINUTES_FILE)
         if report:
             from geo.report import render_report
             # the report draws in WGS 84 whatever the output coordinates, so it overlays true positions

@@ -1,19 +1,34 @@
-"""Travel times between points, and service areas.
+"""Travel times between points, and service areas — one model for the plan and for lookup.
 
-Two kinds of travel, one interface:
+Two kinds of travel, one interface (the distance model itself is ``geo.distance``, the road table a
+network plan saves is ``geo.roadtable``; both re-exported here):
 
-* straight line (no network): minutes = metres / speed; the service area of a station is a circle of
-  radius ``minutes * speed``. Coverage sets come from a ``scipy.spatial.cKDTree`` ball query, as a
-  sparse matrix (demand x site) of minutes, never a dense one.
-* road network (``RoadNetwork.from_pbf``): an OpenStreetMap extract read with pyrosm, edges weighted by
-  their length measured in the metric CRS; a point joins the graph at its nearest road node (the
-  straight walk to it counts); shortest paths with ``scipy.sparse.csgraph.dijkstra`` and a cutoff.
-  Because an edge's polyline is never shorter than the chord between its nodes, and the walk to and
-  from the graph is straight, minutes along roads are never below straight-line minutes (we also take
-  the max with the straight-line figure to be safe against float noise). Service areas are isochrones:
-  the reachable road pieces (edges cut where the time runs out) buffered by a short walking margin.
+* straight line (no network): minutes = metres / speed, where the metres between two points are
+  the chord between them on the WGS 84 ellipsoid (``ecef``), computed from their lon/lat. The
+  chord falls short of the geodesic by d^2 / (24 R^2) of the distance (2e-7 at 10 km, 3e-5 at
+  100 km), closer than any map projection (CGCS2000 3-degree Gauss-Kruger: up to 3.4e-4; UTM:
+  4e-4), and it needs no CRS, so the plan's households layer and ``geo.index`` (lookup) compute the
+  same figure from the same lon/lat whatever metric CRS a county was planned in
+  (``StationFinder``). The service area of a station is a circle of radius ``minutes * speed``.
+  Coverage sets come from a ``scipy.spatial.cKDTree`` ball query, as a sparse matrix
+  (demand x site) of minutes, never a dense one (any Euclidean coordinates: metric x/y or ECEF).
+* road network (``RoadNetwork.from_pbf``): an OpenStreetMap extract read with pyrosm. Every length
+  is the same chord: each edge (between consecutive vertices of a road line) is the chord between
+  its ends, and a point joins the graph at its nearest road node by that distance, walking it
+  (``NodeJoin``). Shortest paths with ``scipy.sparse.csgraph.dijkstra``.
+  ``RoadNetwork.node_minutes`` runs one multi-source search from all stations and keeps, per road
+  node, the minutes to its nearest station and which one (``NodeMinutes``): the plan answers its
+  households from that table, from their lon/lat, and saves it with the plan
+  (``network_minutes.parquet``), so lookup answers any point the same way — the same join and the
+  same walk — without needing the plan's metric CRS.
+  Road minutes are not clamped to the straight-line figure: every leg of a trip is a chord in the
+  same Euclidean space, so by the triangle inequality a trip along roads is never shorter than the
+  straight line; a road time below it would be a bug to see, not to hide. Service areas are
+  isochrones, drawn in the metric CRS: the reachable road pieces (edges cut where the time runs
+  out) buffered by a short walking margin.
 
-All coordinates are metric (x, y) arrays in the plan's metric CRS; speeds are metres per minute.
+Coordinates handed to ``RoadNetwork`` methods are metric (x, y) arrays in the network's CRS (turned
+into lon/lat inside); speeds are metres per minute.
 """
 from __future__ import annotations
 
@@ -24,30 +39,17 @@ import shapely
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+# the distance model and the road table live in their own modules; re-exported here, the one
+# interface the plan uses
+from geo.distance import (EPS_MIN, MINUTES_DECIMALS, StationFinder, as_xy, ecef, finite_rows,  # noqa: F401
+                          household_lonlat, lonlat_of, lonlat_of_xy, metres_per_minute, round_minutes,
+                          station_nearest, within_minutes)
+from geo.roadtable import (NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes,  # noqa: F401
+                           write_network_minutes)
 from geo.vocabulary import Mode
 
-EPS_MIN = 1e-6          # minutes of slack on "within minutes" (matches the plan checker)
 PYROSM_NETWORK = {Mode.walk: "walking", Mode.bike: "cycling", Mode.ebike: "cycling", Mode.drive: "driving"}
 ISO_MARGIN_M = {Mode.walk: 40.0, Mode.bike: 40.0, Mode.ebike: 40.0, Mode.drive: 60.0}
-
-
-def as_xy(geoms_or_xy) -> np.ndarray:
-    """(n, 2) float array from a GeoSeries / array of points / (n, 2) array; empty points -> NaN."""
-    if isinstance(geoms_or_xy, np.ndarray) and geoms_or_xy.ndim == 2:
-        return np.asarray(geoms_or_xy, dtype=float)
-    g = np.asarray(getattr(geoms_or_xy, "values", geoms_or_xy))
-    if len(g) == 0:
-        return np.zeros((0, 2))
-    out = np.full((len(g), 2), np.nan)
-    ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
-    if ok.any():
-        out[ok, 0] = shapely.get_x(g[ok])
-        out[ok, 1] = shapely.get_y(g[ok])
-    return out
-
-
-def finite_rows(xy: np.ndarray) -> np.ndarray:
-    return np.isfinite(xy).all(axis=1) if len(xy) else np.zeros(0, bool)
 
 
 # --------------------------------------------------------------------------- straight line
@@ -109,18 +111,27 @@ def circles(site_xy: np.ndarray, radius_m: float, quad_segs: int = 16) -> np.nda
 # --------------------------------------------------------------------------- road network
 @dataclass
 class RoadNetwork:
-    """An undirected road graph in a metric CRS. ``graph`` is a CSR matrix of edge metres."""
-    node_xy: np.ndarray                 # (N, 2)
+    """An undirected road graph. ``graph`` is a CSR matrix of edge metres.
+
+    Built from an OSM extract (``from_pbf``), every length is the model's straight-line distance
+    (``ecef`` chords from the lon/lat of the segment ends): edges, and the walks between a point and
+    its road node — the nearest node by the same chord (``node_lonlat``). Geometry (isochrones) is
+    drawn in the metric CRS (``node_xy``, ``crs``). Built from planar lines alone (``from_lines``
+    without lon/lat) lengths are planar.
+    """
+    node_xy: np.ndarray                 # (N, 2) metric
     graph: sparse.csr_matrix            # (N, N) symmetric, metres
     edge_uv: np.ndarray                 # (E, 2) node indices of each edge
     edge_geom: np.ndarray               # (E,) LineStrings (metric), oriented u -> v
     edge_len: np.ndarray                # (E,) metres
     source: str = ""
+    crs: object = None                  # the metric CRS of node_xy (pyproj CRS), when known
+    node_lonlat: np.ndarray | None = None   # (N, 2) WGS 84, when known: lengths are ellipsoid chords
 
     # ---------------------------------------------------------------- building
     @classmethod
     def from_pbf(cls, path: str, crs, mode: str = "walk", bbox=None) -> "RoadNetwork":
-        """Read the ``mode``'s road network from an .osm.pbf with pyrosm and project it to ``crs``."""
+        """Read the ``mode``'s road network from an .osm.pbf with pyrosm; geometry projected to ``crs``."""
         try:
             from pyrosm import OSM
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -136,17 +147,30 @@ class RoadNetwork:
         if edges is None or len(edges) == 0:
             raise ValueError(f"{path}: the file holds no roads usable for {mode}")
         edges = edges[["geometry"]].explode(index_parts=False)
-        edges = edges[~edges.geometry.is_empty].to_crs(crs)
-        return cls.from_lines(np.asarray(edges.geometry.values), source=str(path))
+        edges = edges[~edges.geometry.is_empty]
+        if edges.crs is None:
+            edges = edges.set_crs(4326)
+        ll = edges.to_crs(4326)
+        projected = ll.to_crs(crs)
+        net = cls.from_lines(np.asarray(projected.geometry.values), source=str(path),
+                             lonlat_lines=np.asarray(ll.geometry.values))
+        net.crs = projected.crs
+        return net
 
     @classmethod
-    def from_lines(cls, lines, source: str = "", snap_m: float = 0.01) -> "RoadNetwork":
+    def from_lines(cls, lines, source: str = "", snap_m: float = 0.01, lonlat_lines=None) -> "RoadNetwork":
         """A graph from LineStrings: their end points are nodes (ends closer than ``snap_m`` merge);
-        every line's interior vertices also split it so crossings that share a vertex connect."""
+        every line's interior vertices also split it so crossings that share a vertex connect.
+        ``lonlat_lines``: the same lines in WGS 84 (vertex for vertex); lengths are then ellipsoid chords."""
         lines = np.asarray(lines)
-        lines = lines[shapely.get_type_id(lines) == 1]
+        line_ok = shapely.get_type_id(lines) == 1
+        lines = lines[line_ok]
         # split every line at each of its vertices: segments between consecutive vertices
         coords, line_idx = shapely.get_coordinates(lines, return_index=True)
+        if lonlat_lines is not None:
+            ll = shapely.get_coordinates(np.asarray(lonlat_lines)[line_ok])
+            if ll.shape != coords.shape:
+                raise ValueError("lonlat_lines must hold the same vertices as lines")
         same = line_idx[1:] == line_idx[:-1]
         a = coords[:-1][same]
         b = coords[1:][same]
@@ -160,32 +184,48 @@ class RoadNetwork:
         u, v = inv[: len(a)], inv[len(a):]
         ok = u != v
         u, v, a, b = u[ok], v[ok], a[ok], b[ok]
-        length = np.hypot(*(b - a).T)
+        node_ll = None
+        if lonlat_lines is not None:
+            all_ll = np.vstack([ll[:-1][same][keep], ll[1:][same][keep]])
+            node_ll = all_ll[first]
+            # edge length: the chord between its two nodes, so a path is a sum of chords
+            length = np.linalg.norm(ecef(node_ll[v]) - ecef(node_ll[u]), axis=1)
+        else:
+            length = np.hypot(*(b - a).T)
         geom = shapely.linestrings(np.stack([a, b], axis=1))
         n = len(node_xy)
         # parallel segments: keep the shortest (a plain csr build would sum them)
         g = _min_duplicates(np.r_[u, v], np.r_[v, u], np.r_[length, length], n)
         net = cls(node_xy=node_xy, graph=g, edge_uv=np.column_stack([u, v]), edge_geom=geom,
-                  edge_len=length, source=source)
+                  edge_len=length, source=source, node_lonlat=node_ll)
         net._seg_a, net._seg_b = a, b
         return net
 
     # ---------------------------------------------------------------- queries
-    def snap(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest node of each point and the straight metres to it (-1 / inf for non-finite points)."""
-        xy = np.asarray(xy, float)
-        node = np.full(len(xy), -1, dtype=np.int64)
-        dist = np.full(len(xy), np.inf)
-        ok = finite_rows(xy)
-        if ok.any() and len(self.node_xy):
-            d, j = self._tree().query(xy[ok])
-            node[ok], dist[ok] = j, d
-        return node, dist
+    def _joiner(self) -> "NodeJoin":
+        if getattr(self, "_join", None) is None:
+            self._join = NodeJoin(self.node_xy if self.node_lonlat is None else self.node_lonlat,
+                                  geodetic=self.node_lonlat is not None)
+        return self._join
 
-    def _tree(self) -> cKDTree:
-        if getattr(self, "_kd", None) is None:
-            self._kd = cKDTree(self.node_xy)
-        return self._kd
+    def to_lonlat(self, xy) -> np.ndarray:
+        """Metric x/y of this network's CRS -> (n, 2) WGS 84 lon/lat."""
+        from pyproj import CRS, Transformer
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        t = getattr(self, "_to_ll", None)
+        if t is None:
+            t = self._to_ll = Transformer.from_crs(CRS.from_user_input(self.crs), CRS.from_epsg(4326), always_xy=True)
+        lon, lat = t.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([np.asarray(lon, float), np.asarray(lat, float)])
+
+    def _points(self, xy) -> np.ndarray:
+        """Metric points as the joiner takes them (lon/lat for a geodetic network)."""
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        return self.to_lonlat(xy) if self.node_lonlat is not None else xy
+
+    def snap(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest node of each (metric) point and the straight metres to it (-1 / inf for non-finite points)."""
+        return self._joiner().join(self._points(xy))
 
     def coverage(self, demand_xy: np.ndarray, site_xy: np.ndarray, speed_m_per_min: float,
                  minutes: float, batch: int = 64) -> sparse.csr_matrix:
@@ -217,44 +257,45 @@ class RoadNetwork:
                 cnt = hi[has] - lo[has]
                 idx = np.concatenate([order[a:b] for a, b in zip(lo[has], hi[has])])
                 base = np.repeat(dist[k][reach[has]] + s_off[j], cnt)
-                total = base + d_off[idx]
-                straight = np.hypot(*(demand_xy[idx] - site_xy[j]).T)
-                total = np.maximum(total, straight)
+                total = base + d_off[idx]   # no clamp to the straight line: see the module docstring
                 ok = total <= budget
                 rows.append(idx[ok]); cols.append(np.full(int(ok.sum()), j)); vals.append(total[ok] / speed_m_per_min)
         if not rows:
             return sparse.csr_matrix((n, m))
         return _pairs_to_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (n, m))
 
+    def node_minutes(self, site_xy: np.ndarray, speed_m_per_min: float) -> "NodeMinutes":
+        """Minutes from every road node to its nearest site along roads, and which site.
+
+        One multi-source Dijkstra: a virtual node per site joined to the site's road node by the
+        straight walk to it. Unreachable nodes get ``inf`` minutes and site -1.
+        """
+        from scipy.sparse.csgraph import dijkstra
+        N, m = self.graph.shape[0], len(site_xy)
+        metres = np.full(N, np.inf)
+        site = np.full(N, -1, dtype=np.int64)
+        s_node, s_off = self.snap(site_xy) if m else (np.zeros(0, np.int64), np.zeros(0))
+        live = np.flatnonzero(s_node >= 0)
+        if N and len(live):
+            # one virtual node per site; a zero-length walk still needs a stored edge
+            off = np.maximum(s_off[live], 1e-9)
+            virt = sparse.csr_matrix((off, (np.arange(len(live)), s_node[live])), shape=(len(live), N))
+            g = sparse.bmat([[self.graph, virt.T], [virt, None]], format="csr")
+            dist, _, src = dijkstra(g, directed=False, indices=N + np.arange(len(live)), min_only=True,
+                                    return_predecessors=True)
+            reach = np.isfinite(dist[:N]) & (src[:N] >= N)
+            metres[reach] = dist[:N][reach]
+            site[reach] = live[src[:N][reach] - N]
+        return NodeMinutes(join=self._joiner(), minutes=metres / speed_m_per_min, site=site,
+                           speed_m_per_min=float(speed_m_per_min))
+
     def nearest(self, demand_xy: np.ndarray, site_xy: np.ndarray, speed_m_per_min: float
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest site along roads of each demand point: (site index or -1, minutes or NaN)."""
         n = len(demand_xy)
-        idx = np.full(n, -1, dtype=np.int64)
-        mins = np.full(n, np.nan)
         if n == 0 or len(site_xy) == 0:
-            return idx, mins
-        from scipy.sparse.csgraph import dijkstra
-        s_node, s_off = self.snap(site_xy)
-        d_node, d_off = self.snap(demand_xy)
-        N, m = self.graph.shape[0], len(site_xy)
-        # one virtual node per site, joined to its road node by the straight walk to it
-        g = sparse.bmat([[self.graph, None], [None, sparse.csr_matrix((m, m))]]).tolil()
-        off = np.maximum(s_off, 1e-9)
-        g[N + np.arange(m), s_node] = off
-        g = g.tocsr()
-        dist, _, src = dijkstra(g, directed=False, indices=N + np.arange(m), min_only=True,
-                                return_predecessors=True)
-        ok = d_node >= 0
-        total = dist[d_node[ok]] + d_off[ok]
-        j = src[d_node[ok]] - N
-        reach = np.isfinite(total) & (j >= 0)
-        straight = np.hypot(*(demand_xy[ok] - site_xy[np.where(j >= 0, j, 0)]).T)
-        total = np.maximum(total, straight)
-        okidx = np.flatnonzero(ok)
-        idx[okidx[reach]] = j[reach]
-        mins[okidx[reach]] = total[reach] / speed_m_per_min
-        return idx, mins
+            return np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+        return self.node_minutes(site_xy, speed_m_per_min).nearest_lonlat(self._points(demand_xy))
 
     def isochrones(self, site_xy: np.ndarray, speed_m_per_min: float, minutes: float,
                    margin_m: float = 40.0) -> np.ndarray:
@@ -307,4 +348,3 @@ def _min_duplicates(rows, cols, vals, n) -> sparse.csr_matrix:
     rows, cols, vals = rows[order], cols[order], vals[order]
     first = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
     return sparse.csr_matrix((vals[first], (rows[first], cols[first])), shape=(n, n))
-

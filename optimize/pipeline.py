@@ -17,6 +17,7 @@ import shapely
 from geo.grids import polsby_popper
 from geo.model import Dataset
 from geo.problems import Problem
+from geo.travel import round_minutes
 from optimize.executors import run_tasks
 from optimize.options import PlanOptions
 from optimize.partition import UnitPartition, choose_k, partition_unit
@@ -246,7 +247,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     _report(progress, "output", 0.0)
     return Plan(grids=grids_out.to_crs(4326), stations=sres.stations.to_crs(4326),
                 service_areas=sres.service_areas.to_crs(4326), households=hh_out.to_crs(4326),
-                units=units_out.to_crs(4326), workers=workers_m.to_crs(4326), summary=summary, options=opts)
+                units=units_out.to_crs(4326), workers=workers_m.to_crs(4326), summary=summary, options=opts,
+                network_minutes=sres.node_minutes)
 
 
 def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOptions,
@@ -319,7 +321,7 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
         id_col: hh["hh_id"].to_numpy(),
         "grid_code": hh["grid_code"].to_numpy(),
         "station_id": hh["station_id"].to_numpy(),
-        "minutes": np.round(minutes, 3),
+        "minutes": round_minutes(minutes),   # as lookup reports them (geo.travel)
         "village_code": village,
         "households": hh["households"].to_numpy(),
     }, geometry=gpd.points_from_xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()), crs=4326)

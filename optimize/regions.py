@@ -89,7 +89,6 @@ def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, option
     w = households["households"].to_numpy(float)
     w = np.where(np.isfinite(w) & (w > 0), w, 0.0)
     finite = travel.finite_rows(hh_xy)
-    st_xy = travel.as_xy(stations.geometry) if len(stations) else np.zeros((0, 2))
     ids = stations["station_id"].to_numpy(dtype=object)
     if network:
         # along roads, each county's answer for its own households (a cross-county road search per
@@ -103,7 +102,8 @@ def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, option
             mins[pos[c]] = results[c].hh_minutes
         near = pd.Series(np.arange(len(ids)), index=ids).reindex(near_id).fillna(-1).to_numpy(np.int64)
     else:
-        near, mins = travel.straight_nearest(hh_xy, st_xy, options.speed_m_per_min)
+        near, mins = travel.station_nearest(travel.household_lonlat(households), travel.lonlat_of(stations),
+                                            options.speed_m_per_min)
         near_id = np.full(len(households), None, dtype=object)
         near_id[near >= 0] = ids[near[near >= 0]]
     covered = finite & np.isfinite(mins) & (np.nan_to_num(mins, nan=np.inf) <= minutes + travel.EPS_MIN)
@@ -147,5 +147,8 @@ def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, option
         "runtime_s": {"solve": round(sum(s.get("runtime_s", {}).get("solve", 0.0) for s in per.values()), 3),
                       "travel": round(sum(s.get("runtime_s", {}).get("travel", 0.0) for s in per.values()), 3)},
     }
+    node_minutes = None
+    if network and all(results[c].node_minutes is not None for c in codes):
+        node_minutes = pd.concat([results[c].node_minutes.assign(county_code=c) for c in codes], ignore_index=True)
     return SitingResult(stations=stations, service_areas=areas, hh_station=near_id, hh_minutes=mins,
-                        unit_coverage=unit_coverage, summary=summary)
+                        unit_coverage=unit_coverage, summary=summary, node_minutes=node_minutes)

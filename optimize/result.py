@@ -29,6 +29,7 @@ class Plan:
     workers: gpd.GeoDataFrame
     summary: dict = field(default_factory=dict)
     options: object = None  # the PlanOptions it was made with
+    network_minutes: object = None  # network plans: road minutes per node, saved for lookup (geo.travel)
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         return {name: getattr(self, name) for name in LAYER_NAMES}
@@ -37,7 +38,8 @@ class Plan:
         """Write plan.gpkg, summary.json and report.html into ``path`` (created if needed)."""
         from geo.output import write_plan_dir
         oc = getattr(self.options, "output_coords", "wgs84")
-        return write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report)
+        return write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report,
+                              network_minutes=self.network_minutes)
 
     def explore(self, **kwargs):
         """An interactive folium map of grids (coloured by deviation), stations and service areas."""

@@ -45,6 +45,7 @@ class SitingResult:
     hh_minutes: np.ndarray           # minutes to it (NaN if none)
     unit_coverage: np.ndarray        # per unit: share of its households covered (NaN if none)
     summary: dict = field(default_factory=dict)
+    node_minutes: pd.DataFrame | None = None  # network plans: road minutes per node (geo.travel.NodeMinutes.to_frame)
 
 
 # --------------------------------------------------------------------------- candidates
@@ -143,7 +144,9 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
         net = _load_network(network, households, crs, mode)
         cov = net.coverage(hh_xy, cand_xy, speed, minutes)
     else:
-        cov = travel.straight_coverage(hh_xy, cand_xy, speed, minutes)
+        # the one distance model (geo.travel): chords on the ellipsoid, as the households layer counts
+        cov = travel.straight_coverage(travel.ecef(travel.household_lonlat(households)),
+                                       travel.ecef(travel.lonlat_of_xy(cand_xy, crs)), speed, minutes)
     t_travel = time.perf_counter() - t_travel
 
     # ---- models
@@ -213,11 +216,15 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
             ids[t] = sid
             label = (vn[u] if vn is not None and u >= 0 and isinstance(vn[u], str) and vn[u] else code)
             names[t] = f"{label} 便民服务点 {seq}"
-    # ---- nearest station of every household
+    # ---- nearest station of every household, from its lon/lat as lookup answers it (geo.travel)
+    hh_ll = travel.household_lonlat(households)
+    node_minutes = None
     if net is not None:
-        near, mins = net.nearest(hh_xy, st_xy, speed)
+        table = net.node_minutes(st_xy, speed)
+        near, mins = table.nearest_lonlat(hh_ll)
+        node_minutes = table.to_frame(ids)
     else:
-        near, mins = travel.straight_nearest(hh_xy, st_xy, speed)
+        near, mins = travel.station_nearest(hh_ll, travel.lonlat_of_xy(st_xy, crs), speed)
     ids_arr = np.array(ids, dtype=object)
     hh_station = np.full(len(hh_xy), None, dtype=object)
     hh_station[near >= 0] = ids_arr[near[near >= 0]] if len(ids_arr) else None
@@ -271,7 +278,7 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
                       "total": round(time.perf_counter() - t0, 3)},
     }
     return SitingResult(stations=stations, service_areas=service_areas, hh_station=hh_station,
-                        hh_minutes=mins, unit_coverage=unit_coverage, summary=summary)
+                        hh_minutes=mins, unit_coverage=unit_coverage, summary=summary, node_minutes=node_minutes)
 
 
 def _bound_for(result, model, forced):

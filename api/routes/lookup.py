@@ -2,6 +2,10 @@
 
 The hot path touches no database: the index is the registry's current tuple, the answer is a
 plain dict serialized once with orjson.
+
+Station, minutes and covered come from the plan's own travel model (``geo.index``): along the
+roads for a ``--network`` plan (its ``network_minutes.parquet``), else the straight-line chord the
+plan measured with — at a household's point the answer is the households layer's.
 """
 from __future__ import annotations
 
@@ -30,10 +34,12 @@ class Answer(BaseModel):
     county_code: Optional[str] = None
     workers: Optional[int] = Field(None, description="the grid's number of workers")
     worker_ids: list[str] = Field(default_factory=list, description="roster worker ids assigned to the grid")
-    station_id: Optional[str] = Field(None, description="the nearest station")
+    station_id: Optional[str] = Field(None, description="the nearest station by the plan's travel model "
+                                      "(along roads for a network plan); null if none is reachable")
     station_name: Optional[str] = None
-    minutes: Optional[float] = Field(None, description="travel minutes to the nearest station")
-    covered: bool = Field(False, description="minutes <= the plan's service-area minutes")
+    minutes: Optional[float] = Field(None, description="travel minutes to it, as the plan's households layer "
+                                     "reports them (3 decimals)")
+    covered: bool = Field(False, description="minutes <= the plan's service-area minutes (+1e-6, the plan's rule)")
 
 
 class BatchIn(BaseModel):
