@@ -26,6 +26,10 @@ class Settings:
     index_cache: int = 4                     # lookup indexes kept in memory (newest plan + recent others)
     poll_interval_s: float = 0.5             # dispatcher polling of the job queue
     log_level: str = "info"
+    lease_s: float = 30.0                    # a running job's lease; its server renews it every lease_s/3
+    retention_days: float = 0.0              # finished jobs older than this are purged (0: keep all)
+    sweep_interval_s: float = 600.0          # how often the retention sweep runs
+    orphan_grace_s: float = 3600.0           # job dirs without a row / temp files older than this are removed
     extra: dict = field(default_factory=dict)
 
     @property
@@ -62,5 +66,9 @@ class Settings:
             runner=_env("RUNNER", cls.runner),
             job_timeout_s=_env("JOB_TIMEOUT_S", None, float),
             log_level=_env("LOG_LEVEL", cls.log_level),
+            lease_s=_env("LEASE_S", cls.lease_s, float),
+            retention_days=_env("RETENTION_DAYS", cls.retention_days, float),
+            sweep_interval_s=_env("SWEEP_INTERVAL_S", cls.sweep_interval_s, float),
+            orphan_grace_s=_env("ORPHAN_GRACE_S", cls.orphan_grace_s, float),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
