@@ -129,6 +129,16 @@ def secure_path(path: Path, directory: bool = False) -> None:
         log.warning("could not restrict permissions", extra={"path": str(path), "error": str(e)})
 
 
+def secure_tree(root: Path) -> None:
+    """:func:`secure_path` over a whole tree (writers such as ``write_plan_dir`` may open it up)."""
+    secure_path(root, directory=True)
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            secure_path(Path(dirpath) / d, directory=True)
+        for f in files:
+            secure_path(Path(dirpath) / f)
+
+
 # ---------------------------------------------------------------------------------- server identity
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""

@@ -31,7 +31,7 @@ from typing import Callable
 
 from api.lifecycle import sweep_orphans, sweep_retention
 from api.settings import Settings
-from api.store import Store, new_owner_id
+from api.store import Store, new_owner_id, secure_tree
 
 log = logging.getLogger("gridplan.worker")
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +96,7 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
     try:
         fn = load_runner(settings.runner)
         summary = fn(inputs, dict(job["params"] or {}), out, progress)
+        secure_tree(out)  # owner-only, whatever modes the plan writer chose
         if not store.progress(job_id, "publishing layers", 0.99, attempt=attempt):
             return 0
         store.publish_layers(job_id)
