@@ -64,8 +64,9 @@ def _newest_mtime(path: Path) -> float:
 
 
 def sweep_orphans(store: Store, grace_s: float, now: float | None = None) -> list[str]:
-    """Remove job directories that have no job row and stale temporary files, both untouched for
-    ``grace_s`` seconds. Returns the removed paths relative to the data directory."""
+    """Remove job directories that have no job row, and stale temporary files and directories (a
+    cached zip half written, a killed run's half-written output), all untouched for ``grace_s``
+    seconds. Returns the removed paths relative to the data directory."""
     now = time.time() if now is None else now
     cutoff = now - max(grace_s, 0.0)
     root = store.root / "jobs"
@@ -84,6 +85,7 @@ def sweep_orphans(store: Store, grace_s: float, now: float | None = None) -> lis
             continue
         if e.is_dir(follow_symlinks=False):
             removed += _sweep_temp(store.root, p, cutoff)
+            removed += _sweep_temp_dirs(store.root, p, cutoff)
     removed += _sweep_temp(store.root, store.root, cutoff)
     if removed:
         log.info("orphan sweep removed files", extra={"paths": removed[:50], "count": len(removed)})
@@ -104,4 +106,18 @@ def _sweep_temp(root: Path, d: Path, cutoff: float) -> list[str]:
                     out.append(Path(e.path).relative_to(root).as_posix())
             except OSError:
                 pass
+    return out
+
+
+def _sweep_temp_dirs(root: Path, d: Path, cutoff: float) -> list[str]:
+    """Hidden directories in a job dir (``write_plan_dir``'s ``.out.*`` of a run that was killed)."""
+    out = []
+    try:
+        entries = list(os.scandir(d))
+    except OSError:
+        return out
+    for e in entries:
+        if e.name.startswith(".") and e.is_dir(follow_symlinks=False) and _newest_mtime(Path(e.path)) < cutoff:
+            shutil.rmtree(e.path, ignore_errors=True)
+            out.append(Path(e.path).relative_to(root).as_posix())
     return out

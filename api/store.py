@@ -120,8 +120,14 @@ def _add_missing_columns(eng: sa.Engine) -> None:
 
 
 def secure_path(path: Path, directory: bool = False) -> None:
-    """Owner-only access: 0700 for a directory, 0600 for a file (missing paths are skipped)."""
+    """Owner-only access: 0700 for a directory, 0600 for a file (missing paths are skipped).
+
+    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning."""
     try:
+        if directory and os.stat(path).st_mode & 0o1000:
+            log.warning("the data directory is a shared sticky directory: use a directory of its own",
+                        extra={"path": str(path)})
+            return
         os.chmod(path, 0o700 if directory else 0o600)
     except FileNotFoundError:
         pass

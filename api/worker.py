@@ -127,13 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m api.worker JOB_ID --data-dir DIR --attempt N``: run one job.
 
     The database URL (it may hold a password) comes from the environment variable
-    ``GRIDPLAN_DATABASE_URL`` or from a file named by ``--database-url-file`` — never from the
-    command line, which every user of the machine can read in ``ps``."""
+    ``GRIDPLAN_DATABASE_URL`` (``/proc/PID/environ`` is readable by the owner only) — never from
+    the command line, which every user of the machine can read in ``ps``."""
     os.umask(0o077)
     ap = argparse.ArgumentParser(prog="python -m api.worker", description="run one gridplan job")
     ap.add_argument("job_id")
     ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--database-url-file", default=None, help="a file (mode 0600) holding the database URL")
     ap.add_argument("--runner", default=Settings.runner)
     ap.add_argument("--parent", type=int, default=None)
     ap.add_argument("--attempt", type=int, default=None)
@@ -141,8 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.parent:
         _die_with_parent(a.parent)
     url = os.environ.get(DB_URL_ENV) or None
-    if a.database_url_file:
-        url = Path(a.database_url_file).read_text(encoding="utf-8").strip() or None
     settings = Settings(data_dir=a.data_dir, database_url=url, runner=a.runner)
     return run_job(a.job_id, settings, a.attempt)
 

@@ -148,11 +148,15 @@ def test_orphan_sweep_at_start_up(tmp_path):
     stale_part.write_bytes(b"half a zip")
     fresh_part = store.job_dir(jid) / "gridplan-y.zip.part"
     fresh_part.write_bytes(b"being written")
-    for p in (orphan / "input" / "boundaries.geojson", orphan / "input", orphan, stale_part):
+    half_plan = store.job_dir(jid) / ".out.k2j3h4"   # a killed run's half-written output directory
+    half_plan.mkdir()
+    (half_plan / "plan.gpkg").write_bytes(b"half")
+    for p in (orphan / "input" / "boundaries.geojson", orphan / "input", orphan, stale_part,
+              half_plan / "plan.gpkg", half_plan):
         os.utime(p, (old, old))
     with TestClient(create_app(s)):
         pass
-    assert not orphan.exists() and not stale_part.exists()
+    assert not orphan.exists() and not stale_part.exists() and not half_plan.exists()
     assert fresh.exists() and fresh_part.exists()
     assert (store.input_dir(jid) / "households.csv").exists()
     # and once the grace period has passed, the rest goes too (the job's own files stay)
@@ -189,6 +193,15 @@ def test_a_real_servers_files_are_owner_only(tmp_path):
                  f"jobs/{jid}/runner.log", f"jobs/{jid}/gridplan-{jid}.zip"):
         assert (data / must).exists(), must
     assert job.is_dir() and seen["files"] >= 5
+
+
+def test_a_shared_sticky_directory_is_not_locked_down(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    Store(Settings(data_dir=str(shared)))
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    assert stat.S_IMODE(os.stat(shared / "jobs").st_mode) == 0o700
 
 
 # ---------------------------------------------------------------------------------- keys
