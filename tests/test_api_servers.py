@@ -23,10 +23,10 @@ from tests.db_helpers import private_pg_database
 
 pytestmark = pytest.mark.slow
 
-# lease 4 s (heartbeat every 1.3 s) and 6 s runs: a job outlives its first lease, so it only stays
+# lease 5 s (heartbeat every 1.7 s) and 7 s runs: a job outlives its first lease, so it only stays
 # with its server if the heartbeat renews it
-ENV = {"GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner", "GRIDPLAN_TEST_RUNNER_SLEEP": "6",
-       "GRIDPLAN_LEASE_S": "4"}
+ENV = {"GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner", "GRIDPLAN_TEST_RUNNER_SLEEP": "7",
+       "GRIDPLAN_LEASE_S": "5"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
