@@ -12,8 +12,8 @@ import time
 
 import sqlalchemy as sa
 
-from api.settings import Settings
 from api.keyadmin import touch_key
+from api.settings import Settings
 from api.store import engine_for, keys
 
 ROLES = ("planner", "reader")

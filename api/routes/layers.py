@@ -6,7 +6,6 @@ import tempfile
 import zipfile
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -39,9 +38,9 @@ def _succeeded(request: Request, job_id: str) -> dict:
 @router.get("/{job_id}/layers/{layer}", summary="One result layer as GeoJSON (streamed; optionally a window)",
             responses={200: {"content": {"application/geo+json": {}}}, 409: {"description": "job not finished"}})
 def get_layer(request: Request, job_id: str, layer: Layer,
-              limit: Optional[int] = Query(None, ge=0, le=10**9, description="at most this many features"),
+              limit: int | None = Query(None, ge=0, le=10**9, description="at most this many features"),
               offset: int = Query(0, ge=0, le=10**9, description="skip this many features first"),
-              bbox: Optional[str] = Query(None, max_length=200, description="minlon,minlat,maxlon,maxlat (WGS 84): "
+              bbox: str | None = Query(None, max_length=200, description="minlon,minlat,maxlon,maxlat (WGS 84): "
                                           "only features intersecting the box; applied before offset/limit"),
               _role: str = Depends(reader)) -> Response:
     store = request.app.state.ctx.store
