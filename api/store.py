@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from api.owners import owner_gone
 from api.settings import Settings
 
 LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers")
@@ -143,43 +143,6 @@ def secure_tree(root: Path) -> None:
             secure_path(Path(dirpath) / d, directory=True)
         for f in files:
             secure_path(Path(dirpath) / f)
-
-
-# ---------------------------------------------------------------------------------- server identity
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _host() -> str:
-    return socket.gethostname()[:24]
-
-
-def new_owner_id() -> str:
-    """A server's id: ``host:pid:start-time:nonce`` (unique even when a pid is reused)."""
-    pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_time(pid) or 0}:{uuid.uuid4().hex[:6]}"[:64]
-
-
-def owner_gone(owner: str | None) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists (so its lease is void).
-
-    An owner on another host, or one this process cannot judge, is never declared gone: its lease
-    decides."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) != 4 or parts[0] != _host():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    return _start_time(pid) != parts[2]
 
 
 def _row(r) -> dict:

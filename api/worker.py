@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Callable
 
 from api.lifecycle import sweep_orphans, sweep_retention
+from api.owners import new_owner_id
 from api.settings import Settings
-from api.store import Store, new_owner_id, secure_tree
+from api.store import Store, secure_tree
 
 log = logging.getLogger("gridplan.worker")
 ROOT = Path(__file__).resolve().parent.parent

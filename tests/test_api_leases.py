@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from api.owners import new_owner_id, owner_gone
 from api.settings import Settings
-from api.store import Store, new_owner_id, owner_gone
+from api.store import Store
 
 FAR = "elsewhere-host:4242:1:abcdef"   # a server on another machine: only its lease speaks for it
 
@@ -68,11 +69,15 @@ def test_heartbeat_keeps_a_job_past_its_first_lease(store):
 
 
 def test_a_dead_process_on_this_host_loses_its_lease_at_once(store):
-    host = new_owner_id().split(":")[0]
+    host = new_owner_id().split(":")[0]   # this host and pid namespace
     dead = f"{host}:{2**22 + 17}:12345:abcdef"          # no such pid
     reused = f"{host}:{os.getpid()}:1:abcdef"            # our pid, but not our start time
     assert owner_gone(dead) and owner_gone(reused)
     assert not owner_gone(new_owner_id()) and not owner_gone(FAR)
+    # same host name, another pid namespace (a second container with host networking): pids there
+    # mean other processes, so only the lease may judge it
+    other_ns = f"{host.split('/')[0]}/1:{2**22 + 17}:12345:abcdef"
+    assert not owner_gone(other_ns)
     a, b = _running(store, dead, 60.0), _running(store, reused, 60.0)
     got = dict(store.recover(new_owner_id(), max_attempts=3))
     assert got == {a["id"]: "queued", b["id"]: "queued"}
