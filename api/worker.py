@@ -151,8 +151,8 @@ class Dispatcher:
 
     The server's ``owner`` id is written on every job it claims; the loop renews those jobs'
     leases (every ``lease_s / 3``), re-queues jobs of dead servers whose lease has expired (at
-    start-up and every few seconds), and, every ``sweep_interval_s``, applies the retention and
-    orphan sweeps (:mod:`api.lifecycle`)."""
+    start-up and every few seconds), follows the newest succeeded plan wherever it was made, and,
+    every ``sweep_interval_s``, applies the retention and orphan sweeps (:mod:`api.lifecycle`)."""
 
     def __init__(self, settings: Settings, store: Store, on_success: Callable[[str], None] | None = None):
         self.settings, self.store, self.on_success = settings, store, on_success
@@ -163,6 +163,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._next = {"heartbeat": 0.0, "recover": 0.0, "sweep": 0.0}
+        self._newest: str | None = ""   # "": not looked yet (the app loads the newest plan at start)
 
     def start(self) -> None:
         self._recover()
@@ -278,12 +279,24 @@ class Dispatcher:
         if now >= self._next["recover"]:
             self._next["recover"] = now + min(s.lease_s / 2.0, 5.0)
             self._recover()
+            self._follow_newest()
         if now >= self._next["sweep"]:
             first = self._next["sweep"] == 0.0
             self._next["sweep"] = now + max(s.sweep_interval_s, 1.0)
             sweep_retention(self.store, s.retention_days)
             if not first:  # start() already swept orphans
                 sweep_orphans(self.store, s.orphan_grace_s)
+
+    def _follow_newest(self) -> None:
+        """Another server sharing the database may finish (or purge) the newest plan: when the newest
+        succeeded job changes, tell ``on_success`` as if it had finished here (the app then reloads
+        the default lookup index)."""
+        newest = (self.store.newest_succeeded() or {}).get("id")
+        if newest == self._newest:
+            return
+        first, self._newest = self._newest == "", newest
+        if newest and self.on_success and not first:
+            self.on_success(newest)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -124,3 +124,37 @@ def test_a_killed_servers_job_is_taken_over_by_the_other(tmp_path, db_url):
             assert j["status"] == "succeeded" and j["attempts"] == 2, j
     finally:
         _stop(a, b)
+
+
+def test_every_server_follows_the_newest_plan_made_or_purged_elsewhere(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    data = str(tmp_path / "data")
+    runs = Settings(data_dir=data, runner="tests.api_helpers:fake_runner", poll_interval_s=0.05)
+    serves = runs.with_(job_workers=0)  # this one never runs jobs: it only hears of them through the database
+    key = create_key("planner", data)
+    h = {"X-API-Key": key}
+    inputs = write_inputs(tmp_path / "in")
+    files = {r: (p.name, p.read_bytes()) for r, p in inputs.items()}
+
+    def default_plan(c, want, timeout=30.0):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            r = c.get("/v1/lookup?lon=120.001&lat=30.019", headers=h)
+            if r.status_code == 200 and r.headers["X-Gridplan-Plan"] == want:
+                return True
+            time.sleep(0.2)
+        return False
+
+    with TestClient(create_app(runs)) as one, TestClient(create_app(serves)) as two:
+        first = one.post("/v1/jobs", files=files, headers=h).json()["id"]
+        assert wait_job(lambda u: one.get(u, headers=h), first)["status"] == "succeeded"
+        assert default_plan(two, first)
+        second = one.post("/v1/jobs", files=files, data={"params": '{"target_households": 40}'}, headers=h).json()["id"]
+        assert wait_job(lambda u: one.get(u, headers=h), second)["status"] == "succeeded"
+        assert default_plan(two, second)
+        assert one.delete(f"/v1/jobs/{second}?purge=true", headers=h).status_code == 204
+        assert default_plan(one, first, timeout=1.0)
+        assert default_plan(two, first)
