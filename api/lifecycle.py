@@ -121,3 +121,20 @@ def _sweep_temp_dirs(root: Path, d: Path, cutoff: float) -> list[str]:
             shutil.rmtree(e.path, ignore_errors=True)
             out.append(Path(e.path).relative_to(root).as_posix())
     return out
+
+
+def sweep_cached_zips(store: Store, max_age_s: float, now: float | None = None) -> list[str]:
+    """Remove cached download zips (``jobs/<id>/gridplan-<id>.zip``) older than ``max_age_s``
+    (``<= 0``: keep them). The download route makes a zip again when it is asked for."""
+    if not max_age_s or max_age_s <= 0:
+        return []
+    cutoff = (time.time() if now is None else now) - max_age_s
+    removed = []
+    for z in (store.root / "jobs").glob("*/gridplan-*.zip"):
+        try:
+            if z.is_file() and not z.is_symlink() and z.stat().st_mtime < cutoff:
+                z.unlink()
+                removed.append(z.relative_to(store.root).as_posix())
+        except OSError:
+            pass
+    return removed

@@ -30,6 +30,7 @@ class Settings:
     retention_days: float = 0.0              # finished jobs older than this are purged (0: keep all)
     sweep_interval_s: float = 600.0          # how often the retention sweep runs
     orphan_grace_s: float = 3600.0           # job dirs without a row / temp files older than this are removed
+    zip_cache_s: float = 86400.0             # a cached download zip older than this is removed (0: keep)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -70,5 +71,6 @@ class Settings:
             retention_days=_env("RETENTION_DAYS", cls.retention_days, float),
             sweep_interval_s=_env("SWEEP_INTERVAL_S", cls.sweep_interval_s, float),
             orphan_grace_s=_env("ORPHAN_GRACE_S", cls.orphan_grace_s, float),
+            zip_cache_s=_env("ZIP_CACHE_S", cls.zip_cache_s, float),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from api.lifecycle import sweep_orphans, sweep_retention
+from api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
 from api.owners import new_owner_id
 from api.settings import Settings
 from api.store import Store, secure_tree
@@ -284,6 +284,7 @@ class Dispatcher:
             first = self._next["sweep"] == 0.0
             self._next["sweep"] = now + max(s.sweep_interval_s, 1.0)
             sweep_retention(self.store, s.retention_days)
+            sweep_cached_zips(self.store, s.zip_cache_s)
             if not first:  # start() already swept orphans
                 sweep_orphans(self.store, s.orphan_grace_s)
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import create_key
-from api.lifecycle import sweep_orphans, sweep_retention
+from api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
 from api.settings import Settings
 from api.store import Store, jobs
 from tests.api_helpers import ROOT, free_port, start_server, wait_job, write_inputs
@@ -61,6 +61,15 @@ def test_purge_removes_inputs_outputs_zip_layers_and_row(tmp_path, db_url, monke
             assert wait_job(_get(c, reader), jid)["status"] == "succeeded"
         assert c.get(f"/v1/jobs/{gone}/download", headers={"X-API-Key": reader}).status_code == 200
         assert (store.job_dir(gone) / f"gridplan-{gone}.zip").exists()
+        # cached zips age out on their own; the download makes one again
+        assert c.get(f"/v1/jobs/{keep}/download", headers={"X-API-Key": reader}).status_code == 200
+        assert sweep_cached_zips(store, 3600.0) == []
+        assert set(sweep_cached_zips(store, 3600.0, now=time.time() + 7200)) == {
+            f"jobs/{gone}/gridplan-{gone}.zip", f"jobs/{keep}/gridplan-{keep}.zip"}
+        assert not (store.job_dir(keep) / f"gridplan-{keep}.zip").exists()
+        assert c.get(f"/v1/jobs/{keep}/download", headers={"X-API-Key": reader}).status_code == 200
+        assert (store.job_dir(keep) / f"gridplan-{keep}.zip").exists()
+        assert c.get(f"/v1/jobs/{gone}/download", headers={"X-API-Key": reader}).status_code == 200
         assert c.get("/v1/lookup?lon=120.001&lat=30.019", headers={"X-API-Key": reader}).json()["grid_code"]
         assert store.has_layer(gone, "grids")
 
