@@ -12,6 +12,7 @@ import time
 
 import sqlalchemy as sa
 
+from api.keyadmin import touch_key
 from api.settings import Settings
 from api.store import engine_for, keys
 
@@ -43,9 +44,13 @@ def create_key_in(engine: sa.Engine, role: str) -> str:
 
 
 class KeyCache:
-    """hash -> role, filled from the database on a miss; unknown keys are remembered briefly."""
+    """hash -> role, filled from the database on a miss; unknown keys are remembered briefly.
 
-    def __init__(self, engine: sa.Engine, ttl_s: float = 30.0, negative_ttl_s: float = 2.0, max_size: int = 10000):
+    Entries live ``ttl_s`` (1 s), so a key revoked by any server sharing the database stops
+    working everywhere within a second; a database hit also records the key's last use (at most
+    once a minute per key)."""
+
+    def __init__(self, engine: sa.Engine, ttl_s: float = 1.0, negative_ttl_s: float = 2.0, max_size: int = 10000):
         self.engine, self.ttl, self.neg_ttl, self.max_size = engine, ttl_s, negative_ttl_s, max_size
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
@@ -59,8 +64,11 @@ class KeyCache:
         if hit is not None and hit[1] > now:
             return hit[0]
         with self.engine.connect() as c:
-            row = c.execute(sa.select(keys.c.role).where(keys.c.key_hash == h, keys.c.revoked == sa.false())).first()
+            row = c.execute(sa.select(keys.c.role, keys.c.last_used)
+                            .where(keys.c.key_hash == h, keys.c.revoked == sa.false())).first()
         role = row[0] if row else None
+        if row is not None and (row[1] is None or time.time() - row[1] > 60):
+            touch_key(self.engine, h)
         with self._lock:
             if len(self._cache) >= self.max_size:
                 self._cache.clear()

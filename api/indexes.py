@@ -84,6 +84,14 @@ class IndexRegistry:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
+    def forget(self, plan_id: str) -> None:
+        """Drop a purged plan's index; the next default lookup loads the newest remaining plan."""
+        with self._lock:
+            self._cache.pop(plan_id, None)
+            cur = self.current
+            if cur is not None and cur[0] == plan_id:
+                self.current = None
+
     def peek(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
         """The index if it is already in memory (no database, no build) — the hot path."""
         cur = self.current

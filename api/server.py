@@ -27,6 +27,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str = "gridplan-d
 
     from api.app import create_app
 
+    os.umask(0o077)  # the data dir, database, uploads and outputs are the service's alone (runners inherit it)
     settings = Settings.from_env(data_dir=data_dir, database_url=database_url, **overrides)
     loop, http = _loop_and_http()
     uvicorn.run(create_app(settings), host=host, port=port, loop=loop, http=http, access_log=False,

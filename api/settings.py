@@ -58,6 +58,11 @@ class Settings:
     index_cache: int = 4                     # lookup indexes kept in memory (newest plan + recent others)
     poll_interval_s: float = 0.5             # dispatcher polling of the job queue
     log_level: str = "info"
+    lease_s: float = 30.0                    # a running job's lease; its server renews it every lease_s/3
+    retention_days: float = 0.0              # finished jobs older than this are purged (0: keep all)
+    sweep_interval_s: float = 600.0          # how often the retention sweep runs
+    orphan_grace_s: float = 3600.0           # job dirs without a row / temp files older than this are removed
+    zip_cache_s: float = 86400.0             # a cached download zip older than this is removed (0: keep)
     extra: dict = field(default_factory=dict)
 
     @property

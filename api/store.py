@@ -8,10 +8,18 @@ copied into PostGIS tables ``gridplan_layers.j<id>_<layer>`` from which the laye
 A job row is written (and committed) before the 202 is sent, and every state change is a single
 conditional UPDATE, so a crash at any point leaves a row the next start can act on
 (:meth:`Store.recover`).
+
+Several servers may share one database (and data directory). A running job belongs to one
+server's dispatcher: the row records its ``owner`` (a server id), its ``attempts`` (the run
+number) and ``lease_until``, which the owner renews by heartbeat (:meth:`Store.heartbeat`). Another
+server re-queues (or fails, after the last attempt) only a job whose lease has expired — or whose
+owner is a process on this host that no longer exists — and every write of a runner or reaper is
+conditional on its own owner and attempt, so a superseded run can never overwrite a newer one.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -19,12 +27,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from api.owners import owner_gone
 from api.settings import Settings
 
 LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 PG_SCHEMA = "gridplan_layers"
+log = logging.getLogger("gridplan.store")
 
 metadata = sa.MetaData()
 jobs = sa.Table(
@@ -44,6 +54,7 @@ jobs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("runner_pid", sa.Integer),
     sa.Column("owner", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
 )
 keys = sa.Table(
     "gridplan_keys", metadata,
@@ -52,6 +63,7 @@ keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_used", sa.Float),
 )
 meta = sa.Table(
     "gridplan_meta", metadata,
@@ -80,8 +92,57 @@ def engine_for(settings: Settings) -> sa.Engine:
         else:
             eng = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(eng)
+        _add_missing_columns(eng)
+        if url.startswith("sqlite"):
+            secure_path(settings.data_path, directory=True)
+            db_file = Path(eng.url.database or "")
+            for f in (db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")):
+                secure_path(f)
         _ENGINES[url] = eng
     return eng
+
+
+def _add_missing_columns(eng: sa.Engine) -> None:
+    """Bring a database made by an older release up to the current tables (new nullable columns only)."""
+    insp = sa.inspect(eng)
+    for table in (jobs, keys):
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            ddl = f'ALTER TABLE {table.name} ADD COLUMN {col.name} {col.type.compile(eng.dialect)}'
+            try:
+                with eng.begin() as c:
+                    c.execute(sa.text(ddl))
+            except sa.exc.DBAPIError:  # another server added it at the same moment
+                if col.name not in {c["name"] for c in sa.inspect(eng).get_columns(table.name)}:
+                    raise
+
+
+def secure_path(path: Path, directory: bool = False) -> None:
+    """Owner-only access: 0700 for a directory, 0600 for a file (missing paths are skipped).
+
+    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning."""
+    try:
+        if directory and os.stat(path).st_mode & 0o1000:
+            log.warning("the data directory is a shared sticky directory: use a directory of its own",
+                        extra={"path": str(path)})
+            return
+        os.chmod(path, 0o700 if directory else 0o600)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # e.g. a file owned by someone else: say so, keep serving
+        log.warning("could not restrict permissions", extra={"path": str(path), "error": str(e)})
+
+
+def secure_tree(root: Path) -> None:
+    """:func:`secure_path` over a whole tree (writers such as ``write_plan_dir`` may open it up)."""
+    secure_path(root, directory=True)
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            secure_path(Path(dirpath) / d, directory=True)
+        for f in files:
+            secure_path(Path(dirpath) / f)
 
 
 def _row(r) -> dict:
@@ -100,7 +161,10 @@ class Store:
         self.settings = settings
         self.engine = engine_for(settings)
         self.root = settings.data_path
-        (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "jobs").mkdir(exist_ok=True, mode=0o700)
+        secure_path(self.root, directory=True)
+        secure_path(self.root / "jobs", directory=True)
 
     # ------------------------------------------------------------------ paths
     def job_dir(self, job_id: str) -> Path:
@@ -156,8 +220,10 @@ class Store:
             r = c.execute(q).first()
         return dict(r._mapping) if r else None
 
-    def claim_next(self, owner: str) -> dict | None:
-        """Atomically move the oldest queued job to running (None when the queue is empty)."""
+    def claim_next(self, owner: str, lease_s: float | None = None) -> dict | None:
+        """Atomically move the oldest queued job to running under ``owner`` with a lease of
+        ``lease_s`` seconds (None when the queue is empty)."""
+        lease_s = self.settings.lease_s if lease_s is None else lease_s
         with self.engine.connect() as c:
             cands = c.execute(sa.select(jobs.c.id).where(jobs.c.status == "queued")
                               .order_by(jobs.c.created_at, jobs.c.id).limit(5)).scalars().all()
@@ -166,7 +232,7 @@ class Store:
             with self.engine.begin() as c:
                 n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued").values(
                     status="running", stage="starting", started_at=now, updated_at=now, owner=owner,
-                    attempts=jobs.c.attempts + 1, error=None)).rowcount
+                    lease_until=now + lease_s, attempts=jobs.c.attempts + 1, error=None)).rowcount
             if n == 1:
                 return self.get_job(job_id)
         return None
@@ -175,59 +241,122 @@ class Store:
         with self.engine.begin() as c:
             c.execute(jobs.update().where(jobs.c.id == job_id).values(runner_pid=pid))
 
-    def progress(self, job_id: str, stage: str, progress: float) -> bool:
-        """Record progress of a running job; False when it is no longer running (e.g. cancelled)."""
+    @staticmethod
+    def _run_is(job_id: str, owner: str | None, attempt: int | None):
+        """WHERE clause: this job, and (when given) still this owner's run number ``attempt``."""
+        cond = [jobs.c.id == job_id]
+        if owner is not None:
+            cond.append(jobs.c.owner == owner)
+        if attempt is not None:
+            cond.append(jobs.c.attempts == attempt)
+        return sa.and_(*cond)
+
+    def progress(self, job_id: str, stage: str, progress: float, attempt: int | None = None) -> bool:
+        """Record progress of a running job; False when it is no longer running (e.g. cancelled) or,
+        with ``attempt``, when that run has been superseded (re-queued after its lease expired)."""
         p = float(min(max(progress, 0.0), 1.0)) if progress == progress else 0.0
         with self.engine.begin() as c:
-            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running").values(
-                stage=str(stage)[:200], progress=p, updated_at=time.time())).rowcount
+            n = c.execute(jobs.update().where(self._run_is(job_id, None, attempt), jobs.c.status == "running")
+                          .values(stage=str(stage)[:200], progress=p, updated_at=time.time())).rowcount
         return n == 1
 
     def finish(self, job_id: str, status: str, error: str | None = None, summary: dict | None = None,
-               only_if: tuple[str, ...] = ("running",)) -> bool:
+               only_if: tuple[str, ...] = ("running",), owner: str | None = None,
+               attempt: int | None = None) -> bool:
+        """Move a job to a final status if it is in ``only_if`` (and, when given, still the run of
+        ``owner`` / ``attempt``). True when this call made the change."""
         assert status in FINAL
         now = time.time()
         vals = dict(status=status, error=error, updated_at=now, finished_at=now, runner_pid=None,
-                    stage=status)
+                    stage=status, lease_until=None)
         if status == "succeeded":
             vals["progress"] = 1.0
         if summary is not None:
             vals["summary"] = json.dumps(summary, allow_nan=False, default=str)
         with self.engine.begin() as c:
-            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(only_if)).values(**vals)).rowcount
+            n = c.execute(jobs.update().where(self._run_is(job_id, owner, attempt), jobs.c.status.in_(only_if))
+                          .values(**vals)).rowcount
         return n == 1
 
-    def requeue(self, job_id: str, reason: str) -> bool:
+    def requeue(self, job_id: str, reason: str, owner: str | None = None, attempt: int | None = None) -> bool:
+        """Put a running job back in the queue (only if still ``owner``'s run ``attempt``, when given)."""
         with self.engine.begin() as c:
-            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running").values(
-                status="queued", stage="queued", progress=0.0, error=reason, runner_pid=None, owner=None,
-                updated_at=time.time())).rowcount
+            n = c.execute(jobs.update().where(self._run_is(job_id, owner, attempt), jobs.c.status == "running")
+                          .values(status="queued", stage="queued", progress=0.0, error=reason, runner_pid=None,
+                                  owner=None, lease_until=None, updated_at=time.time())).rowcount
         return n == 1
+
+    def heartbeat(self, owner: str, runs: dict[str, int], lease_s: float | None = None) -> set[str]:
+        """Renew the lease of ``owner``'s running jobs ``{job_id: attempt}``; returns the ids renewed
+        (a job missing from the answer is no longer this owner's running run)."""
+        lease_s = self.settings.lease_s if lease_s is None else lease_s
+        kept = set()
+        if not runs:
+            return kept
+        until = time.time() + lease_s
+        with self.engine.begin() as c:
+            for job_id, attempt in runs.items():
+                n = c.execute(jobs.update().where(self._run_is(job_id, owner, attempt), jobs.c.status == "running")
+                              .values(lease_until=until)).rowcount
+                if n == 1:
+                    kept.add(job_id)
+        return kept
 
     def cancel(self, job_id: str) -> bool:
         return self.finish(job_id, "cancelled", error="cancelled by request", only_if=("queued", "running"))
 
-    def recover(self, owner: str, max_attempts: int, only_owner: str | None = None) -> list[tuple[str, str]]:
-        """At start-up: every job left 'running' by a dead process is re-queued (while it has attempts
-        left) or failed with the reason. Returns [(job_id, new status)]."""
-        q = sa.select(jobs).where(jobs.c.status == "running")
-        if only_owner is not None:
-            q = q.where(jobs.c.owner == only_owner)
+    def recover(self, owner: str, max_attempts: int, live: set[str] | frozenset = frozenset()) -> list[tuple[str, str]]:
+        """Re-queue (while it has attempts left) or fail with the reason every running job whose run
+        is dead: its lease has expired, or its owner is a process on this host that is gone. Jobs of
+        ``owner`` listed in ``live`` (its own runners) are left alone; a live runner of another server
+        is never touched. Returns [(job_id, new status)]."""
         with self.engine.connect() as c:
-            stale = [_row(r) for r in c.execute(q)]
-        done = []
-        for j in stale:
-            if j.get("owner") == owner:
-                continue  # ours and alive
-            _kill_stale_runner(j.get("runner_pid"), j["id"])
-            if j["attempts"] < max_attempts:
-                if self.requeue(j["id"], f"interrupted: the server stopped while the job ran "
-                                         f"(attempt {j['attempts']}); re-queued"):
-                    done.append((j["id"], "queued"))
-            elif self.finish(j["id"], "failed", error=f"interrupted: the server stopped while the job ran, "
-                                                      f"{j['attempts']} time(s); not retried"):
-                done.append((j["id"], "failed"))
+            running = [_row(r) for r in c.execute(sa.select(jobs).where(jobs.c.status == "running"))]
+        now, done = time.time(), []
+        for j in running:
+            if j.get("owner") == owner and j["id"] in live:
+                continue
+            lease = j.get("lease_until")
+            if lease is not None and lease >= now and not (j.get("owner") != owner and owner_gone(j.get("owner"))):
+                continue
+            who, att = j.get("owner"), j["attempts"]
+            cond = sa.and_(jobs.c.id == j["id"], jobs.c.status == "running", jobs.c.attempts == att,
+                           jobs.c.owner.is_(None) if who is None else jobs.c.owner == who)
+            if att < max_attempts:
+                vals = dict(status="queued", stage="queued", progress=0.0, runner_pid=None, owner=None,
+                            lease_until=None, error=f"interrupted: the server running the job stopped "
+                                                    f"(attempt {att}); re-queued")
+                new = "queued"
+            else:
+                vals = dict(status="failed", stage="failed", runner_pid=None, lease_until=None, finished_at=now,
+                            error=f"interrupted: the server running the job stopped, {att} time(s); not retried")
+                new = "failed"
+            with self.engine.begin() as c:
+                if c.execute(jobs.update().where(cond).values(updated_at=now, **vals)).rowcount == 1:
+                    done.append((j["id"], new))
         return done
+
+    def was_published(self, job_id: str) -> bool:
+        """Whether the job's plan is or ever was published (then it must never be purged).
+
+        Publishing does not exist yet ("Grids that live"): no plan has been published, so this is
+        False for every job. The publishing change must make it answer from its own records; the
+        purge route and the retention sweep already ask it and refuse (409 / skip) on True."""
+        return False
+
+    def delete_job_row(self, job_id: str) -> bool:
+        with self.engine.begin() as c:
+            return c.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount == 1
+
+    def finished_before(self, cutoff: float) -> list[str]:
+        """Ids of finished jobs (succeeded, failed, cancelled) that finished before ``cutoff``."""
+        q = sa.select(jobs.c.id).where(jobs.c.status.in_(FINAL), jobs.c.finished_at < cutoff)
+        with self.engine.connect() as c:
+            return list(c.execute(q).scalars())
+
+    def job_ids(self) -> set[str]:
+        with self.engine.connect() as c:
+            return set(c.execute(sa.select(jobs.c.id)).scalars())
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, k: str) -> str | None:
@@ -288,17 +417,3 @@ class Store:
             for name in LAYERS:
                 c.execute(sa.text(f'DROP TABLE IF EXISTS "{PG_SCHEMA}"."{self.layer_table(job_id, name)}"'))
 
-
-def _kill_stale_runner(pid: int | None, job_id: str) -> None:
-    """Stop a runner orphaned by a crashed server — only if that pid is still our runner for this job."""
-    if not pid:
-        return
-    try:
-        cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return
-    if b"api.worker" in cmd and job_id.encode() in cmd:
-        try:
-            os.kill(int(pid), 9)
-        except OSError:
-            pass

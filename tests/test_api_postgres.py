@@ -1,6 +1,7 @@
 """The service on PostgreSQL/PostGIS: jobs and keys in PostgreSQL, result layers as PostGIS tables.
 
-Needs GRIDPLAN_TEST_DATABASE_URL (``bash .ci/postgres.sh`` sets a server up as root and writes it)."""
+Needs GRIDPLAN_TEST_DATABASE_URL (``bash .ci/postgres.sh`` sets a server up as root and writes it);
+each test makes and drops its own database there, so parallel runs never share tables."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from api.auth import create_key
 from api.settings import Settings
 from api.store import PG_SCHEMA
 from tests.api_helpers import wait_job, write_inputs
+from tests.db_helpers import private_pg_database
 
 URL = os.environ.get("GRIDPLAN_TEST_DATABASE_URL")
 pytestmark = [pytest.mark.postgres,
@@ -22,12 +24,16 @@ pytestmark = [pytest.mark.postgres,
                                                  "as root to start PostgreSQL/PostGIS and get the URL)")]
 
 
-def test_jobs_layers_lookup_and_restart_on_postgis(tmp_path):
-    pytest.importorskip("psycopg")
-    pytest.importorskip("geoalchemy2")
-    s = Settings(data_dir=str(tmp_path / "data"), database_url=URL, runner="tests.api_helpers:fake_runner",
+@pytest.fixture
+def pg_url():
+    with private_pg_database() as url:
+        yield url
+
+
+def test_jobs_layers_lookup_and_restart_on_postgis(tmp_path, pg_url):
+    s = Settings(data_dir=str(tmp_path / "data"), database_url=pg_url, runner="tests.api_helpers:fake_runner",
                  poll_interval_s=0.05)
-    planner = create_key("planner", s.data_dir, URL)
+    planner = create_key("planner", s.data_dir, pg_url)
     inputs = write_inputs(tmp_path / "in")
     with TestClient(create_app(s)) as c:
         h = {"X-API-Key": planner}

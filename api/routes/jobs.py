@@ -187,14 +187,37 @@ def get_job(request: Request, job_id: str, _role: str = Depends(reader)) -> dict
     return job_view(get_job_or_404(request, job_id))
 
 
-@router.delete("/{job_id}", response_model=Job, summary="Cancel a queued or running job",
-               responses={409: {"description": "the job has already finished"}})
-def cancel_job(request: Request, job_id: str, _role: str = Depends(planner)) -> dict:
+@router.delete("/{job_id}", response_model=Job, summary="Cancel a job, or purge it with its files",
+               responses={204: {"description": "purged: the job, its inputs, outputs and cached zip are gone"},
+                          409: {"description": "without purge: the job has already finished; with purge: the "
+                                               "plan is or was published"}})
+def cancel_job(request: Request, job_id: str,
+               purge: bool = Query(False, description="remove the job with its uploads and results "
+                                                      "(cancelling it first if it is queued or running)"),
+               _role: str = Depends(planner)) -> Response | dict:
     ctx = request.app.state.ctx
     j = get_job_or_404(request, job_id)
+    if purge:
+        return _purge(ctx, job_id)
     if not ctx.store.cancel(job_id):
         j = ctx.store.get_job(job_id)
         raise ProblemError(409, f"job {job_id} is {j['status']}: only a queued or running job can be cancelled",
                            kind="conflict")
     ctx.dispatcher.cancel(job_id)
     return job_view(ctx.store.get_job(job_id))
+
+
+def _purge(ctx, job_id: str) -> Response:
+    """DELETE ?purge=true: a published plan stays (409); anything else goes, running or not."""
+    from api.lifecycle import purge_job
+
+    if ctx.store.was_published(job_id):
+        raise ProblemError(409, f"job {job_id} is or was a published plan: published plans are kept",
+                           kind="conflict")
+    ctx.store.cancel(job_id)          # a queued or running job stops first (no-op when finished)
+    ctx.dispatcher.cancel(job_id)     # our runner, if we have it; another server's reaper sees the row go
+    purge_job(ctx.store, job_id)
+    forget = getattr(ctx.indexes, "forget", None)
+    if forget is not None:
+        forget(job_id)
+    return Response(status_code=204)

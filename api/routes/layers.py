@@ -1,4 +1,4 @@
-"""A finished job's results: layers as GeoJSON FeatureCollections, and the output directory as a zip."""
+"""A finished job's results: layers as streamed GeoJSON FeatureCollections, the output directory as a zip."""
 from __future__ import annotations
 
 import os
@@ -7,11 +7,12 @@ import zipfile
 from enum import Enum
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import FileResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from api.auth import reader
-from api.problems import ProblemError
+from api.layerstream import Window, parse_bbox, stream_layer
+from api.problems import ProblemError, error_item
 from api.routes.jobs import get_job_or_404
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
@@ -34,19 +35,26 @@ def _succeeded(request: Request, job_id: str) -> dict:
     return j
 
 
-@router.get("/{job_id}/layers/{layer}", summary="One result layer as GeoJSON",
+@router.get("/{job_id}/layers/{layer}", summary="One result layer as GeoJSON (streamed; optionally a window)",
             responses={200: {"content": {"application/geo+json": {}}}, 409: {"description": "job not finished"}})
-def get_layer(request: Request, job_id: str, layer: Layer, _role: str = Depends(reader)) -> Response:
+def get_layer(request: Request, job_id: str, layer: Layer,
+              limit: int | None = Query(None, ge=0, le=10**9, description="at most this many features"),
+              offset: int = Query(0, ge=0, le=10**9, description="skip this many features first"),
+              bbox: str | None = Query(None, max_length=200, description="minlon,minlat,maxlon,maxlat (WGS 84): "
+                                          "only features intersecting the box; applied before offset/limit"),
+              _role: str = Depends(reader)) -> Response:
     store = request.app.state.ctx.store
+    try:
+        box = parse_bbox(bbox)
+    except ValueError as e:
+        raise ProblemError(422, "the request is invalid: see errors", [error_item("query", "bbox", str(e))],
+                           kind="invalid-request")
     _succeeded(request, job_id)
     if not store.has_layer(job_id, layer.value):
         raise ProblemError(404, f"job {job_id} has no {layer.value} layer"
                            + (" (no roster was given)" if layer is Layer.workers else ""), kind="not-found")
-    gdf = store.read_layer(job_id, layer.value)
-    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
-        gdf = gdf.to_crs(4326)
-    body = gdf.to_json(na="null", drop_id=True, ensure_ascii=False)
-    return Response(body.encode("utf-8"), media_type="application/geo+json")
+    body = stream_layer(store, job_id, layer.value, Window(limit=limit, offset=offset, bbox=box))
+    return StreamingResponse(body, media_type="application/geo+json")
 
 
 @router.get("/{job_id}/download", summary="The output directory as a zip",
