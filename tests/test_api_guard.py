@@ -321,3 +321,49 @@ def test_metrics_needs_a_key_unless_opened(env, tmp_path):
     assert r.status_code == 200 and "gridplan_http_requests_total" in r.text
     with TestClient(create_app(_settings(tmp_path, metrics_public=True))) as c2:
         assert c2.get("/metrics").status_code == 200
+
+
+def test_upload_checks_run_one_at_a_time_and_the_server_keeps_answering(env, tmp_path, monkeypatch):
+    """With ``submit_check_concurrency=1`` a second and third upload wait for the first check, and
+    the server answers other requests meanwhile (the check runs off the event loop)."""
+    import api.submitcheck as sc
+
+    _, _, inputs, _ = env
+    s = _settings(tmp_path, max_upload_bytes=8 * 1024 * 1024, submit_check_concurrency=1)
+    keys = _keys(s)
+    gate, lock = threading.Event(), threading.Lock()
+    seen = {"active": 0, "most": 0, "arrived": 0}
+    real_sem = sc._semaphore
+
+    def counting_sem(settings):
+        with lock:
+            seen["arrived"] += 1
+        return real_sem(settings)
+
+    def held_child(req, settings):
+        with lock:
+            seen["active"] += 1
+            seen["most"] = max(seen["most"], seen["active"])
+        gate.wait(30)
+        with lock:
+            seen["active"] -= 1
+        return {"items": []}, 0, False
+
+    monkeypatch.setattr(sc, "_semaphore", counting_sem)
+    monkeypatch.setattr(sc, "_run_child", held_child)
+    with TestClient(create_app(s)) as c:
+        codes = []
+        threads = [threading.Thread(target=lambda: codes.append(_post(c, keys, "planner", _files(inputs)).status_code))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        while (seen["arrived"] < 3 or seen["active"] < 1) and time.monotonic() - t0 < 30:
+            time.sleep(0.02)
+        assert seen["arrived"] == 3 and seen["active"] == 1
+        assert c.get("/health").status_code == 200  # answered while a check is running
+        assert seen["most"] == 1
+        gate.set()
+        for t in threads:
+            t.join(30)
+    assert codes == [202, 202, 202] and seen["most"] == 1

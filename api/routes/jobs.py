@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from api.auth import planner, reader
-from api.problems import ProblemError, error_item
+from api.problems import ProblemError, error_item, scrub
 from api.quota import check_queue, record_submitter
 from api.submitcheck import check_uploads
 
@@ -61,7 +61,7 @@ class JobList(BaseModel):
 
 def job_view(j: dict) -> dict:
     return {"id": j["id"], "status": j["status"], "progress": float(j.get("progress") or 0.0),
-            "stage": j.get("stage"), "error": j.get("error"), "summary": j.get("summary"),
+            "stage": j.get("stage"), "error": scrub(j.get("error")), "summary": j.get("summary"),
             "params": j.get("params"), "created_at": j.get("created_at"), "started_at": j.get("started_at"),
             "finished_at": j.get("finished_at"), "attempts": int(j.get("attempts") or 0)}
 
