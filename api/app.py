@@ -16,19 +16,18 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import KeyCache
-from api.indexes import IndexRegistry
 from api.guard import GuardMiddleware, route_of  # noqa: F401 — route_of is re-exported
+from api.indexes import IndexRegistry
 from api.problems import ProblemError, error_item, hide_prefix, problem
 from api.settings import Settings
 from api.store import Store
@@ -183,7 +182,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(lookup.router)
     try:
-        from api.routes import map as map_routes  # the report engineer's map page, when present
+        from api.routes import (
+            map as map_routes,  # the report engineer's map page, when present
+        )
         app.include_router(map_routes.router)
     except ImportError:
         pass

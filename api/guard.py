@@ -123,7 +123,7 @@ class GuardMiddleware:
                     await self.app(scope, inner_receive, send_w)
             except _BodyLimit:
                 pass
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not state["started"]:
                     await reply(504, f"the request took longer than {self.s.request_timeout_s:g} s")
             if state["limit"] is not None and not state["started"]:
@@ -169,7 +169,7 @@ class GuardMiddleware:
                 wait = min(idle, deadline - loop.time())
                 try:
                     msg = await asyncio.wait_for(receive(), max(wait, 0.0))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if wait < idle:
                         fail(408, f"the upload took longer than the limit of {self.s.upload_timeout_s:g} s "
                                   "(upload_timeout_s)")

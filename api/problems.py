@@ -21,7 +21,7 @@ _VSI = re.compile(r"/vsi[a-z0-9_]+/+(?:[^\s'\"`,;()]*/)?([^\s'\"`,;()/]*)")
 _ABS = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"`,;:()]+){2,}/?")
 _CLASS = re.compile(r"\b(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Warning)\b\s*:?\s*")
 _GDAL = re.compile(r"\b(?:CPLE_\w+|OGRERR_\w+|ERROR \d+)\b\s*:?\s*|\bin (?:OGR|GDAL|GEOS)\w*\s*:?\s*")
-_HINT = re.compile(r";?\s*It might help to specify the correct driver explicitly.*$", re.S)
+_HINT = re.compile(r";?\s*It might help to specify the correct driver explicitly.*$", re.DOTALL)
 _prefixes: list[str] = []
 _lock = threading.Lock()
 

@@ -30,8 +30,8 @@ BOUNDARY = "gp-test-boundary"
 
 
 def _settings(d: Path, **kw) -> Settings:
-    base = dict(data_dir=str(d / "data"), runner=RUNNER, poll_interval_s=0.05, max_upload_bytes=CAP,
-                upload_idle_timeout_s=1.0, job_workers=0)
+    base = {"data_dir": str(d / "data"), "runner": RUNNER, "poll_interval_s": 0.05, "max_upload_bytes": CAP,
+            "upload_idle_timeout_s": 1.0, "job_workers": 0}
     base.update(kw)
     return Settings(**base)
 
@@ -139,11 +139,11 @@ def test_no_key_pulls_at_most_a_megabyte_from_receive(tmp_path):
         for key, want in [(None, 401), ("gp_nope_nope", 401), (keys["reader"], 403)]:
             pulled, sent = [0], []
 
-            async def receive():
+            async def receive(pulled=pulled):
                 pulled[0] += 65536
                 return {"type": "http.request", "body": b"x" * 65536, "more_body": pulled[0] < 64 * 1024 * 1024}
 
-            async def send(msg):
+            async def send(msg, sent=sent):
                 sent.append(msg)
 
             headers = [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode()),
