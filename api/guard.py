@@ -112,7 +112,7 @@ class GuardMiddleware:
                 cap = self.s.max_upload_bytes if upload else self.s.max_json_bytes
                 clen = _header(scope, b"content-length")
                 if clen is not None and (not clen.isdigit() or int(clen) > cap):
-                    await reply(413, _too_big(cap))
+                    await reply(413, _too_big(cap, upload))
                     return
                 inner_receive = self._counting_receive(receive, state, cap, upload)
             timeout = None if (upload or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
@@ -177,7 +177,7 @@ class GuardMiddleware:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > cap:
-                    fail(413, _too_big(cap))
+                    fail(413, _too_big(cap, upload))
                 if not msg.get("more_body", False):
                     done = True
             return msg
@@ -185,5 +185,6 @@ class GuardMiddleware:
         return receive_w
 
 
-def _too_big(cap: int) -> str:
-    return f"the request body is larger than the limit of {cap} bytes"
+def _too_big(cap: int, upload: bool) -> str:
+    setting = "max_upload_bytes" if upload else "max_json_bytes"
+    return f"the request body is larger than the limit of {cap} bytes ({setting})"

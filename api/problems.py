@@ -59,7 +59,7 @@ def scrub(text) -> str:
     s = str(text)
     for p in _prefixes:
         if p in s:
-            s = re.sub(re.escape(p) + r"/(?:[^\s'\"`,;()]*/)?", "", s)
+            s = re.sub(r"(?<![\w.-])" + re.escape(p) + r"/(?:[^\s'\"`,;()]*/)?", "", s)
     s = _HINT.sub("", s)
     s = _VSI.sub(lambda m: m.group(1), s)
     s = _ABS.sub(_last_part, s)

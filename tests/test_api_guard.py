@@ -180,7 +180,7 @@ def test_a_chunked_upload_over_the_cap_is_413(live):
         sock.sendall(b"0\r\n\r\n")
         status, headers, body = _read_response(sock)
     doc = _assert_problem(status, headers, body, 413)
-    assert str(CAP) in doc["detail"]
+    assert str(CAP) in doc["detail"] and "max_upload_bytes" in doc["detail"]
 
 
 # ---------------------------------------------------------------------------------- in-process client tests
