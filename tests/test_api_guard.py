@@ -367,3 +367,29 @@ def test_upload_checks_run_one_at_a_time_and_the_server_keeps_answering(env, tmp
         for t in threads:
             t.join(30)
     assert codes == [202, 202, 202] and seen["most"] == 1
+
+
+@pytest.mark.browser
+def test_docs_render_in_a_browser_from_the_vendored_assets(tmp_path):
+    """Swagger UI and ReDoc render under their Content-Security-Policy; the only outside URL either
+    page tries (ReDoc's footer logo, hard-wired in its bundle) is blocked by the browser."""
+    chromium = Path(__import__("os").environ.get("GRIDPLAN_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.exists():
+        pytest.skip(f"{chromium} not found")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with _server(_settings(tmp_path)) as port, sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = b.new_page()
+            outside, answered = [], []
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith((f"http://127.0.0.1:{port}/", "data:", "blob:")) else None)
+            page.on("response", lambda r: answered.append(r.url))
+            for path, sel in (("/docs", ".opblock"), ("/redoc", "[data-section-id]")):
+                page.goto(f"http://127.0.0.1:{port}{path}")
+                page.wait_for_selector(sel, timeout=30000)
+                assert page.locator(sel).count() > 3
+        finally:
+            b.close()
+    assert set(outside) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, outside
+    assert not set(outside) & set(answered)  # blocked, never fetched
