@@ -393,3 +393,13 @@ def test_docs_render_in_a_browser_from_the_vendored_assets(tmp_path):
             b.close()
     assert set(outside) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, outside
     assert not set(outside) & set(answered)  # blocked, never fetched
+
+
+@pytest.mark.parametrize("params", [{"coords": "/vsizip//etc/passwd"}, {"mode": "/etc/shadow"},
+                                    {"code_field": "/vsicurl/http://127.0.0.1:9/x"}])
+def test_hostile_params_are_422_without_paths(env, params):
+    c, keys, inputs, d = env
+    r = _post(c, keys, "planner3", _files(inputs), params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert str(d) not in r.text and not LEAKS.search(r.text) and "/etc/" not in r.text, r.text
