@@ -1,41 +1,44 @@
 """The FastAPI application: ``create_app(settings) -> FastAPI``.
 
 Everything shared lives on ``app.state.ctx`` (:class:`Context`): the store, the key cache, the
-lookup index registry, the job dispatcher and the request metrics. One pure-ASGI middleware caps
-request bodies (413), times requests out (504), counts them for ``/metrics`` and writes one JSON
-log line per request (lookups and probes only when they fail or are slow, to keep the hot path
-cheap). Every error leaves as ``application/problem+json``.
+lookup index registry, the job dispatcher and the request metrics. One pure-ASGI middleware
+(:mod:`api.guard`) checks an upload's key before its body, caps request bodies (413), times
+uploads (408) and requests (504) out, counts requests for ``/metrics`` and writes one JSON log line
+per request. Every error leaves as ``application/problem+json`` with no server path or exception
+class name in it (:func:`api.problems.scrub`). ``/docs`` and ``/redoc`` use vendored assets
+(``api/static/docs``): the pages load nothing from another origin.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import re
 import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from api.auth import KeyCache
+from api.guard import GuardMiddleware, route_of  # noqa: F401 — route_of is re-exported
 from api.indexes import IndexRegistry
-from api.problems import ProblemError, error_item, problem, problem_body
+from api.problems import ProblemError, error_item, hide_prefix, problem
 from api.settings import Settings
 from api.store import Store
 from api.worker import Dispatcher
 
 log = logging.getLogger("gridplan.http")
+DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "docs"
+_CSP_DOCS = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; worker-src 'self' blob:; font-src 'self' data:; connect-src 'self'")
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_ROUTE_RX = [(re.compile(r"^/v1/jobs/[^/]+/layers/[^/]+$"), "/v1/jobs/{id}/layers/{layer}"),
-             (re.compile(r"^/v1/jobs/[^/]+/download$"), "/v1/jobs/{id}/download"),
-             (re.compile(r"^/v1/jobs/[^/]+$"), "/v1/jobs/{id}")]
-_KNOWN = {"/health", "/metrics", "/v1/jobs", "/v1/lookup", "/openapi.json", "/docs", "/redoc", "/"}
-_QUIET = {"/v1/lookup", "/health", "/metrics"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -93,96 +96,6 @@ class Context:
     started: float
 
 
-def route_of(path: str) -> str:
-    if path in _KNOWN:
-        return path
-    for rx, name in _ROUTE_RX:
-        if rx.match(path):
-            return name
-    return "other"
-
-
-class GuardMiddleware:
-    """Body-size caps, request timeouts, metrics and access logs, as plain ASGI (no per-request task
-    unless a timeout applies)."""
-
-    def __init__(self, app, settings: Settings, metrics: Metrics):
-        self.app, self.s, self.m = app, settings, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
-        path, method = scope["path"], scope["method"]
-        route = route_of(path)
-        upload = method == "POST" and route == "/v1/jobs"
-        cap = self.s.max_upload_bytes if upload else self.s.max_json_bytes
-        state = {"status": 500, "started": False}
-
-        async def send_w(msg):
-            if msg["type"] == "http.response.start":
-                state["status"] = msg["status"]
-                state["started"] = True
-            await send(msg)
-
-        async def reply(status: int, detail: str):
-            body = json.dumps(problem_body(status, detail)).encode()
-            await send_w({"type": "http.response.start", "status": status,
-                          "headers": [(b"content-type", b"application/problem+json"),
-                                      (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-            await send_w({"type": "http.response.body", "body": body})
-
-        too_big = f"the request body is larger than the limit of {cap} bytes"
-        try:
-            if method in ("POST", "PUT", "PATCH"):
-                clen = None
-                for k, v in scope["headers"]:
-                    if k == b"content-length":
-                        try:
-                            clen = int(v)
-                        except ValueError:
-                            clen = -1
-                if clen is not None and (clen > cap):
-                    await reply(413, too_big)
-                    return
-                seen = 0
-
-                async def receive_w():
-                    nonlocal seen
-                    msg = await receive()
-                    if msg["type"] == "http.request":
-                        seen += len(msg.get("body", b""))
-                        if seen > cap:
-                            raise _TooLarge()
-                    return msg
-
-                inner_receive = receive_w
-            else:
-                inner_receive = receive
-            timeout = None if (upload or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
-            try:
-                if timeout:
-                    await asyncio.wait_for(self.app(scope, inner_receive, send_w), timeout)
-                else:
-                    await self.app(scope, inner_receive, send_w)
-            except _TooLarge:
-                if not state["started"]:
-                    await reply(413, too_big)
-            except asyncio.TimeoutError:
-                if not state["started"]:
-                    await reply(504, f"the request took longer than {self.s.request_timeout_s:g} s")
-        finally:
-            dt = time.perf_counter() - t0
-            st = state["status"]
-            self.m.observe(method, route, st, dt)
-            if route not in _QUIET or st >= 400 or dt > 0.5:
-                log.info("request", extra={"method": method, "path": path, "status": st, "ms": round(dt * 1e3, 2)})
-
-
-class _TooLarge(Exception):
-    pass
-
-
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
     out = []
     for e in exc.errors():
@@ -193,6 +106,29 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
+def _docs_routes(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the vendored assets under ``/static/docs``."""
+    app.mount("/static/docs", StaticFiles(directory=str(DOCS_ASSETS)), name="docs-assets")
+
+    def _csp(r: HTMLResponse) -> HTMLResponse:
+        r.headers["Content-Security-Policy"] = _CSP_DOCS
+        return r
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return _csp(get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - API docs",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js", swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None}))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return _csp(get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - API reference",
+                                   redoc_js_url="/static/docs/redoc.standalone.js",
+                                   redoc_favicon_url="/static/docs/favicon-32x32.png", with_google_fonts=False))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -200,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        hide_prefix(str(settings.data_path))
+        hide_prefix(str(settings.data_path.resolve()))
         store = Store(settings)
         indexes = IndexRegistry(store, settings.index_cache)
         dispatcher = Dispatcher(settings, store, on_success=lambda _id: indexes.refresh_async())
@@ -216,7 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="gridplan", version="0.1.0", lifespan=lifespan,
         description="Grid-governance plans as a service: submit partition jobs, watch them run, fetch the "
                     "result layers, and look up which grid, worker and station serve a coordinate.",
+        docs_url=None, redoc_url=None,
     )
+    _docs_routes(app)
 
     @app.exception_handler(ProblemError)
     async def _problem(_req, exc: ProblemError):
@@ -234,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _crash(_req, exc: Exception):
         log.exception("unhandled error")
-        return problem(500, f"internal error: {type(exc).__name__}")
+        return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
     from api.routes import health, jobs, layers, lookup
     app.include_router(health.router)
@@ -242,7 +182,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(lookup.router)
     try:
-        from api.routes import map as map_routes  # the report engineer's map page, when present
+        from api.routes import (
+            map as map_routes,  # the report engineer's map page, when present
+        )
         app.include_router(map_routes.router)
     except ImportError:
         pass

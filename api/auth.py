@@ -86,15 +86,24 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `gridplan keys create --role planner|reader`.")
 
 
-def _role(request: Request, key: str | None) -> str:
+def check_key(cache: KeyCache, key: str | None, need: str = "reader") -> str:
+    """The role of ``key`` if it may do what needs ``need``; else a 401 (no or unknown key) or a
+    403 (a role below ``need``) :class:`ProblemError`. Used by the route dependencies and by the
+    front middleware, which checks an upload's key before reading its body."""
     if not key:
         raise ProblemError(401, "an API key is required: send it in the X-API-Key header",
                            kind="unauthorized", headers={"WWW-Authenticate": "X-API-Key"})
-    role = request.app.state.ctx.keys.role_of(key)
+    role = cache.role_of(key)
     if role is None:
         raise ProblemError(401, "the API key is not valid", kind="unauthorized",
                            headers={"WWW-Authenticate": "X-API-Key"})
+    if RANK[role] < RANK[need]:
+        raise ProblemError(403, f"this needs a {need} key; yours is a {role} key", kind="forbidden")
     return role
+
+
+def _role(request: Request, key: str | None) -> str:
+    return check_key(request.app.state.ctx.keys, key, "reader")
 
 
 async def reader(request: Request, key: str | None = Depends(api_key_header)) -> str:
@@ -103,7 +112,5 @@ async def reader(request: Request, key: str | None = Depends(api_key_header)) ->
 
 
 async def planner(request: Request, key: str | None = Depends(api_key_header)) -> str:
-    role = _role(request, key)
-    if RANK[role] < RANK["planner"]:
-        raise ProblemError(403, f"this needs a planner key; yours is a {role} key", kind="forbidden")
-    return role
+    """A planner key."""
+    return check_key(request.app.state.ctx.keys, key, "planner")

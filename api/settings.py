@@ -63,6 +63,17 @@ class Settings:
     sweep_interval_s: float = 600.0          # how often the retention sweep runs
     orphan_grace_s: float = 3600.0           # job dirs without a row / temp files older than this are removed
     zip_cache_s: float = 86400.0             # a cached download zip older than this is removed (0: keep)
+    # --- hostile clients (api/guard.py, api/submitcheck.py)
+    upload_idle_timeout_s: float = 30.0      # an upload that sends nothing for this long -> 408
+    upload_timeout_s: float = 900.0          # a whole upload body must arrive within this -> 408
+    submit_check_memory_mb: int = 3072       # address-space cap of the submit-time check process (413 past it)
+    submit_check_cpu_s: float = 120.0        # CPU-time cap of that process (413 past it)
+    submit_check_wall_s: float = 300.0       # wall-clock safety net for that process (413 past it)
+    submit_check_concurrency: int = 2        # submit-time checks at once per server (others wait)
+    max_queued_jobs: int = 100               # queued jobs in the whole service (429 past it)
+    max_queued_jobs_per_key: int = 10        # queued jobs submitted with one key (429 past it)
+    queue_retry_after_s: int = 30            # Retry-After sent with a queue-full 429
+    metrics_public: bool = False             # True: GET /metrics needs no key
     extra: dict = field(default_factory=dict)
 
     @property

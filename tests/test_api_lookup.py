@@ -146,8 +146,8 @@ def test_newer_plan_swaps_atomically_and_old_plan_stays_addressable(env):
 
 
 def test_metrics_are_prometheus_text(env):
-    c, _, _, _ = env
-    text = c.get("/metrics").text
+    c, keys, _, _ = env
+    text = c.get("/metrics", headers={"X-API-Key": keys["reader"]}).text
     assert "# TYPE gridplan_http_requests_total counter" in text
     assert 'gridplan_http_requests_total{method="GET",route="/v1/lookup",status="200"}' in text
     assert 'gridplan_jobs{status="succeeded"}' in text

@@ -1,12 +1,14 @@
-"""GET /health (no key) and GET /metrics (Prometheus text format, no key)."""
+"""GET /health (no key) and GET /metrics (Prometheus text format; any valid key, or none when the
+``metrics_public`` setting opens it to a scraper that cannot send headers)."""
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import PlainTextResponse, Response
 
 from api.app import BUCKETS
+from api.auth import api_key_header, check_key
 
 router = APIRouter(tags=["health"])
 _OK = b'{"status":"ok"}'
@@ -22,9 +24,12 @@ def _esc(v) -> str:
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-def metrics(request: Request) -> PlainTextResponse:
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+            responses={401: {"description": "no or unknown key (unless metrics_public is set)"}})
+def metrics(request: Request, key: str | None = Depends(api_key_header)) -> PlainTextResponse:
     ctx = request.app.state.ctx
+    if not ctx.settings.metrics_public:
+        check_key(ctx.keys, key, "reader")
     m = ctx.metrics
     out = ["# HELP gridplan_http_requests_total HTTP requests by method, route and status.",
            "# TYPE gridplan_http_requests_total counter"]

@@ -1,9 +1,15 @@
-"""Jobs: POST (multipart upload, validated synchronously), GET one, GET list, DELETE (cancel)."""
+"""Jobs: POST (multipart upload, checked before it is queued), GET one, GET list, DELETE (cancel).
+
+The key, the body size and the queue caps of a POST are checked by the front middleware
+(:mod:`api.guard`) before any body is read; the uploads are checked by :mod:`api.submitcheck`
+out of the serving process.
+"""
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import threading
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -12,7 +18,9 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from api.auth import planner, reader
-from api.problems import ProblemError, error_item, from_problems
+from api.problems import ProblemError, error_item, scrub
+from api.quota import check_queue, record_submitter
+from api.submitcheck import check_uploads
 from optimize.options import OptionsError, PlanOptions
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -21,6 +29,8 @@ ROLES = ("boundaries", "households", "facilities", "roster", "network", "barrier
 # options a client may set; execution settings (dask scheduler, server paths) stay server-side
 FORBIDDEN_PARAMS = {"scheduler", "baseline", "jobs"}
 _SUFFIX = re.compile(r"^(\.[a-z0-9]{1,10}){1,2}$")
+
+_QUEUE_LOCK = threading.Lock()
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -51,7 +61,7 @@ class JobList(BaseModel):
 
 def job_view(j: dict) -> dict:
     return {"id": j["id"], "status": j["status"], "progress": float(j.get("progress") or 0.0),
-            "stage": j.get("stage"), "error": j.get("error"), "summary": j.get("summary"),
+            "stage": j.get("stage"), "error": scrub(j.get("error")), "summary": j.get("summary"),
             "params": j.get("params"), "created_at": j.get("created_at"), "started_at": j.get("started_at"),
             "finished_at": j.get("finished_at"), "attempts": int(j.get("attempts") or 0)}
 
@@ -63,6 +73,12 @@ def _suffix(filename: str | None) -> str:
             return double
     m = re.search(r"(\.[a-z0-9]{1,10})$", name)
     return m.group(1) if m and _SUFFIX.match(m.group(1)) else ".bin"
+
+
+def _client_name(filename: str | None, role: str) -> str:
+    """The last part of the name the client gave its file (no directories), or the field name."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:200] if name and name not in (".", "..") else role
 
 
 def parse_params(raw: str | None) -> dict:
@@ -97,37 +113,14 @@ PARAMS_DESCRIPTION = ("JSON object of plan options (any subset; the rest take th
                                    separators=(",", ":")))
 
 
-def _validate_inputs(paths: dict, params: dict, names: dict) -> list[dict]:
-    """geo.io.validate on the saved uploads -> the contract's errors (fatal problems only)."""
-    try:
-        from geo.io import validate
-    except ImportError:  # the validator is not there: the run will report problems instead
-        return []
-    try:
-        problems = validate(str(paths["boundaries"]), str(paths["households"]),
-                            str(paths["facilities"]) if "facilities" in paths else None,
-                            str(paths["roster"]) if "roster" in paths else None,
-                            coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"))
-        if "barriers" in paths:
-            from geo.io import load_lines
-            problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"))[1]
-    except ValueError as e:
-        return [error_item("params", None, str(e))]
-    except Exception as e:  # noqa: BLE001 — an unreadable file is an input error, never a 500
-        return [error_item("upload", None, f"could not read the uploaded files: {type(e).__name__}: {e}")]
-    fatal = [p for p in problems if p.fatal]
-    items = from_problems(fatal)
-    # name the client's file, not our saved copy
-    for it in items:
-        for role, saved in paths.items():
-            if it["source"] in (saved.name, str(saved), role):
-                it["source"] = names.get(role) or role
-    return items
-
-
 @router.post("", status_code=202, response_model=JobCreated, summary="Submit a plan job",
              responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}},
-                        413: {"description": "upload too large"}, 422: {"description": "invalid input"}})
+                        401: {"description": "no or unknown key (answered before the body is read)"},
+                        403: {"description": "not a planner key (answered before the body is read)"},
+                        408: {"description": "the upload stalled or took too long"},
+                        413: {"description": "upload too large, or too large to check within the limits"},
+                        422: {"description": "invalid input"},
+                        429: {"description": "the queue (or this key's share of it) is full; see Retry-After"}})
 async def submit(request: Request, boundaries: UploadFile = File(..., description="unit polygons"),
                  households: UploadFile = File(..., description="household points"),
                  facilities: Optional[UploadFile] = File(None), roster: Optional[UploadFile] = File(None),
@@ -148,24 +141,35 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
     try:
         for role, up in files.items():
             dest = idir / f"{role}{_suffix(up.filename)}"
+            given = _client_name(up.filename, role)
             with open(dest, "wb") as fh:
                 await run_in_threadpool(shutil.copyfileobj, up.file, fh, 1 << 20)
             if dest.stat().st_size == 0:
-                raise ProblemError(422, f"the {role} file is empty", [error_item(up.filename or role, None,
+                raise ProblemError(422, f"the {role} file is empty", [error_item(given, None,
                                                                                  "the file is empty")],
                                    kind="invalid-upload")
-            paths[role], names[role] = dest, up.filename or role
-        errors = await run_in_threadpool(_validate_inputs, paths, opts, names)
+            paths[role], names[role] = dest, given
+        errors = await check_uploads(paths, opts, names, ctx.settings)
         if errors:
             raise ProblemError(422, f"the input data has {len(errors)} fatal problem(s): see errors", errors,
                                kind="invalid-data")
-        store.create_job(job_id, opts, {r: p.name for r, p in paths.items()})
+        key = request.headers.get("x-api-key", "")
+        await run_in_threadpool(_queue_and_create, ctx, key, job_id, opts, {r: p.name for r, p in paths.items()})
     except BaseException:
         shutil.rmtree(store.job_dir(job_id), ignore_errors=True)
         raise
     ctx.dispatcher.wake()
     body = json.dumps({"id": job_id, "status": "queued"}).encode()
     return Response(body, status_code=202, media_type="application/json", headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+def _queue_and_create(ctx, key: str, job_id: str, opts: dict, inputs: dict) -> None:
+    """Check the queue caps once more (other uploads may have filled the queue while this one was
+    checked), then write the job row and who submitted it."""
+    with _QUEUE_LOCK:
+        check_queue(ctx.store.engine, ctx.settings, key)
+        record_submitter(ctx.store.engine, job_id, key)
+        ctx.store.create_job(job_id, opts, inputs)
 
 
 @router.get("", response_model=JobList, summary="List jobs, newest first")

@@ -1,0 +1,240 @@
+"""Submit-time checking of uploads, out of the serving process and under limits.
+
+Reading a hostile upload can take a lot of memory and time (a 124 KB zip holding a 3,000,000-row
+CSV took 48.7 s and +1.9 GB). So the server never reads uploads itself: :func:`check_uploads`
+runs each check in a child process (``python -m api.submitcheck``) that caps its own address
+space (``RLIMIT_AS``) and CPU time (``RLIMIT_CPU``) before it reads anything, with a wall-clock
+safety net on top, and at most ``submit_check_concurrency`` such children run at once per server
+(others wait their turn), so lookups keep their latency while uploads are checked.
+
+A check that hits a limit is a 413 naming the limit and its setting; data problems are a 422
+naming the client's file (never our saved copy or its path). The OSM PBF ``network`` file is
+checked in-process by its header alone (:func:`pbf_problem`), which reads a few bytes.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from api.problems import ProblemError, error_item, scrub
+from api.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+_MB = 1 << 20
+_sems: dict[int, asyncio.Semaphore] = {}
+
+
+# ---------------------------------------------------------------------------------- the child's side
+def run_validation(paths: dict, params: dict) -> list:
+    """The fatal problems in the saved uploads (``geo.io`` records). The one place that calls the
+    reading/validation code, so a change of its entry point is a change here alone."""
+    from geo.io import validate
+
+    problems = validate(str(paths["boundaries"]), str(paths["households"]),
+                        str(paths["facilities"]) if "facilities" in paths else None,
+                        str(paths["roster"]) if "roster" in paths else None,
+                        coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"))
+    if "barriers" in paths:
+        from geo.io import load_lines
+        problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"))[1]
+    return [p for p in problems if p.fatal]
+
+
+def _limit_self(memory_mb: int, cpu_s: float) -> None:
+    import resource
+
+    if memory_mb > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * _MB, memory_mb * _MB))
+    if cpu_s > 0:
+        soft = max(1, int(cpu_s + 0.999))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+
+
+def _check(req: dict) -> dict:
+    try:
+        from api.problems import from_problems
+
+        return {"items": from_problems(run_validation(req["paths"], req["params"]))}
+    except (MemoryError, ImportError):  # a module that cannot be mapped in is out of address space too
+        return {"limit": "memory"}
+    except ValueError as e:  # a usage error: an unknown coords or crs option
+        return {"params": str(e)}
+    except Exception as e:  # noqa: BLE001 — an unreadable file is an input error
+        msg = str(e)
+        oom = any(w in msg.lower() for w in ("out of memory", "cannot allocate", "failed to map", "bad_alloc"))
+        return {"limit": "memory"} if oom else {"unreadable": msg}
+
+
+def child_main() -> None:
+    """``python -m api.submitcheck``: the check process. It caps its own address space and CPU time
+    first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout."""
+    req = json.loads(sys.stdin.read())
+    _limit_self(int(req["memory_mb"]), float(req["cpu_s"]))
+    sys.stdout.write(json.dumps(_check(req)))
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------- the server's side
+def pbf_problem(path: Path) -> str | None:
+    """Why ``path`` is not an OSM PBF file, or None when its first blob header says "OSMHeader".
+
+    An OSM PBF file starts with a 4-byte big-endian length, then a BlobHeader protobuf whose field 1
+    (``type``) is the string "OSMHeader" and whose field 3 (``datasize``) is the size of the blob
+    that follows.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4:
+                return "the file is too short to be an OSM PBF file"
+            n = int.from_bytes(head, "big")
+            if not 0 < n <= 64 * 1024:
+                return "the file does not start with an OSM PBF blob header"
+            blob = fh.read(n)
+    except OSError:
+        return "the file could not be read"
+    if len(blob) < n or blob[:1] != b"\x0a":
+        return "the file does not start with an OSM PBF blob header"
+    size, i = _varint(blob, 1)
+    if size is None or blob[i:i + size] != b"OSMHeader":
+        return "the file is not an OSM PBF file (its first block is not an OSMHeader)"
+    i += size
+    if blob[i:i + 1] == b"\x12":  # optional indexdata (bytes)
+        ln, i = _varint(blob, i + 1)
+        i = i + (ln or 0)
+    if blob[i:i + 1] != b"\x18":
+        return "the file's OSM PBF header block has no data size"
+    ds, _ = _varint(blob, i + 1)
+    if not ds or ds > 32 * _MB:
+        return "the file's OSM PBF header block has an impossible size"
+    return None
+
+
+def _varint(b: bytes, i: int) -> tuple[int | None, int]:
+    val, shift = 0, 0
+    while i < len(b) and shift < 64:
+        c = b[i]
+        val |= (c & 0x7F) << shift
+        i += 1
+        if not c & 0x80:
+            return val, i
+        shift += 7
+    return None, i
+
+
+def _semaphore(settings: Settings) -> asyncio.Semaphore:
+    key = id(asyncio.get_running_loop())
+    sem = _sems.get(key)
+    if sem is None:
+        sem = _sems[key] = asyncio.Semaphore(max(1, settings.submit_check_concurrency))
+    return sem
+
+
+def _too_big(what: str) -> ProblemError:
+    return ProblemError(413, f"checking the uploaded files needed more than {what}: send smaller files, or "
+                             "ask the operator to raise the limit", kind="too-large-to-check")
+
+
+def _run_child(req: dict, settings: Settings) -> tuple[dict | None, int | None, bool]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               GDAL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.Popen([sys.executable, "-m", "api.submitcheck"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT))
+    try:
+        out, _ = p.communicate(json.dumps(req).encode(), timeout=settings.submit_check_wall_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return None, p.returncode, True
+    try:
+        return json.loads(out), p.returncode, False
+    except ValueError:
+        return None, p.returncode, False
+
+
+def _localise(text: str, paths: dict, names: dict) -> str:
+    """Our saved copies' paths and names -> the names the client gave its files."""
+    for role, saved in sorted(paths.items(), key=lambda kv: -len(str(kv[1]))):
+        client = names.get(role) or role
+        for form in (f"/vsizip//{saved}", f"/vsizip/{saved}", str(saved), str(Path(saved).resolve())):
+            text = text.replace(form, client)
+    for saved in paths.values():
+        text = text.replace(str(Path(saved).parent) + "/", "")
+    swaps = {Path(saved).name: names.get(role) or role for role, saved in paths.items()}
+    if swaps:
+        rx = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, swaps)) + r")(?![\w-])")
+        text = rx.sub(lambda m: swaps[m.group(1)], text)
+    return scrub(text)
+
+
+async def check_uploads(paths: dict, params: dict, names: dict, settings: Settings) -> list[dict]:
+    """Check the saved uploads in a limited child process; the contract's ``errors`` items (empty
+    when the uploads may be queued).
+
+    Parameters
+    ----------
+    paths : dict
+        role -> path of the saved upload.
+    params : dict
+        The job's plan options (``coords``, ``code_field`` matter here).
+    names : dict
+        role -> the file name the client gave.
+    settings : Settings
+        ``submit_check_memory_mb``, ``submit_check_cpu_s``, ``submit_check_wall_s``,
+        ``submit_check_concurrency``.
+
+    Returns
+    -------
+    list of dict
+        ``{"source", "row", "problem"}`` items naming the client's files.
+
+    Raises
+    ------
+    ProblemError
+        413 when the check hit a limit (the limit and its setting are named).
+    """
+    items = []
+    if "network" in paths:
+        why = pbf_problem(paths["network"])
+        if why:
+            items.append(error_item(names.get("network") or "network", None, f"network: {why}"))
+    if "boundaries" not in paths or "households" not in paths:
+        return items
+    req = {"paths": {r: str(p) for r, p in paths.items() if r != "network"}, "params": params,
+           "memory_mb": settings.submit_check_memory_mb, "cpu_s": settings.submit_check_cpu_s}
+    from fastapi.concurrency import run_in_threadpool
+
+    async with _semaphore(settings):
+        out, code, timed_out = await run_in_threadpool(_run_child, req, settings)
+    if timed_out:
+        raise _too_big(f"the time limit of {settings.submit_check_wall_s:g} s (submit_check_wall_s)")
+    if out is None and code in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise _too_big(f"the CPU-time limit of {settings.submit_check_cpu_s:g} s (submit_check_cpu_s)")
+    mem = f"the memory limit of {settings.submit_check_memory_mb} MB (submit_check_memory_mb)"
+    if out is None:  # the check died without a word: most likely out of address space
+        raise ProblemError(413, f"checking the uploaded files stopped before it finished: it needed more than {mem}, "
+                                "or a file is damaged", kind="too-large-to-check")
+    if out.get("limit") == "memory":
+        raise _too_big(mem)
+    if "params" in out:
+        return items + [error_item("params", None, scrub(out["params"]))]
+    if "unreadable" in out:
+        return items + [error_item("upload", None, "could not read the uploaded files: "
+                                   + _localise(out["unreadable"], paths, names))]
+    for it in out["items"]:
+        src = it["source"]
+        for role, saved in paths.items():
+            if src in (Path(saved).name, str(saved), role):
+                src = names.get(role) or role
+        items.append(error_item(_localise(src, paths, names), it["row"], _localise(it["problem"], paths, names)))
+    return items
+
+
+if __name__ == "__main__":
+    child_main()
