@@ -1,0 +1,52 @@
+"""One input as read: the frame, the client's file name, how rows are named, and its CRS."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from pyproj import CRS
+
+from geo import validate as V
+from geo.problems import Problem
+
+
+@dataclass
+class Raw:
+    frame: pd.DataFrame | None
+    source: str
+    tabular: bool                       # rows ("row N", 1-based) rather than features
+    src_row: np.ndarray                 # 1-based source row / feature number of each frame row
+    crs: CRS | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.frame is not None and not any(p.fatal for p in self.problems)
+
+
+def source_name(src, role: str) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.path.basename(os.fspath(src).rstrip("/\\")) or role
+    return role
+
+
+def failed(source: str, kind: str, message: str) -> Raw:
+    return Raw(None, source, True, np.zeros(0, np.int64), None, [V.file_problem(source, kind, message)])
+
+
+
+def short_error(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    text = msg[0] if msg else type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+
+def from_frame(frame: pd.DataFrame, source: str, problems: list[Problem] | None = None) -> Raw:
+    frame = frame.reset_index(drop=True)
+    spatial = isinstance(frame, gpd.GeoDataFrame) and frame._geometry_column_name in frame.columns
+    crs = CRS.from_user_input(frame.crs) if spatial and frame.crs is not None else None
+    return Raw(frame, source, not spatial, np.arange(1, len(frame) + 1, dtype=np.int64), crs, problems or [])
