@@ -7,7 +7,7 @@ for data problems.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import Mapping
 
 import geopandas as gpd
 import numpy as np
@@ -23,6 +23,7 @@ from geo.columns import (EXISTING_NAMES, FACILITY_ID_NAMES, HH_COUNT_NAMES, HH_I
 from geo.coords import check_system, to_wgs84
 from geo.crs import WGS84, choose_metric_crs
 from geo.crsread import parse_crs
+from geo.formats import ReadLimits, check_network
 from geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS, Dataset
 from geo.points_load import (Points, id_checks, locate_points, no_valid, prepare_points, read_ids,
                              row_ids)
@@ -48,11 +49,54 @@ def empty_households(crs) -> gpd.GeoDataFrame:
 
 
 
+def _read_all(inputs: dict, numeric: list, limits: ReadLimits | None, names: Mapping[str, str]
+              ) -> tuple[dict[str, Raw | None], dict[str, str], list[Problem]]:
+    """Read every input first, so every unreadable file is reported at once."""
+    raws: dict[str, Raw | None] = {}
+    sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    for role, src in inputs.items():
+        raws[role] = None
+        if src is None:
+            if role in ("boundaries", "households"):
+                problems.append(V.file_problem(role, "missing_file", f"no {role} given"))
+            continue
+        raw = read_input(src, role, numeric_columns=numeric, limits=limits, name=names.get(role))
+        sources[role] = raw.source
+        problems += raw.problems
+        raws[role] = raw if raw.ok else None
+    return raws, sources, problems
+
+
+def _prepare_households(raw: Raw | None, id_field, coords: str, override, lon_field, lat_field):
+    """(points or None, id texts, id column, problems) of the households file, in raw lon/lat."""
+    if raw is None:
+        return None, None, None, []
+    hh_ids, hh_col, problems = read_ids(raw, HH_ID_NAMES, id_field, "households", "household id")
+    if problems:
+        return None, hh_ids, hh_col, problems
+    rows = V.Rows(raw.source, raw.src_row, raw.tabular,
+                  ids=hh_ids.to_numpy(dtype=object) if hh_ids is not None else None)
+    problems += id_checks(hh_ids, hh_col, rows, "household id")
+    hp = prepare_points(raw, "households", rows, coords, override, lon_field, lat_field)
+    return hp, hh_ids, hh_col, problems + hp.problems
+
+
 def load_dataset(boundaries, households, facilities=None, roster=None, network=None, *,
                  coords: str = "wgs84", code_field: str = "village_code", id_field: str | None = None,
                  lon_field: str | None = None, lat_field: str | None = None, crs=None,
-                 strict: bool = True) -> Dataset:
+                 strict: bool = True, limits: ReadLimits | None = None,
+                 names: Mapping[str, str] | None = None) -> Dataset:
     """Read, validate and project every input; see the module docstring and ``geo.model``.
+
+    Parameters
+    ----------
+    limits : ReadLimits, optional
+        What one input may cost to read (``geo.formats.DEFAULT_LIMITS``); a file over a limit
+        is a fatal ``too_large`` problem naming the limit.
+    names : mapping, optional
+        The client's file name per role ("households": "hh.csv") when the paths given are
+        server-side copies; problems then name the client's file.
 
     Raises ``DataError`` (carrying every problem found) when a problem is fatal and ``strict``;
     with ``strict=False`` returns the (possibly partial) Dataset with its problems. Raises
@@ -61,23 +105,10 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
     coords = check_system(coords)
     override = parse_crs(crs)
     code_field = code_field or "village_code"
-    problems: list[Problem] = []
-    sources: dict[str, str] = {}
+    names = dict(names or {})
     numeric = [c for c in (lon_field, lat_field) if c]
-
-    # ---- read everything first, so every unreadable file is reported at once
-    raws: dict[str, Raw | None] = {}
-    for role, src in (("boundaries", boundaries), ("households", households),
-                      ("facilities", facilities), ("roster", roster)):
-        if src is None:
-            raws[role] = None
-            if role in ("boundaries", "households"):
-                problems.append(V.file_problem(role, "missing_file", f"no {role} given"))
-            continue
-        raw = read_input(src, role, numeric_columns=numeric)
-        sources[role] = raw.source
-        problems += raw.problems
-        raws[role] = raw if raw.ok else None
+    raws, sources, problems = _read_all({"boundaries": boundaries, "households": households,
+                                         "facilities": facilities, "roster": roster}, numeric, limits, names)
 
     # ---- boundaries (in WGS 84) -> the metric CRS
     u = None
@@ -88,18 +119,8 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
             problems.append(no_valid(u.rows.source, "units"))
 
     # ---- households (raw lon/lat)
-    hp = None
-    hh_ids = hh_col = None
-    if raws["households"] is not None:
-        raw = raws["households"]
-        hh_ids, hh_col, ps = read_ids(raw, HH_ID_NAMES, id_field, "households", "household id")
-        problems += ps
-        if not ps:
-            rows = V.Rows(raw.source, raw.src_row, raw.tabular,
-                          ids=hh_ids.to_numpy(dtype=object) if hh_ids is not None else None)
-            problems += id_checks(hh_ids, hh_col, rows, "household id")
-            hp = prepare_points(raw, "households", rows, coords, override, lon_field, lat_field)
-            problems += hp.problems
+    hp, hh_ids, hh_col, ps = _prepare_households(raws["households"], id_field, coords, override, lon_field, lat_field)
+    problems += ps
 
     metric = _choose_crs(u, hp, coords)
     units = empty_units(metric)
@@ -129,14 +150,8 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
     net = None
     if network is not None:
         net = os.fspath(network)
-        sources["network"] = source_name(network, "network")
-        if not Path(net).is_file():
-            problems.append(V.file_problem(sources["network"], "unreadable",
-                                           f"{sources['network']}: network file not found ({net})"))
-        elif not net.lower().endswith(".pbf"):
-            problems.append(V.file_problem(sources["network"], "network_format",
-                                           f"{sources['network']} is not an .osm.pbf file; road travel may fail",
-                                           fatal=False))
+        sources["network"] = names.get("network") or source_name(network, "network")
+        problems += check_network(net, sources["network"])
 
     ds = Dataset(units=units, households=hh, crs=metric, problems=problems, facilities=fac, roster=ros,
                  network=net, code_field=code_field, id_field=str(hh_col) if hh_col is not None else None,

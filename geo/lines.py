@@ -10,6 +10,7 @@ from geo.coords import check_system, geometries_to_wgs84
 from geo.crs import WGS84
 from geo.crsread import is_wgs84, parse_crs, projected_problem, transform_geoms
 from geo.columns import geometries_of
+from geo.formats import ReadLimits
 from geo.problems import Problem
 from geo.read import read_input
 
@@ -17,8 +18,8 @@ LINE_TYPES = ("LineString", "MultiLineString", "LinearRing")
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 
 
-def load_lines(src, metric: CRS, *, coords: str = "wgs84", crs=None, role: str = "barriers"
-               ) -> tuple[np.ndarray, list[Problem]]:
+def load_lines(src, metric: CRS, *, coords: str = "wgs84", crs=None, role: str = "barriers",
+               limits: ReadLimits | None = None, name: str | None = None) -> tuple[np.ndarray, list[Problem]]:
     """Barrier lines (rivers, expressways, railways) in the ``metric`` CRS, and the problems found.
 
     Any vector format or frame. Lines are kept as they are; polygons (a river drawn as an area)
@@ -26,7 +27,7 @@ def load_lines(src, metric: CRS, *, coords: str = "wgs84", crs=None, role: str =
     ``coords`` (GCJ-02 and BD-09 offsets are removed). Features with no usable line are named.
     """
     coords = check_system(coords)
-    raw = read_input(src, role)
+    raw = read_input(src, role, limits=limits, name=name)
     problems = list(raw.problems)
     empty = np.zeros(0, dtype=object)
     if not raw.ok:

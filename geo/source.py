@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -38,9 +39,15 @@ def failed(source: str, kind: str, message: str) -> Raw:
 
 
 
-def short_error(exc: BaseException) -> str:
+_PATH = re.compile(r"(?<![\w])(?:/vsi\w+/+)?/(?:[^\s'\"/]+/)+[^\s'\",:;)]*")
+
+
+def short_error(exc: BaseException, source: str | None = None) -> str:
+    """The first line of a reader's message in plain words: no server paths (each becomes the
+    client's file name ``source``), no exception class names, at most 300 characters."""
     msg = str(exc).strip().splitlines()
-    text = msg[0] if msg else type(exc).__name__
+    text = msg[0] if msg else "the file could not be read"
+    text = _PATH.sub(source or "the file", text)
     return text if len(text) < 300 else text[:300] + "…"
 
 

@@ -334,9 +334,18 @@ def test_network_file_is_checked(tmp_path, units_geojson):
     problems = validate(units_geojson, h, network=tmp_path / "roads.osm.pbf")
     p = one(problems, "unreadable")
     assert p.fatal and p.source == "roads.osm.pbf"
-    (tmp_path / "roads.osm.pbf").write_bytes(b"x")
-    ds = load_dataset(units_geojson, h, network=tmp_path / "roads.osm.pbf")
-    assert ds.network == str(tmp_path / "roads.osm.pbf")
+    # garbage named .osm.pbf is refused at once (not minutes later, when the job reads it)
+    (tmp_path / "roads.osm.pbf").write_bytes(b"x" * 100)
+    p = one(validate(units_geojson, h, network=tmp_path / "roads.osm.pbf"), "network_format")
+    assert p.fatal and p.source == "roads.osm.pbf" and "not an OpenStreetMap PBF" in p.message
+    # a real OSM PBF (its first blob header is "OSMHeader") passes, whatever its name
+    import shutil
+
+    import pyrosm
+
+    shutil.copyfile(pyrosm.get_data("test_pbf"), tmp_path / "roads.bin")
+    ds = load_dataset(units_geojson, h, network=tmp_path / "roads.bin")
+    assert ds.network == str(tmp_path / "roads.bin") and not of_kind(ds.problems, "network_format")
 
 
 # ----------------------------------------------------------------------------- strictness
