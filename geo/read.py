@@ -151,6 +151,9 @@ def read_table(src, *, role: str, layer: str | None = None, numeric_columns: Ite
     """
     raw = read_input(src, str(role or "input"), layer, numeric_columns, limits, name)
     if raw.frame is not None:
-        skipped = np.setdiff1d(np.arange(1, int(raw.src_row.max(initial=0)) + 1), raw.src_row)
+        gap = np.ones(int(raw.src_row.max(initial=0)) + 1, dtype=bool)  # row numbers not read (skipped)
+        gap[0] = False
+        gap[raw.src_row] = False
+        skipped = np.flatnonzero(gap)
         raw.frame.attrs.update(source=raw.source, tabular=raw.tabular, skipped_rows=skipped.tolist())
     return raw.frame, raw.problems

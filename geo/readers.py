@@ -91,11 +91,25 @@ def read_geojson(path: Path, source: str, limits: ReadLimits) -> Raw:
     return from_frame(_geojson_frame(feats, crs), source, _bad_features(feats, source))
 
 
+def _point_xy(g) -> tuple[float, float] | None:
+    """(x, y) of a plain GeoJSON Point, else None (the general parser takes it)."""
+    if g.get("type") != "Point":
+        return None
+    c = g.get("coordinates")
+    if isinstance(c, list) and len(c) == 2 and all(type(v) in (int, float) for v in c):
+        return float(c[0]), float(c[1])
+    return None
+
+
 def _geojson_frame(feats: list, crs: CRS | None) -> gpd.GeoDataFrame:
     import orjson
 
-    props, geoms = [], []
-    for f in feats:
+    n = len(feats)
+    props = []
+    xy = np.full((n, 2), np.nan)
+    is_point = np.zeros(n, bool)
+    other: dict[int, str] = {}
+    for i, f in enumerate(feats):
         f = f if isinstance(f, dict) else {}
         p = f.get("properties")
         p = dict(p) if isinstance(p, dict) else {}
@@ -103,13 +117,22 @@ def _geojson_frame(feats: list, crs: CRS | None) -> gpd.GeoDataFrame:
             p["id"] = f["id"]
         props.append(p)
         g = f.get("geometry")
-        geoms.append(orjson.dumps(g).decode() if isinstance(g, dict) else None)
-    df = pd.DataFrame.from_records(props, index=pd.RangeIndex(len(props))) if props else pd.DataFrame()
+        if isinstance(g, dict):
+            pt = _point_xy(g)
+            if pt is not None:
+                xy[i], is_point[i] = pt, True
+            else:
+                other[i] = orjson.dumps(g).decode()
+    df = pd.DataFrame.from_records(props, index=pd.RangeIndex(n)) if props else pd.DataFrame()
     for c in df.columns:
         if df[c].dtype == object:
             df[c] = df[c].map(lambda v: v if not isinstance(v, (dict, list)) else str(v))
-    g = shapely.from_geojson(np.array(geoms, dtype=object), on_invalid="ignore") if geoms else []
-    return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(np.asarray(g, dtype=object)), crs=crs)
+    geoms = np.full(n, None, dtype=object)
+    geoms[is_point] = shapely.points(xy[is_point])
+    if other:
+        idx = np.fromiter(other.keys(), dtype=np.int64, count=len(other))
+        geoms[idx] = shapely.from_geojson(np.array(list(other.values()), dtype=object), on_invalid="ignore")
+    return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms), crs=crs)
 
 
 def _bad_features(feats: list, source: str) -> list[Problem]:
