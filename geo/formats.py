@@ -110,8 +110,8 @@ def sniff(path: Path, source: str) -> Sniffed:
     if not head:
         return _refuse(source, f"{source} is empty (0 bytes)", "empty")
     if _MARKERS.search(head):
-        return _refuse(source, f"cannot read {source}: it is a GDAL virtual dataset (VRT) or pipeline that points at other "
-                               "files or URLs; such files are not accepted — send the data itself "
+        return _refuse(source, f"cannot read {source}: it is a GDAL virtual dataset (VRT) or pipeline that "
+                               "points at other files or URLs; such files are not accepted — send the data itself "
                                f"({ACCEPTED})", "unsafe_input")
     fmt = _binary_format(path, head)
     if fmt is not None:

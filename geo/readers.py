@@ -4,7 +4,8 @@
   CRS (``EPSG:n``, ``urn:ogc:def:crs:EPSG::n``, CRS84) — a ``link`` or URL CRS is refused, never
   fetched. Without one, GeoJSON means WGS 84 lon/lat (RFC 7946).
 - GeoParquet / Parquet: pyarrow; the row count and uncompressed size are checked from the footer
-  before any column is read, and a file whose column chunks live in other files is refused.
+  before any column is read, then recounted batch by batch (one batch held) since footers lie;
+  a file whose column chunks live in other files is refused.
 - Shapefile and FlatGeobuf: GDAL through pyogrio, from a private directory holding only the
   recognised file (and a Shapefile's checked sidecars), under ``geo.gdal_guard``'s thread-local
   lock-down. A Shapefile's ``.prj`` is parsed by pyproj, not GDAL.
@@ -45,7 +46,8 @@ def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
     if kind != "name" or not isinstance(name, str):
         return None, V.file_problem(source, "unsafe_input",
                                     f"cannot read {source}: its \"crs\" is a {kind or 'malformed'} reference, not a "
-                                    "CRS name; a linked CRS is never fetched — name it (e.g. \"EPSG:4490\") or omit it")
+                                    "CRS name; a linked CRS is never fetched — name it (e.g. \"EPSG:4490\") "
+                                    "or omit it")
     m = _CRS_NAME.match(name.strip())
     if not m:
         return None, V.file_problem(source, "unreadable", f"cannot read {source}: its \"crs\" names {name[:80]!r}, "
@@ -164,6 +166,13 @@ def read_parquet(path: Path, source: str, limits: ReadLimits) -> Raw:
             if any(rg.column(j).file_path for j in range(rg.num_columns)):
                 return failed(source, "unsafe_input", f"cannot read {source}: its columns point at other files; "
                                                       "only self-contained Parquet files are read")
+        inflated = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):  # footers lie: count, one batch held
+            inflated += batch.nbytes
+            if inflated > limits.max_bytes:
+                return failed(source, "too_large", too_large(source, f"more than {human_bytes(limits.max_bytes)} "
+                                                                     "uncompressed", "max_bytes",
+                                                             limits.max_bytes).message)
         try:
             frame = gpd.read_parquet(path)
         except ValueError as exc:

@@ -82,8 +82,9 @@ def _preflight(zf: zipfile.ZipFile, chosen, source: str, archive_size: int, limi
     if declared > limits.max_bytes:
         return too_large(source, f"it unpacks to {human_bytes(declared)}", "max_bytes", limits.max_bytes)
     if declared > limits.max_ratio * max(archive_size, 1):
+        ratio = declared / max(archive_size, 1)
         return too_large(source, f"it unpacks to {human_bytes(declared)} from {human_bytes(archive_size)} "
-                                 f"(a ratio of {declared / max(archive_size, 1):,.0f}:1)", "max_ratio", limits.max_ratio)
+                                 f"(a ratio of {ratio:,.0f}:1)", "max_ratio", limits.max_ratio)
     for i, _ in chosen:
         if i.flag_bits & 0x1:
             return V.file_problem(source, "unreadable", f"{source}: member {i.filename} is encrypted")

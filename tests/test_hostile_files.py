@@ -15,6 +15,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest_io_helpers import grid_units, households_csv, inside_points, one, points_frame
@@ -197,7 +198,8 @@ def test_gpkg_view_layer_is_refused(tmp_path):
     points_frame(lon, lat, id=[1, 2, 3, 4]).to_file(p, layer="pts")
     con = sqlite3.connect(p)
     con.execute("CREATE VIEW v AS SELECT * FROM pts")
-    con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES ('v', 'features', 'v', 4326)")
+    con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) "
+                "VALUES ('v', 'features', 'v', 4326)")
     con.execute("INSERT INTO gpkg_geometry_columns VALUES ('v', 'geom', 'POINT', 4326, 0, 0)")
     con.commit()
     con.close()
@@ -295,6 +297,17 @@ def test_limits_are_named_in_the_problem(tmp_path, units):
     pq = tmp_path / "h.parquet"
     points_frame(lon, lat).to_parquet(pq)
     assert "max_rows = 20" in limited(pq, max_rows=20).message
+    assert "max_bytes = 500" in limited(pq, max_bytes=500).message
+    # a highly compressible Parquet (64 MB of one repeated value in a small file) is refused, not inflated
+    import pyarrow as pa
+    import pyarrow.parquet as papq
+
+    big = tmp_path / "big.parquet"
+    papq.write_table(pa.table({"lon": pa.array(np.full(4_000_000, 110.005)),
+                               "lat": pa.array(np.full(4_000_000, 19.505))}), big, compression="zstd")
+    assert big.stat().st_size < 2 * 1024 * 1024
+    p = limited(big, max_bytes=16 * 1024 * 1024)
+    assert p.source == "big.parquet" and "max_bytes" in p.message
     fgb = tmp_path / "h.fgb"
     points_frame(lon, lat).to_file(fgb)
     assert "max_rows = 20" in limited(fgb, max_rows=20).message
