@@ -3,9 +3,11 @@
 The work is split by concern:
 
 - ``geo.formats`` recognises a file by its content (an allow-list), holds the read limits
-  (``ReadLimits``) and checks an OSM PBF network file; ``geo.unzip`` unpacks a zip within those
-  limits; ``geo.read`` / ``geo.readers`` open each recognised format with its own reader only
-  (nothing in a file can make the reader open another file or a URL);
+  (``ReadLimits``; over a limit: a fatal ``too_large`` problem naming it) and checks an OSM PBF
+  network file (``check_network``, cheap enough for submit time); ``geo.unzip`` unpacks a zip
+  within those limits; ``geo.read`` dispatches to one reader per format (``geo.readers``,
+  ``geo.gpkg``, ``geo.csvread``) — nothing in a file can make a reader open another file or a
+  URL; only Shapefile and FlatGeobuf reach GDAL, under ``geo.gdal_guard``'s thread-local lock-down;
 - ``geo.columns`` finds the columns an input means; ``geo.crsread`` handles CRSs;
 - ``geo.units_load`` / ``geo.points_load`` turn boundaries and points into WGS 84 then metric
   geometries; ``geo.validate`` holds the checks, run as their own pass;
@@ -21,7 +23,9 @@ boundaries' WGS 84 extent); households keep their WGS 84 ``lon``/``lat``.
 from __future__ import annotations
 
 from geo.dataset import load_dataset, validate
+from geo.formats import DEFAULT_LIMITS, ReadLimits, check_network, sniff
 from geo.lines import LINE_TYPES, POLYGON_TYPES, load_lines
 from geo.read import ROLES, read_table
 
-__all__ = ["ROLES", "LINE_TYPES", "POLYGON_TYPES", "load_dataset", "load_lines", "read_table", "validate"]
+__all__ = ["DEFAULT_LIMITS", "LINE_TYPES", "POLYGON_TYPES", "ROLES", "ReadLimits", "check_network", "load_dataset",
+           "load_lines", "read_table", "sniff", "validate"]
