@@ -54,10 +54,10 @@ class ReadLimits:
         Bytes of a GeoJSON file (parsed whole in memory; larger data belongs in GeoPackage,
         FlatGeobuf or GeoParquet).
     """
-    max_bytes: int = 1024 * MiB
+    max_bytes: int = 512 * MiB          # the HTTP upload cap; the generated province is 22 MB
     max_ratio: float = 100.0
-    max_rows: int = 5_000_000
-    max_vertices: int = 50_000_000
+    max_rows: int = 2_000_000           # over twice the generated province's 932,791 households
+    max_vertices: int = 20_000_000
     max_json_bytes: int = 256 * MiB
 
 

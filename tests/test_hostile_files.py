@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest_io_helpers import grid_units, households_csv, inside_points, one, points_frame
@@ -306,7 +307,7 @@ def test_limits_are_named_in_the_problem(tmp_path, units):
     papq.write_table(pa.table({"lon": pa.array(np.full(4_000_000, 110.005)),
                                "lat": pa.array(np.full(4_000_000, 19.505))}), big, compression="zstd")
     assert big.stat().st_size < 2 * 1024 * 1024
-    p = limited(big, max_bytes=16 * 1024 * 1024)
+    p = limited(big, max_bytes=16 * 1024 * 1024, max_rows=10**7)
     assert p.source == "big.parquet" and "max_bytes" in p.message
     fgb = tmp_path / "h.fgb"
     points_frame(lon, lat).to_file(fgb)
@@ -315,12 +316,25 @@ def test_limits_are_named_in_the_problem(tmp_path, units):
     assert not [q for q in validate(units, z) if q.fatal]
 
 
-def test_limits_fit_the_generated_province():
+def test_limits_fit_the_generated_province(tmp_path):
     from geo.formats import DEFAULT_LIMITS
 
-    # benchmarks/make_province.py: 932,791 household points, households.parquet ~22 MB
+    # benchmarks/make_province.py writes households.parquet: 932,791 rows (id, lon, lat, households,
+    # population, weight), zstd, ~22 MB; a table of that shape is read whole under the defaults
+    n = 932_791
+    rng = np.random.default_rng(7)
+    pd.DataFrame({"id": [f"4601{i:08d}" for i in range(n)], "lon": rng.uniform(108.6, 111.1, n),
+                  "lat": rng.uniform(18.1, 20.2, n), "households": rng.integers(1, 40, n),
+                  "population": rng.uniform(1, 120, n), "weight": rng.uniform(0, 2, n)}
+                 ).to_parquet(tmp_path / "households.parquet", index=False, compression="zstd")
+    assert (tmp_path / "households.parquet").stat().st_size > 15 * 1024 * 1024
+    frame, problems = read_table(tmp_path / "households.parquet", role="households")
+    assert problems == [] and len(frame) == n
     assert DEFAULT_LIMITS.max_rows >= 932_791 and DEFAULT_LIMITS.max_bytes >= 22 * 1024 * 1024 * 10
     assert DEFAULT_LIMITS.max_ratio == 100
+    # a bomb's worth (>= 50 MB from <= 200 KB) is over the ratio, and 3,000,000 rows over max_rows
+    assert 50 * 1024 * 1024 > DEFAULT_LIMITS.max_ratio * 200 * 1024
+    assert DEFAULT_LIMITS.max_rows < 3_000_000
 
 
 # ----------------------------------------------------------------------------- plain words
