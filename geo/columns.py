@@ -30,6 +30,7 @@ NUMERIC_NAMES = set(LON_NAMES + LAT_NAMES + HH_COUNT_NAMES + POPULATION_NAMES + 
 
 
 def data_columns(frame: pd.DataFrame) -> list:
+    """The frame's columns other than its geometry column."""
     geom = frame._geometry_column_name if isinstance(frame, gpd.GeoDataFrame) else None
     return [c for c in frame.columns if c != geom]
 
@@ -52,6 +53,7 @@ def find_column(frame: pd.DataFrame, *names) -> Any:
 
 
 def available_columns(frame: pd.DataFrame) -> str:
+    """The frame's column names for a message (the first 40)."""
     cols = [str(c) for c in data_columns(frame)]
     return ", ".join(cols[:40]) + (f", … ({len(cols)} columns)" if len(cols) > 40 else "") if cols else "(none)"
 

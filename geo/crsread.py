@@ -31,10 +31,12 @@ def transformer(src: CRS, dst: CRS) -> Transformer:
 
 
 def transform_xy(src: CRS, dst: CRS, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """x/y arrays from ``src`` to ``dst`` (always x=lon/easting, y=lat/northing)."""
     return transformer(src, dst).transform(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
 def transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
+    """Shapely geometries from ``src`` to ``dst``."""
     t = transformer(src, dst)
 
     def xy(c: np.ndarray) -> np.ndarray:
@@ -45,6 +47,7 @@ def transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
 
 
 def is_wgs84(crs: CRS) -> bool:
+    """True when ``crs`` is WGS 84 lon/lat (axis order aside)."""
     return crs.equals(WGS84, ignore_axis_order=True)
 
 
@@ -60,6 +63,7 @@ def projected_problem(source: str, crs: CRS | None) -> Problem:
 
 
 def parse_crs(crs) -> CRS | None:
+    """A user-given CRS (``--crs``) as a pyproj CRS; None when empty. Raises ``ValueError`` when unknown."""
     if crs is None or (isinstance(crs, str) and not crs.strip()):
         return None
     try:

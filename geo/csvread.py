@@ -38,6 +38,7 @@ def sniff_csv(path: Path) -> tuple[str, str, list[str]]:
 
 
 def read_csv(path: Path, source: str, numeric_columns: Iterable[str]) -> Raw:
+    """A CSV/TSV file as a ``Raw`` table (rows named 'row N'); never raises for bad data."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 

@@ -35,12 +35,14 @@ from geo.units_load import Units, finish_units, prepare_units
 
 # ============================================================================ the dataset
 def empty_units(crs) -> gpd.GeoDataFrame:
+    """An empty units layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({c: pd.Series(dtype=object) for c in UNIT_COLUMNS})
     df["target_households"] = df["target_households"].astype(float)
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
 def empty_households(crs) -> gpd.GeoDataFrame:
+    """An empty households layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({"hh_id": pd.Series(dtype="str"), "households": pd.Series(dtype=np.int64),
                        "population": pd.Series(dtype=float), "weight": pd.Series(dtype=float),
                        "unit_idx": pd.Series(dtype=np.int64), "lon": pd.Series(dtype=float),

@@ -72,6 +72,7 @@ def too_large(source: str, what: str, limit_name: str, limit) -> Problem:
 
 
 def human_bytes(n: int) -> str:
+    """A byte count for a message: '1.5 MB' or '812 bytes'."""
     return f"{n / MiB:,.1f} MB" if n >= MiB else f"{n:,} bytes"
 
 

@@ -24,6 +24,7 @@ from geo.units_load import TYPE_NAMES
 
 @dataclass
 class Points:
+    """Point locations of one file (raw lon/lat or WGS 84), with the mask of usable rows."""
     raw: Raw
     rows: V.Rows
     x: np.ndarray                  # geographic lon/lat in `coords` (geographic) or WGS 84 lon/lat
@@ -88,6 +89,8 @@ def point_xy(raw: Raw, role: str, lon_field, lat_field
 
 def prepare_points(raw: Raw, role: str, rows: V.Rows, coords: str, override: CRS | None,
                     lon_field=None, lat_field=None, need_location: bool = True) -> Points:
+    """Locations of every row of a points file, checked (missing, swapped, projected) and in
+    geographic coordinates."""
     n = len(raw.frame)
     x, y, bad_text, found, problems = point_xy(raw, role, lon_field, lat_field)
     alive = np.ones(n, bool)
@@ -131,6 +134,7 @@ def prepare_points(raw: Raw, role: str, rows: V.Rows, coords: str, override: CRS
 
 @dataclass
 class Located:
+    """Points located: WGS 84 lon/lat, metric x/y and point geometries, and the unit of each."""
     lon: np.ndarray
     lat: np.ndarray
     mx: np.ndarray
@@ -208,6 +212,7 @@ def read_ids(raw: Raw, names: tuple, explicit: str | None, role: str, what: str
 
 
 def id_checks(ids: pd.Series | None, col, rows: V.Rows, what: str) -> list[Problem]:
+    """Missing and duplicate ids of a points file."""
     if ids is None:
         return []
     problems = []
@@ -220,8 +225,10 @@ def id_checks(ids: pd.Series | None, col, rows: V.Rows, what: str) -> list[Probl
 
 
 def row_ids(raw: Raw) -> pd.Series:
+    """Source row numbers as ids, for a file without an id column."""
     return pd.Series(raw.src_row.astype(str), dtype="str")
 
 
 def no_valid(source: str, what: str) -> Problem:
+    """The fatal problem of a file with no usable row left."""
     return V.file_problem(source, "no_valid_rows", f"{source} has no usable {what} left after dropping bad rows")

@@ -18,6 +18,7 @@ LIST_LIMIT = 10  # rows named in one aggregated problem's message
 
 @dataclass(frozen=True)
 class Problem:
+    """One data problem: the client's file, the row(s), a machine kind and a plain sentence."""
     source: str          # file name (or "boundaries"/"households" for in-memory frames)
     row: str | None      # "row 17", "feature 3", "feature id=4690251002" ... or None (whole file)
     kind: str            # machine-readable: "swapped_lonlat", "outside_units", "invalid_polygon" ...
@@ -45,6 +46,7 @@ class DataError(Exception):
 
 
 def has_fatal(problems: Iterable[Problem]) -> bool:
+    """True when any problem is fatal."""
     return any(p.fatal for p in problems)
 
 
@@ -106,4 +108,5 @@ def rows_problem(rows: Rows, idx, kind: str, sentence: str, fatal: bool = False)
 
 
 def file_problem(source: str, kind: str, message: str, fatal: bool = True, count: int = 1) -> Problem:
+    """A problem about a whole file (no row)."""
     return Problem(source, None, kind, message, fatal, count)

@@ -16,6 +16,8 @@ from geo.problems import Problem
 
 @dataclass
 class Raw:
+    """One input as read: its frame (None when unreadable), the client's file name, how its rows are
+    named, the 1-based source row of each frame row, its CRS and the problems met reading it."""
     frame: pd.DataFrame | None
     source: str
     tabular: bool                       # rows ("row N", 1-based) rather than features
@@ -29,12 +31,14 @@ class Raw:
 
 
 def source_name(src, role: str) -> str:
+    """The client's name for an input: a path's file name, else the role."""
     if isinstance(src, (str, os.PathLike)):
         return os.path.basename(os.fspath(src).rstrip("/\\")) or role
     return role
 
 
 def failed(source: str, kind: str, message: str) -> Raw:
+    """A ``Raw`` with no frame and one fatal problem."""
     return Raw(None, source, True, np.zeros(0, np.int64), None, [V.file_problem(source, kind, message)])
 
 
@@ -53,6 +57,7 @@ def short_error(exc: BaseException, source: str | None = None) -> str:
 
 
 def from_frame(frame: pd.DataFrame, source: str, problems: list[Problem] | None = None) -> Raw:
+    """A ``Raw`` of an in-memory (Geo)DataFrame (rows are features when it has geometries)."""
     frame = frame.reset_index(drop=True)
     spatial = isinstance(frame, gpd.GeoDataFrame) and frame._geometry_column_name in frame.columns
     crs = CRS.from_user_input(frame.crs) if spatial and frame.crs is not None else None

@@ -21,6 +21,7 @@ from geo.source import Raw
 
 @dataclass
 class Units:
+    """Boundaries in WGS 84 (after offsets), with the mask of usable rows and their attributes."""
     geoms: np.ndarray              # WGS 84 (after offsets), None where unusable
     alive: np.ndarray
     attrs: pd.DataFrame            # canonical attribute columns, full length
@@ -29,6 +30,7 @@ class Units:
 
 
 def prepare_units(raw: Raw, code_field: str, coords: str, override: CRS | None) -> Units | None:
+    """Codes, geometry checks and repair, and WGS 84 polygons of the boundaries file."""
     problems: list[Problem] = []
     f = raw.frame
     src = raw.source
@@ -172,6 +174,7 @@ TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "Mu
 
 
 def finish_units(u: Units, metric: CRS) -> tuple[gpd.GeoDataFrame, list[Problem]]:
+    """The units layer in the ``metric`` CRS, overlaps resolved."""
     idx = np.flatnonzero(u.alive)
     geoms = transform_geoms(u.geoms[idx], WGS84, metric) if len(idx) else np.zeros(0, object)
     if len(geoms):

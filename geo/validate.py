@@ -116,6 +116,7 @@ def parse_words(values, table: dict, default):
 
 
 def parse_bool(values) -> tuple[np.ndarray, np.ndarray]:
+    """Cells as booleans (true/false/1/0/yes/no/是/否...). Returns (bool array, bad mask)."""
     table = {w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS}
     out, bad = parse_words(values, table, False)
     return out.astype(bool), bad
