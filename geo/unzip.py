@@ -21,6 +21,7 @@ from geo.problems import Problem
 SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 DATA_EXTS = (".geojson", ".json", ".gpkg", ".fgb", ".parquet", ".geoparquet", ".csv", ".tsv", ".tab", ".txt")
 _CHUNK = 1 << 20
+MAX_MEMBERS = 1000  # a shapefile is five files; a directory listing this long is not an input
 
 
 @dataclass
@@ -111,6 +112,20 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int
             out.write(chunk)
 
 
+def _declared_members(path: Path) -> int | None:
+    """The member count of the end-of-central-directory record (read before ``zipfile`` builds an
+    object per member); None when the record is not found."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 65557))
+        tail = f.read()
+    i = tail.rfind(b"PK\x05\x06")
+    if i < 0 or len(tail) < i + 12:
+        return None
+    return int.from_bytes(tail[i + 10:i + 12], "little")
+
+
 def unpack(path: Path, source: str, workdir: Path, limits: ReadLimits) -> Unpacked:
     """Extract the data of the zip at ``path`` into ``workdir`` (a private, empty directory).
 
@@ -120,6 +135,10 @@ def unpack(path: Path, source: str, workdir: Path, limits: ReadLimits) -> Unpack
     streaming.
     """
     archive_size = os.path.getsize(path)
+    members = _declared_members(path)
+    if members is not None and members > MAX_MEMBERS:
+        return _fail(source, "unsupported_format", f"cannot read {source}: it holds {members:,} members (over "
+                                                   f"{MAX_MEMBERS:,}); a zip must hold one shapefile or one data file")
     try:
         with zipfile.ZipFile(path) as zf:
             chosen, problem = _choose(_listed(zf.infolist()), source)

@@ -269,6 +269,18 @@ def test_zip_whose_headers_lie_is_bounded_while_streaming(tmp_path, units, monke
     assert inflated.n <= 2 * 1024 * 1024  # never inflated past what was declared (plus a chunk)
 
 
+def test_zip_with_a_huge_directory_is_refused_before_listing(tmp_path, units, monkeypatch):
+    z = tmp_path / "many.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for i in range(1500):
+            zf.writestr(f"f{i}.csv", b"")
+    built = []
+    orig = zipfile.ZipFile.__init__
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", lambda self, *a, **k: built.append(1) or orig(self, *a, **k))
+    p = one(validate(units, z), "unsupported_format")
+    assert p.source == "many.zip" and "1,500 members" in p.message and built == []
+
+
 def test_limits_are_named_in_the_problem(tmp_path, units):
     from geo.formats import ReadLimits
 
