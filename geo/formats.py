@@ -123,6 +123,9 @@ def sniff(path: Path, source: str) -> Sniffed:
                                f"format; send {ACCEPTED}")
     if text[:1] in (b"{", b"["):
         return Sniffed("geojson")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return _refuse(source, f"cannot read {source}: it is UTF-16 text (Excel's 'Unicode text'); save it as "
+                               "CSV UTF-8")
     if b"\x00" in head[:65536]:
         return _refuse(source, f"cannot read {source}: a binary file of a kind that is not accepted; send {ACCEPTED}")
     return Sniffed("csv")

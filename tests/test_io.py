@@ -196,6 +196,8 @@ def test_a_file_is_what_its_content_says(tmp_path, units_geojson):
     (tmp_path / "h.geojson").write_text("lon,lat\n110.005,19.505\n")
     p = one(validate(units_geojson, tmp_path / "h.geojson"), "unreadable")
     assert p.source == "h.geojson" and "plain text" in p.message
+    (tmp_path / "h.txt").write_bytes("lon\tlat\n110.005\t19.505\n".encode("utf-16"))
+    assert "UTF-16" in one(validate(units_geojson, tmp_path / "h.txt"), "unreadable").message
     (tmp_path / "h.xml").write_text("<kml><Placemark/></kml>")
     assert "XML" in one(validate(units_geojson, tmp_path / "h.xml"), "unreadable").message
 
