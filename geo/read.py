@@ -10,6 +10,7 @@ row/feature and vertex limits are checked on what was read. Problems name the cl
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ from geo.readers import read_gdal, read_geojson, read_parquet
 from geo.source import Raw, failed, from_frame, source_name
 from geo.unzip import unpack
 
+log = logging.getLogger("gridplan.read")
 ROLES = ("boundaries", "households", "facilities", "roster")
 # what a file's name says it is; content wins, but text that is not what its name says is refused
 _NAMED = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "shp", ".fgb": "fgb",
@@ -107,11 +109,11 @@ def read_path(path: Path, role: str, layer: str | None, numeric_columns: Iterabl
     with tempfile.TemporaryDirectory(prefix="gridplan-read-") as work:
         try:
             return _open(path, source, role, layer, numeric_columns, limits, Path(work))
-        except (OSError, MemoryError, RecursionError) as exc:
-            kind = "too_large" if isinstance(exc, MemoryError) else "unreadable"
-            return failed(source, kind, f"cannot read {source}: "
-                                        + ("it needs more memory than there is" if kind == "too_large"
-                                           else "the file could not be read"))
+        except MemoryError:
+            return failed(source, "too_large", f"cannot read {source}: it needs more memory than there is")
+        except Exception:  # noqa: BLE001 - bad input never crashes; operators get the traceback in the log
+            log.warning("reading %s (%s) failed", source, role, exc_info=True)
+            return failed(source, "unreadable", f"cannot read {source}: the file could not be read")
 
 
 def read_input(src, role: str, layer: str | None = None, numeric_columns: Iterable[str] = (),
