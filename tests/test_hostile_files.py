@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import sqlite3
 import struct
 import threading
@@ -405,31 +404,6 @@ def test_lockdown_is_per_call_and_thread_local(tmp_path, server):
     assert seen["frame"]["id"].tolist() == [SECRET]  # another thread was not locked down
     assert server.hits
     assert pyogrio.read_dataframe(url)["id"].tolist() == [SECRET]  # nor is this one, after the call
-
-
-# ----------------------------------------------------------------------------- network files
-def test_network_file_is_recognised_by_its_first_blob_header(tmp_path):
-    import pyrosm
-
-    from geo.formats import check_network, is_osm_pbf_head
-
-    real = Path(pyrosm.get_data("test_pbf"))
-    assert is_osm_pbf_head(real.read_bytes()[:70_000])
-    assert check_network(real) == []
-    for name, content in (("roads.osm.pbf", b"garbage" * 100), ("v.osm.pbf", vrt("CSV:/etc/passwd", "x")),
-                          ("cut.osm.pbf", real.read_bytes()[:10])):
-        (tmp_path / name).write_bytes(content)
-        p = one(check_network(tmp_path / name), "network_format")
-        assert p.fatal and p.source == name
-    assert one(check_network(tmp_path / "missing.pbf"), "unreadable").fatal
-
-
-def test_pbf_is_not_read_as_households(tmp_path, units):
-    import pyrosm
-
-    shutil.copyfile(pyrosm.get_data("test_pbf"), tmp_path / "h.csv")
-    p = next(p for p in validate(units, tmp_path / "h.csv") if p.fatal)
-    assert p.source == "h.csv" and "network" in p.message
 
 
 # ----------------------------------------------------------------------------- the HTTP surface

@@ -10,31 +10,15 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
-from conftest_io_helpers import (X0, Y0, STEP, grid_units, households_csv, inside_points, kinds, of_kind, one,
-                                 points_frame)
+from conftest_io_helpers import (X0, Y0, STEP, assert_households_at, grid_units, households_csv, inside_points,
+                                 kinds, metric_xy, of_kind, one, points_frame)
 from geo.coords import from_wgs84, geometries_from_wgs84
 from geo.crs import choose_metric_crs
 from geo.io import load_dataset, read_table, validate
 from geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS
 from geo.problems import DataError
-
-
-def metric_xy(lon, lat, crs):
-    return Transformer.from_crs(4326, crs, always_xy=True).transform(np.asarray(lon), np.asarray(lat))
-
-
-def assert_households_at(ds, lon, lat, unit_rows, tol_deg=1e-9):
-    """Households keep WGS 84 lon/lat; geometry is the metric projection; unit_idx points at the unit."""
-    hh = ds.households
-    np.testing.assert_allclose(hh["lon"], lon, atol=tol_deg)
-    np.testing.assert_allclose(hh["lat"], lat, atol=tol_deg)
-    mx, my = metric_xy(lon, lat, ds.crs)
-    np.testing.assert_allclose(hh.geometry.x, mx, atol=max(tol_deg * 1.2e5, 1e-3))
-    np.testing.assert_allclose(hh.geometry.y, my, atol=max(tol_deg * 1.2e5, 1e-3))
-    codes = grid_units()["village_code"].to_numpy()
-    assert list(ds.units["unit_code"].to_numpy()[hh["unit_idx"]]) == list(codes[unit_rows])
 
 
 @pytest.fixture
@@ -126,98 +110,6 @@ def test_shapefile_and_zipped_shapefile(tmp_path, zipped):
     assert ds.sources["boundaries"] == src.name
 
 
-
-def test_projected_shapefile_crs_comes_from_its_prj(tmp_path):
-    """The .prj is read by pyproj (GDAL never sees it): a projected shapefile lands where it should."""
-    u = grid_units().to_crs(4546)
-    with pytest.warns((UserWarning, RuntimeWarning)):  # the Shapefile driver truncates long column names
-        u.to_file(tmp_path / "b.shp")
-    lon, lat, unit = inside_points(6)
-    ds = load_dataset(tmp_path / "b.shp", households_csv(tmp_path / "h.csv", lon, lat))
-    assert ds.units["unit_code"].tolist() == grid_units()["village_code"].tolist()
-    assert_households_at(ds, lon, lat, unit, tol_deg=1e-7)
-    (tmp_path / "b.prj").write_text("not a CRS")
-    ds = load_dataset(tmp_path / "b.shp", households_csv(tmp_path / "h.csv", lon, lat), strict=False)
-    assert not one(ds.problems, "bad_prj").fatal and one(ds.problems, "no_crs_projected").fatal
-
-
-@pytest.mark.parametrize("inner", ["h.geojson", "h.gpkg", "h.csv", "h.parquet", "h.fgb", "nested/dir/h.tsv"])
-def test_zipped_single_files_are_read(tmp_path, units_geojson, inner):
-    lon, lat, unit = inside_points(7)
-    pts = points_frame(lon, lat, id=[f"h{i}" for i in range(7)])
-    f = tmp_path / "plain" / inner
-    f.parent.mkdir(parents=True)
-    if f.suffix == ".csv" or f.suffix == ".tsv":
-        households_csv(f, lon, lat, ids=[f"h{i}" for i in range(7)], sep="\t" if f.suffix == ".tsv" else ",")
-    elif f.suffix == ".parquet":
-        pts.to_parquet(f)
-    elif f.suffix == ".fgb":
-        pts.to_file(f, SPATIAL_INDEX="NO")  # with an index FlatGeobuf stores features in Hilbert order
-    else:
-        pts.to_file(f)
-    z = tmp_path / "households.zip"
-    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(f, inner)
-        zf.writestr("__MACOSX/._h", b"resource fork")
-    ds = load_dataset(units_geojson, z)
-    assert ds.households["hh_id"].tolist() == [f"h{i}" for i in range(7)]
-    assert_households_at(ds, lon, lat, unit)
-    assert ds.sources["households"] == "households.zip"
-
-
-def test_zips_that_are_not_one_dataset_are_refused(tmp_path, units_geojson):
-    def zipped(name, members):
-        z = tmp_path / name
-        with zipfile.ZipFile(z, "w") as zf:
-            for k, v in members.items():
-                zf.writestr(k, v)
-        return z
-
-    two = zipped("two.zip", {"a.csv": "lon,lat\n110.005,19.505\n", "b.csv": "lon,lat\n110.005,19.505\n"})
-    p = one(validate(units_geojson, two), "unsupported_format")
-    assert p.fatal and p.source == "two.zip" and "a.csv" in p.message and "b.csv" in p.message
-    inner = zipped("inner.zip", {"a.csv": "lon,lat\n110.005,19.505\n"})
-    nested = zipped("nested.zip", {"inner.zip": inner.read_bytes()})
-    p = one(validate(units_geojson, nested), "unsupported_format")
-    assert p.source == "nested.zip" and "zip inside a zip" in p.message
-    assert one(validate(units_geojson, zipped("empty.zip", {"dir/": ""})), "empty").source == "empty.zip"
-    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 60)
-    p = one(validate(units_geojson, tmp_path / "broken.zip"), "unreadable")
-    assert p.message.startswith("cannot read broken.zip") or p.message.startswith("cannot unpack broken.zip")
-
-
-def test_a_file_is_what_its_content_says(tmp_path, units_geojson):
-    """Content wins over the name; plain text named like a binary or JSON format is refused."""
-    lon, lat, unit = inside_points(4)
-    points_frame(lon, lat, id=list("abcd")).to_file(tmp_path / "h.gpkg")
-    (tmp_path / "h.gpkg").rename(tmp_path / "households.dat")
-    ds = load_dataset(units_geojson, tmp_path / "households.dat")
-    assert ds.households["hh_id"].tolist() == list("abcd")
-    (tmp_path / "h.geojson").write_text("lon,lat\n110.005,19.505\n")
-    p = one(validate(units_geojson, tmp_path / "h.geojson"), "unreadable")
-    assert p.source == "h.geojson" and "plain text" in p.message
-    (tmp_path / "h.txt").write_bytes("lon\tlat\n110.005\t19.505\n".encode("utf-16"))
-    assert "UTF-16" in one(validate(units_geojson, tmp_path / "h.txt"), "unreadable").message
-    (tmp_path / "h.xml").write_text("<kml><Placemark/></kml>")
-    assert "XML" in one(validate(units_geojson, tmp_path / "h.xml"), "unreadable").message
-
-
-def test_geojson_read_without_gdal_keeps_ids_types_and_named_crs(tmp_path, units_geojson):
-    lon, lat, unit = inside_points(3)
-    feats = [{"type": "Feature", "id": f"0{i}", "properties": {"households": i + 1, "note": {"k": i}},
-              "geometry": {"type": "Point", "coordinates": [float(lon[i]), float(lat[i])]}} for i in range(3)]
-    feats.append({"type": "Feature", "id": "03", "properties": {"households": 1}, "geometry": None})
-    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:4326"}},
-           "features": feats}
-    import json
-
-    (tmp_path / "h.geojson").write_text(json.dumps(doc))
-    frame, problems = read_table(tmp_path / "h.geojson", role="households")
-    assert frame["id"].tolist() == ["00", "01", "02", "03"] and frame["households"].tolist() == [1, 2, 3, 1]
-    assert frame.crs.to_epsg() == 4326 and frame.geometry.isna().tolist() == [False, False, False, True]
-    ds = load_dataset(units_geojson, tmp_path / "h.geojson")
-    assert ds.households["hh_id"].tolist() == ["00", "01", "02"]
-    assert_households_at(ds, lon, lat, unit)
 
 def test_geoparquet_and_flatgeobuf(tmp_path):
     grid_units().to_parquet(tmp_path / "b.parquet")
