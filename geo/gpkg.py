@@ -77,6 +77,12 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
     return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
+def _plain_table(con: sqlite3.Connection, name: str) -> bool:
+    """True for a table of data: not a view, not a virtual table (whose module could read elsewhere)."""
+    row = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return row is not None and not str(row[0] or "").lstrip().upper().startswith("CREATE VIRTUAL")
+
+
 def _pick(layers: list[tuple[str, str]], role: str, layer: str | None, source: str
           ) -> tuple[str | None, list[Problem]]:
     names = [n for n, _ in layers]
@@ -128,7 +134,7 @@ def read_gpkg(path: Path, source: str, role: str, layer: str | None, limits: Rea
         name, problems = _pick(layers, role, layer, source)
         if name is None:
             return Raw(None, source, True, np.zeros(0, np.int64), None, problems)
-        if not _has_table(con, name):
+        if not _plain_table(con, name):
             return failed(source, "unsafe_input", f"cannot read {source}: layer '{name}' is a view or a virtual "
                                                   "table, not a table of data; only plain tables are read")
         n = con.execute(f"SELECT count(*) FROM {_q(name)}").fetchone()[0]

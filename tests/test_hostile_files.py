@@ -205,6 +205,13 @@ def test_gpkg_view_layer_is_refused(tmp_path):
     con.close()
     frame, problems = read_table(p, role="households", layer="v")
     assert frame is None and one(problems, "unsafe_input").source == "h.gpkg"
+    con = sqlite3.connect(p)
+    con.execute("CREATE VIRTUAL TABLE vt USING rtree(id, minx, maxx)")
+    con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier) VALUES ('vt', 'attributes', 'vt')")
+    con.commit()
+    con.close()
+    frame, problems = read_table(p, role="households", layer="vt")
+    assert frame is None and "virtual" in one(problems, "unsafe_input").message
     frame, problems = read_table(p, role="households", layer="pts")
     assert frame["id"].tolist() == [1, 2, 3, 4]
 
