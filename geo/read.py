@@ -89,7 +89,7 @@ def _check_size(raw: Raw, limits: ReadLimits) -> None:
         raw.problems.append(too_large(raw.source, f"{n:,} {'rows' if raw.tabular else 'features'}", "max_rows",
                                       limits.max_rows))
         return
-    geoms = geometries_of(raw)
+    geoms = None if raw.tabular else geometries_of(raw)  # tables: rows (and bytes) bound their WKT already
     if geoms is not None and len(geoms):
         vertices = int(shapely.get_num_coordinates(np.asarray(geoms, dtype=object)).sum())
         if vertices > limits.max_vertices:
