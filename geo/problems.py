@@ -8,11 +8,17 @@ index, or the feature's id when it has one), a short machine ``kind`` and a plai
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+LIST_LIMIT = 10  # rows named in one aggregated problem's message
 
 
 @dataclass(frozen=True)
 class Problem:
+    """One data problem: the client's file, the row(s), a machine kind and a plain sentence."""
     source: str          # file name (or "boundaries"/"households" for in-memory frames)
     row: str | None      # "row 17", "feature 3", "feature id=4690251002" ... or None (whole file)
     kind: str            # machine-readable: "swapped_lonlat", "outside_units", "invalid_polygon" ...
@@ -40,4 +46,67 @@ class DataError(Exception):
 
 
 def has_fatal(problems: Iterable[Problem]) -> bool:
+    """True when any problem is fatal."""
     return any(p.fatal for p in problems)
+
+
+# ----------------------------------------------------------------------------- naming rows
+@dataclass
+class Rows:
+    """How to name the rows of one source. Arrays are full length (one entry per source row)."""
+    source: str
+    src_row: np.ndarray            # 1-based row / feature number in the source
+    tabular: bool                  # True: "row N" (1-based); False: "feature N" (0-based)
+    ids: np.ndarray | None = None  # id values (shown for features)
+
+    @classmethod
+    def simple(cls, source: str, n: int, tabular: bool = True, ids=None) -> "Rows":
+        return cls(source, np.arange(1, n + 1, dtype=np.int64), tabular, ids)
+
+    @property
+    def noun(self) -> str:
+        return "row" if self.tabular else "feature"
+
+    def count(self, n: int) -> str:
+        return f"{n} {self.noun}{'' if n == 1 else 's'}"
+
+    def _bare(self, i: int) -> str:
+        n = int(self.src_row[i])
+        if self.tabular:
+            return str(n)
+        text = str(n - 1)
+        if self.ids is not None:
+            v = self.ids[i]
+            if v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v) != "" and v is not pd.NA:
+                text += f" (id={v})"
+        return text
+
+    def take(self, idx) -> "Rows":
+        idx = np.asarray(idx, dtype=np.int64)
+        return Rows(self.source, self.src_row[idx], self.tabular, None if self.ids is None else self.ids[idx])
+
+    def label(self, i: int) -> str:
+        return f"{self.noun} {self._bare(i)}"
+
+    def listing(self, idx: Sequence[int], limit: int = LIST_LIMIT) -> str:
+        """'row 4' / 'rows 4, 9, 12 (+97 more)' / 'features 0 (id=a), 3 (id=b)'."""
+        idx = np.asarray(idx, dtype=np.int64)
+        n = len(idx)
+        if n == 0:
+            return ""
+        head = ", ".join(self._bare(int(i)) for i in idx[:limit])
+        more = f" (+{n - limit} more)" if n > limit else ""
+        return f"{self.noun}{'' if n == 1 else 's'} {head}{more}"
+
+
+def rows_problem(rows: Rows, idx, kind: str, sentence: str, fatal: bool = False) -> Problem:
+    """One aggregated Problem for the rows at positions ``idx``; the message ends with the listing."""
+    idx = np.asarray(idx, dtype=np.int64)
+    where = rows.listing(idx)
+    return Problem(rows.source, where or None, kind, f"{sentence} ({where})." if where else sentence + ".",
+                   fatal, max(int(len(idx)), 1))
+
+
+def file_problem(source: str, kind: str, message: str, fatal: bool = True, count: int = 1) -> Problem:
+    """A problem about a whole file (no row)."""
+    return Problem(source, None, kind, message, fatal, count)

@@ -5,14 +5,19 @@ test. Nothing raises for bad data. Problems are aggregated: one record per kind 
 ``count`` and the first :data:`LIST_LIMIT` rows named in the message, so a 1M-row file with 100k
 bad rows yields one record, not 100k.
 
-Row naming (``Rows``): a CSV/table row is ``row N`` (1-based data row); a vector feature is
-``feature N`` (0-based) followed by its id when it has one, e.g. ``feature 3 (id=469025100200)``.
+Row naming (``Rows``, in ``geo.problems``, re-exported here): a CSV/table row is ``row N``
+(1-based data row); a vector feature is ``feature N`` (0-based) followed by its id when it has
+one, e.g. ``feature 3 (id=469025100200)``.
 Several rows: ``rows 2, 5, 9 (+41 more)``.
 
 Problem kinds (F = fatal):
   files      unreadable F, empty F, missing_file F, missing_column F, wrong_geometry F,
-             no_crs_projected F, crs_mismatch F, no_valid_rows F, malformed_rows, layer_chosen,
-             network_format, missing_location (roster without homes)
+             no_crs_projected F, crs_mismatch F, no_valid_rows F, network_format F,
+             too_large F (a ``geo.formats.ReadLimits`` limit, named in the message; HTTP 413),
+             unsafe_input F (a VRT, a linked CRS, a GPKG view: something that points elsewhere),
+             unsupported_format F (a zip of several files, a zip in a zip, a PBF as data),
+             malformed_rows, layer_chosen, bad_geometry, bad_prj,
+             missing_location (roster without homes)
   units      missing_code F, duplicate_code F, empty_polygon F, overlap_too_large F,
              invalid_polygon, overlapping_units, missing_geometry, bad_kind, bad_target
   points     duplicate_id F, missing_id F, bad_households F, zero_households, missing_households,
@@ -21,7 +26,6 @@ Problem kinds (F = fatal):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,9 +33,10 @@ import pandas as pd
 import shapely
 from shapely import STRtree
 
-from geo.problems import Problem
+from geo.problems import LIST_LIMIT, Problem, Rows, file_problem, rows_problem  # noqa: F401 - re-exported
 
-LIST_LIMIT = 10
+
+
 MAX_OVERLAP_SHARE = 0.05        # an overlap above this share of the smaller unit is fatal
 REPORT_OVERLAP_M2 = 0.01        # overlaps smaller than this are float noise: repaired silently
 
@@ -41,67 +46,6 @@ KIND_WORDS = {"urban": "urban", "rural": "rural", "城镇": "urban", "城市": "
               "农村": "rural", "乡村": "rural", "村": "rural"}
 ROLE_WORDS = {"full": "full", "part": "part", "full-time": "full", "part-time": "part",
               "fulltime": "full", "parttime": "part", "专职": "full", "兼职": "part"}
-
-
-# ----------------------------------------------------------------------------- naming rows
-@dataclass
-class Rows:
-    """How to name the rows of one source. Arrays are full length (one entry per source row)."""
-    source: str
-    src_row: np.ndarray            # 1-based row / feature number in the source
-    tabular: bool                  # True: "row N" (1-based); False: "feature N" (0-based)
-    ids: np.ndarray | None = None  # id values (shown for features)
-
-    @classmethod
-    def simple(cls, source: str, n: int, tabular: bool = True, ids=None) -> "Rows":
-        return cls(source, np.arange(1, n + 1, dtype=np.int64), tabular, ids)
-
-    @property
-    def noun(self) -> str:
-        return "row" if self.tabular else "feature"
-
-    def count(self, n: int) -> str:
-        return f"{n} {self.noun}{'' if n == 1 else 's'}"
-
-    def _bare(self, i: int) -> str:
-        n = int(self.src_row[i])
-        if self.tabular:
-            return str(n)
-        text = str(n - 1)
-        if self.ids is not None:
-            v = self.ids[i]
-            if v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v) != "" and v is not pd.NA:
-                text += f" (id={v})"
-        return text
-
-    def take(self, idx) -> "Rows":
-        idx = np.asarray(idx, dtype=np.int64)
-        return Rows(self.source, self.src_row[idx], self.tabular, None if self.ids is None else self.ids[idx])
-
-    def label(self, i: int) -> str:
-        return f"{self.noun} {self._bare(i)}"
-
-    def listing(self, idx: Sequence[int], limit: int = LIST_LIMIT) -> str:
-        """'row 4' / 'rows 4, 9, 12 (+97 more)' / 'features 0 (id=a), 3 (id=b)'."""
-        idx = np.asarray(idx, dtype=np.int64)
-        n = len(idx)
-        if n == 0:
-            return ""
-        head = ", ".join(self._bare(int(i)) for i in idx[:limit])
-        more = f" (+{n - limit} more)" if n > limit else ""
-        return f"{self.noun}{'' if n == 1 else 's'} {head}{more}"
-
-
-def rows_problem(rows: Rows, idx, kind: str, sentence: str, fatal: bool = False) -> Problem:
-    """One aggregated Problem for the rows at positions ``idx``; the message ends with the listing."""
-    idx = np.asarray(idx, dtype=np.int64)
-    where = rows.listing(idx)
-    return Problem(rows.source, where or None, kind, f"{sentence} ({where})." if where else sentence + ".",
-                   fatal, max(int(len(idx)), 1))
-
-
-def file_problem(source: str, kind: str, message: str, fatal: bool = True, count: int = 1) -> Problem:
-    return Problem(source, None, kind, message, fatal, count)
 
 
 # ----------------------------------------------------------------------------- values
@@ -172,6 +116,7 @@ def parse_words(values, table: dict, default):
 
 
 def parse_bool(values) -> tuple[np.ndarray, np.ndarray]:
+    """Cells as booleans (true/false/1/0/yes/no/是/否...). Returns (bool array, bad mask)."""
     table = {w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS}
     out, bad = parse_words(values, table, False)
     return out.astype(bool), bad

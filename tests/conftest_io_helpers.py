@@ -12,6 +12,7 @@ import pandas as pd
 import shapely
 
 from geo.problems import Problem
+from pyproj import Transformer
 
 # a 2 x 2 block of 0.01° villages just west of Haikou (lon 110.0-110.02, lat 19.5-19.52)
 X0, Y0, STEP = 110.0, 19.5, 0.01
@@ -67,3 +68,19 @@ def one(problems: list[Problem], kind: str) -> Problem:
 
 def kinds(problems: list[Problem]) -> set[str]:
     return {p.kind for p in problems}
+
+
+def metric_xy(lon, lat, crs):
+    return Transformer.from_crs(4326, crs, always_xy=True).transform(np.asarray(lon), np.asarray(lat))
+
+
+def assert_households_at(ds, lon, lat, unit_rows, tol_deg=1e-9):
+    """Households keep WGS 84 lon/lat; geometry is the metric projection; unit_idx points at the unit."""
+    hh = ds.households
+    np.testing.assert_allclose(hh["lon"], lon, atol=tol_deg)
+    np.testing.assert_allclose(hh["lat"], lat, atol=tol_deg)
+    mx, my = metric_xy(lon, lat, ds.crs)
+    np.testing.assert_allclose(hh.geometry.x, mx, atol=max(tol_deg * 1.2e5, 1e-3))
+    np.testing.assert_allclose(hh.geometry.y, my, atol=max(tol_deg * 1.2e5, 1e-3))
+    codes = grid_units()["village_code"].to_numpy()
+    assert list(ds.units["unit_code"].to_numpy()[hh["unit_idx"]]) == list(codes[unit_rows])

@@ -10,31 +10,15 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
-from conftest_io_helpers import (X0, Y0, STEP, grid_units, households_csv, inside_points, kinds, of_kind, one,
-                                 points_frame)
+from conftest_io_helpers import (X0, Y0, STEP, assert_households_at, grid_units, households_csv, inside_points,
+                                 kinds, metric_xy, of_kind, one, points_frame)
 from geo.coords import from_wgs84, geometries_from_wgs84
 from geo.crs import choose_metric_crs
 from geo.io import load_dataset, read_table, validate
 from geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS
 from geo.problems import DataError
-
-
-def metric_xy(lon, lat, crs):
-    return Transformer.from_crs(4326, crs, always_xy=True).transform(np.asarray(lon), np.asarray(lat))
-
-
-def assert_households_at(ds, lon, lat, unit_rows, tol_deg=1e-9):
-    """Households keep WGS 84 lon/lat; geometry is the metric projection; unit_idx points at the unit."""
-    hh = ds.households
-    np.testing.assert_allclose(hh["lon"], lon, atol=tol_deg)
-    np.testing.assert_allclose(hh["lat"], lat, atol=tol_deg)
-    mx, my = metric_xy(lon, lat, ds.crs)
-    np.testing.assert_allclose(hh.geometry.x, mx, atol=max(tol_deg * 1.2e5, 1e-3))
-    np.testing.assert_allclose(hh.geometry.y, my, atol=max(tol_deg * 1.2e5, 1e-3))
-    codes = grid_units()["village_code"].to_numpy()
-    assert list(ds.units["unit_code"].to_numpy()[hh["unit_idx"]]) == list(codes[unit_rows])
 
 
 @pytest.fixture
@@ -124,6 +108,7 @@ def test_shapefile_and_zipped_shapefile(tmp_path, zipped):
     assert ds.units["target_households"].tolist() == [200.0] * 4
     assert_households_at(ds, lon, lat, unit)
     assert ds.sources["boundaries"] == src.name
+
 
 
 def test_geoparquet_and_flatgeobuf(tmp_path):
@@ -334,9 +319,18 @@ def test_network_file_is_checked(tmp_path, units_geojson):
     problems = validate(units_geojson, h, network=tmp_path / "roads.osm.pbf")
     p = one(problems, "unreadable")
     assert p.fatal and p.source == "roads.osm.pbf"
-    (tmp_path / "roads.osm.pbf").write_bytes(b"x")
-    ds = load_dataset(units_geojson, h, network=tmp_path / "roads.osm.pbf")
-    assert ds.network == str(tmp_path / "roads.osm.pbf")
+    # garbage named .osm.pbf is refused at once (not minutes later, when the job reads it)
+    (tmp_path / "roads.osm.pbf").write_bytes(b"x" * 100)
+    p = one(validate(units_geojson, h, network=tmp_path / "roads.osm.pbf"), "network_format")
+    assert p.fatal and p.source == "roads.osm.pbf" and "not an OpenStreetMap PBF" in p.message
+    # a real OSM PBF (its first blob header is "OSMHeader") passes, whatever its name
+    import shutil
+
+    import pyrosm
+
+    shutil.copyfile(pyrosm.get_data("test_pbf"), tmp_path / "roads.bin")
+    ds = load_dataset(units_geojson, h, network=tmp_path / "roads.bin")
+    assert ds.network == str(tmp_path / "roads.bin") and not of_kind(ds.problems, "network_format")
 
 
 # ----------------------------------------------------------------------------- strictness
