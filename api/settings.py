@@ -74,6 +74,12 @@ class Settings:
     max_queued_jobs_per_key: int = 10        # queued jobs submitted with one key (429 past it)
     queue_retry_after_s: int = 30            # Retry-After sent with a queue-full 429
     metrics_public: bool = False             # True: GET /metrics needs no key
+    # --- what one uploaded file may cost to read (geo.io.ReadLimits; the limit is named in the 413)
+    read_max_bytes: int = 512 * 1024 * 1024  # bytes after decompression (a zip's members together)
+    read_max_ratio: float = 100.0            # decompressed bytes per zipped byte (zip bombs: far beyond)
+    read_max_rows: int = 2_000_000           # rows / features (the generated province: 932,791 points)
+    read_max_vertices: int = 20_000_000      # coordinates of all geometries
+    read_max_json_bytes: int = 256 * 1024 * 1024  # a GeoJSON file (parsed whole in memory)
     extra: dict = field(default_factory=dict)
 
     @property

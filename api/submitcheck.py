@@ -9,7 +9,7 @@ safety net on top, and at most ``submit_check_concurrency`` such children run at
 
 A check that hits a limit is a 413 naming the limit and its setting; data problems are a 422
 naming the client's file (never our saved copy or its path). The OSM PBF ``network`` file is
-checked in-process by its header alone (:func:`pbf_problem`), which reads a few bytes.
+checked in-process by its header alone (``geo.formats.check_network``), which reads a few bytes.
 """
 from __future__ import annotations
 
@@ -31,18 +31,24 @@ _sems: dict[int, asyncio.Semaphore] = {}
 
 
 # ---------------------------------------------------------------------------------- the child's side
-def run_validation(paths: dict, params: dict) -> list:
-    """The fatal problems in the saved uploads (``geo.io`` records). The one place that calls the
-    reading/validation code, so a change of its entry point is a change here alone."""
-    from geo.io import validate
+def run_validation(paths: dict, params: dict, names: dict | None = None, limits: dict | None = None) -> list:
+    """The fatal problems in the saved uploads (``geo.io`` records), named by the client's file names.
 
+    The one place that calls the reading/validation code, so a change of its entry point is a change
+    here alone. ``limits``: ``geo.io.ReadLimits`` fields (the service's ``read_*`` settings).
+    """
+    from geo.io import ReadLimits, load_lines, validate
+
+    lim = ReadLimits(**(limits or {}))
+    names = names or {}
     problems = validate(str(paths["boundaries"]), str(paths["households"]),
                         str(paths["facilities"]) if "facilities" in paths else None,
                         str(paths["roster"]) if "roster" in paths else None,
-                        coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"))
+                        coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"),
+                        limits=lim, names={r: n for r, n in names.items() if r in paths})
     if "barriers" in paths:
-        from geo.io import load_lines
-        problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"))[1]
+        problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"),
+                               limits=lim, name=names.get("barriers"))[1]
     return [p for p in problems if p.fatal]
 
 
@@ -60,7 +66,8 @@ def _check(req: dict) -> dict:
     try:
         from api.problems import from_problems
 
-        return {"items": from_problems(run_validation(req["paths"], req["params"]))}
+        fatal = run_validation(req["paths"], req["params"], req.get("names"), req.get("limits"))
+        return {"items": from_problems(fatal), "too_large": any(p.kind == "too_large" for p in fatal)}
     except (MemoryError, ImportError):  # a module that cannot be mapped in is out of address space too
         return {"limit": "memory"}
     except ValueError as e:  # a usage error: an unknown coords or crs option
@@ -81,53 +88,6 @@ def child_main() -> None:
 
 
 # ---------------------------------------------------------------------------------- the server's side
-def pbf_problem(path: Path) -> str | None:
-    """Why ``path`` is not an OSM PBF file, or None when its first blob header says "OSMHeader".
-
-    An OSM PBF file starts with a 4-byte big-endian length, then a BlobHeader protobuf whose field 1
-    (``type``) is the string "OSMHeader" and whose field 3 (``datasize``) is the size of the blob
-    that follows.
-    """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-            if len(head) < 4:
-                return "the file is too short to be an OSM PBF file"
-            n = int.from_bytes(head, "big")
-            if not 0 < n <= 64 * 1024:
-                return "the file does not start with an OSM PBF blob header"
-            blob = fh.read(n)
-    except OSError:
-        return "the file could not be read"
-    if len(blob) < n or blob[:1] != b"\x0a":
-        return "the file does not start with an OSM PBF blob header"
-    size, i = _varint(blob, 1)
-    if size is None or blob[i:i + size] != b"OSMHeader":
-        return "the file is not an OSM PBF file (its first block is not an OSMHeader)"
-    i += size
-    if blob[i:i + 1] == b"\x12":  # optional indexdata (bytes)
-        ln, i = _varint(blob, i + 1)
-        i = i + (ln or 0)
-    if blob[i:i + 1] != b"\x18":
-        return "the file's OSM PBF header block has no data size"
-    ds, _ = _varint(blob, i + 1)
-    if not ds or ds > 32 * _MB:
-        return "the file's OSM PBF header block has an impossible size"
-    return None
-
-
-def _varint(b: bytes, i: int) -> tuple[int | None, int]:
-    val, shift = 0, 0
-    while i < len(b) and shift < 64:
-        c = b[i]
-        val |= (c & 0x7F) << shift
-        i += 1
-        if not c & 0x80:
-            return val, i
-        shift += 7
-    return None, i
-
-
 def _semaphore(settings: Settings) -> asyncio.Semaphore:
     key = id(asyncio.get_running_loop())
     sem = _sems.get(key)
@@ -201,12 +161,13 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
     """
     items = []
     if "network" in paths:
-        why = pbf_problem(paths["network"])
-        if why:
-            items.append(error_item(names.get("network") or "network", None, f"network: {why}"))
+        from geo.formats import check_network   # reads the first blob header only (at most 70 KB)
+        items += [error_item(p.source, p.row, f"network: {p.message}")
+                  for p in check_network(paths["network"], names.get("network") or "network")]
     if "boundaries" not in paths or "households" not in paths:
         return items
     req = {"paths": {r: str(p) for r, p in paths.items() if r != "network"}, "params": params,
+           "names": {r: n for r, n in names.items() if r != "network"}, "limits": read_limits(settings),
            "memory_mb": settings.submit_check_memory_mb, "cpu_s": settings.submit_check_cpu_s}
     from fastapi.concurrency import run_in_threadpool
 
@@ -233,7 +194,16 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
             if src in (Path(saved).name, str(saved), role):
                 src = names.get(role) or role
         items.append(error_item(_localise(src, paths, names), it["row"], _localise(it["problem"], paths, names)))
+    if out.get("too_large"):
+        raise ProblemError(413, "an uploaded file is over a size limit: see errors", items, kind="too-large")
     return items
+
+
+def read_limits(settings: Settings) -> dict:
+    """The service's ``read_*`` settings as ``geo.io.ReadLimits`` fields."""
+    return {"max_bytes": settings.read_max_bytes, "max_ratio": settings.read_max_ratio,
+            "max_rows": settings.read_max_rows, "max_vertices": settings.read_max_vertices,
+            "max_json_bytes": settings.read_max_json_bytes}
 
 
 if __name__ == "__main__":

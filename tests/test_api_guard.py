@@ -212,8 +212,23 @@ def test_a_garbage_network_file_is_422_naming_it(env):
     assert any(e["source"] == "roads.osm.pbf" and "network" in e["problem"] for e in r.json()["errors"])
     r = _post(c, keys, "planner3", _files(inputs, network=("roads.osm.pbf", b"\x00\x00\x00\x0d\x0a\x09OSMData" + b"\0" * 64)))
     assert r.status_code == 422, r.text
-    from api.submitcheck import pbf_problem
-    assert pbf_problem(PBF) is None
+    from geo.formats import check_network
+    assert check_network(PBF) == []
+
+
+def test_a_file_over_a_read_limit_is_413_naming_the_limit(tmp_path):
+    # the service's read_* settings reach the submit-time check: 30 households over read_max_rows = 10
+    s = _settings(tmp_path, read_max_rows=10)
+    keys = _keys(s)
+    inputs = write_inputs(tmp_path / "in")
+    rows = "lon,lat\n" + "".join(f"116.{i:03d},39.001\n" for i in range(30))
+    with TestClient(create_app(s)) as c:
+        files = _files(inputs, households=("homes.csv", rows.encode(), "text/csv"))
+        r = c.post("/v1/jobs", files=files, headers={"X-API-Key": keys["planner"]})
+    assert r.status_code == 413, r.text
+    body = r.json()
+    assert body["type"].endswith("too-large") and any("max_rows" in e["problem"] and e["source"] == "homes.csv"
+                                                      for e in body["errors"])
 
 
 def test_a_real_pbf_network_is_accepted_and_queue_caps_are_429(env, tmp_path):
