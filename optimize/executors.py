@@ -70,6 +70,7 @@ def _worker_main(fn, conn) -> None:
             return
         if task is None:
             return
+        conn.send(("start", None))         # the parent's timeout counts from here (imports are done)
         try:
             msg = ("ok", fn(task))
         except Exception as e:  # noqa: BLE001 — reported to the parent, which retries or records it
@@ -88,6 +89,7 @@ class _Slot:
     task: Any = None
     tries: int = 0
     started: float = 0.0
+    running: bool = False     # the worker acknowledged the task (until then the start-up allowance applies)
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
         if nxt is None:
             return False
         slot.task, slot.tries = nxt
-        slot.started = time.monotonic()
+        slot.started, slot.running = time.monotonic(), False
         slot.conn.send(slot.task)
         return True
 
@@ -156,7 +158,7 @@ def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
             wait_s = None
             if timeout is not None:
                 now = time.monotonic()
-                wait_s = max(0.0, min(s.started + timeout - now for s in busy))
+                wait_s = max(0.0, min(s.started + _allowed(s, timeout) - now for s in busy))
             ready = wait_conns([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=wait_s)
             for slot in list(busy):
                 fresh = _check_slot(pool, slot, ready, timeout, on_result, failed)
@@ -176,16 +178,26 @@ def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
 
 
 _END = object()
+STARTUP_S = 120.0   # a fresh worker's imports (spawn) before it acknowledges its first task
+
+
+def _allowed(slot: _Slot, timeout: float) -> float:
+    return timeout if slot.running else max(timeout, STARTUP_S)
 
 
 def _check_slot(pool: _Pool, slot: _Slot, ready, timeout, on_result, failed) -> _Slot:
     """Collect a worker's answer, or charge its task with a crash or a hang; the slot to use next."""
-    if slot.conn in ready or slot.conn.poll():
+    kind = None
+    while kind in (None, "start") and (slot.conn in ready or slot.conn.poll()):
         try:
             kind, payload = slot.conn.recv()
         except (EOFError, OSError):        # the pipe closed: the worker died mid-task
             slot.proc.join(5)
             kind, payload = "crash", None
+        if kind == "start":
+            slot.started, slot.running = time.monotonic(), True
+            ready = ()
+            continue
         if kind == "ok":
             slot.task = None
             on_result(payload)
@@ -198,8 +210,8 @@ def _check_slot(pool: _Pool, slot: _Slot, ready, timeout, on_result, failed) -> 
     if not slot.proc.is_alive():
         failed(slot, f"worker process died (exit code {slot.proc.exitcode})")
         return pool.replace(slot)
-    if timeout is not None and time.monotonic() - slot.started > timeout:
-        failed(slot, f"no answer within the {timeout:g} s safety timeout (worker stopped)")
+    if timeout is not None and time.monotonic() - slot.started > _allowed(slot, timeout):
+        failed(slot, f"no answer within the {timeout:g} s safety timeout, worker stopped")
         return pool.replace(slot)
     return slot
 
