@@ -174,3 +174,33 @@ def test_each_county_is_measured_in_its_own_crs():
         assert shapely.union_all(sub.geometry.values).symmetric_difference(u).area < 1e-6 * u.area
     per = p.households.groupby("grid_code")["households"].sum()
     assert (per.reindex(p.grids.grid_code).to_numpy() == p.grids.households.to_numpy()).all()
+
+
+# --- the CLI shows it -------------------------------------------------------------------------
+
+def test_cli_summary_heads_with_the_strict_share_and_names_failed_units(monkeypatch):
+    from rich.console import Console
+
+    import api.cli as cli
+    rec = Console(record=True, width=200)
+    monkeypatch.setattr(cli, "console", rec)
+    summary = {"households": 1500, "units": 2, "grids": 3,
+               "balance": {"within_tolerance_share": 0.6667, "within_granular_tolerance_share": 1.0,
+                           "tolerance": 0.1, "max_abs_dev": 2.0, "p95_abs_dev": 1.8, "failed_grids": 1,
+                           "excluding_failed": {"within_tolerance_share": 1.0}, "uncertified_miss_grids": 0,
+                           "uncertified_miss_share": 0.0},
+               "partition": {"units_by_balance": {"within": 1, "failed": 1, "miss": 0}},
+               "problems": [{"kind": "partition_failed", "row": "unit 469025100001",
+                             "message": "partition failed: worker process died (exit code 9) (2 attempts)"},
+                            {"kind": "population_estimated", "row": None, "message": "..."},
+                            {"kind": "partition_note", "row": "unit 469025101002", "message": "..."}]}
+    rec.print(cli._summary_table(summary))
+    cli._print_problems(summary)
+    text = rec.export_text()
+    lines = [ln for ln in text.splitlines() if "│" in ln or "|" in ln]
+    first_share = next(i for i, ln in enumerate(lines) if "within" in ln)
+    assert "±10%" in lines[first_share] and "66.7%" in lines[first_share]          # strict, first
+    assert "granular" in text and text.index("66.7%") < text.index("granular")
+    assert "excluding failed" in text and "within 1, failed 1" in text
+    assert "partition_failed unit 469025100001: partition failed: worker process died" in text
+    assert "1 partition_note, 1 population_estimated" in text
