@@ -10,12 +10,11 @@ import time
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pytest
 import shapely
 from pyproj import Geod
 
-import optimize.pipeline as pipeline
+from optimize import pipeline
 from optimize import plan
 from optimize.partition import UnitPartition
 from optimize.summary import STATUSES, unit_balance
@@ -181,7 +180,7 @@ def test_each_county_is_measured_in_its_own_crs():
 def test_cli_summary_heads_with_the_strict_share_and_names_failed_units(monkeypatch):
     from rich.console import Console
 
-    import api.cli as cli
+    from api import cli
     rec = Console(record=True, width=200)
     monkeypatch.setattr(cli, "console", rec)
     summary = {"households": 1500, "units": 2, "grids": 3,
