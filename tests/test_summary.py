@@ -14,8 +14,7 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from optimize import pipeline
-from optimize import plan
+from optimize import pipeline, plan
 from optimize.partition import UnitPartition
 from optimize.summary import STATUSES, unit_balance
 
