@@ -64,14 +64,19 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
     One hard unit never stops a county: if the models raise on it (a geometry engine error, say),
     the unit becomes a single grid marked failed with the cause in its notes, and the plan goes on.
     """
-    try:
-        if task.old is not None and len(task.old):
-            from optimize.baseline import replan_unit
+    note = None
+    if task.old is not None and len(task.old):
+        from optimize.baseline import replan_unit
+        try:
             res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
-        return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target,
-                                             task.options, barriers=task.barriers), None
+        except Exception as e:  # noqa: BLE001 — the unit is planned afresh instead, and says so
+            note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
+    try:
+        part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
+                              barriers=task.barriers)
+        return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
     except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
 
@@ -328,6 +333,7 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
     pop = hh["population"].to_numpy(float)
     weight = hh["weight"].to_numpy(float)
     counts = hh["households"].to_numpy(np.int64)
+    hx, hy = hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()
     rows, stats, back = [], {}, {}
     for u in range(len(units)):
         part = results[u]
@@ -336,14 +342,6 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
         idx = inside[groups[u]] if u in groups else np.array([], dtype=np.int64)
         unit_seqs = (seqs or {}).get(u) or list(range(1, part.k + 1))
         codes = np.array([f"{code}{s:03d}" for s in unit_seqs], dtype=object)
-        if len(idx):
-            hh_grid[idx] = codes[part.labels]
-        g_h = np.bincount(part.labels, weights=counts[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        g_p = np.bincount(part.labels, weights=pop[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        g_w = np.bincount(part.labels, weights=weight[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        mean = g_h.mean() if part.k else 0.0
-        if part.status == "failed" and targets is not None:
-            mean = g_h.sum() / choose_k(g_h.sum(), targets[u])
         local = np.asarray(part.polygons, dtype=object)
         key = id(crs_of[u])
         if key not in back:
@@ -352,6 +350,17 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
         stats[u] = _unit_geometry(fwd.geom(unit.geometry), local)
         area, pp = shapely.area(local) / 1e6, polsby_popper(local)
         base = rp.geom(local)
+        labels = _labels_from_polygons(base, part.labels, hx[idx], hy[idx]) if len(idx) and part.k > 1 \
+            else part.labels
+        stats[u]["relabelled"] = int(counts[idx][labels != part.labels].sum()) if len(idx) else 0
+        if len(idx):
+            hh_grid[idx] = codes[labels]
+        g_h = np.bincount(labels, weights=counts[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
+        g_p = np.bincount(labels, weights=pop[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
+        g_w = np.bincount(labels, weights=weight[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
+        mean = g_h.mean() if part.k else 0.0
+        if part.status == "failed" and targets is not None:
+            mean = g_h.sum() / choose_k(g_h.sum(), targets[u])
         for i in range(part.k):
             rows.append({"grid_code": codes[i], "village_code": code, "township_code": unit["township_code"],
                          "county_code": unit["county_code"], "households": int(round(g_h[i])),
@@ -364,6 +373,22 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
          "population": [], "weight": [], "deviation": [], "unit_idx": [], "status": [], "area_km2": [],
          "polsby_popper": []}, geometry=gpd.GeoSeries([], crs=ds.crs), crs=ds.crs)
     return grids, hh_grid, stats
+
+
+def _labels_from_polygons(polys: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each household's grid is the polygon that holds it (as the households layer, lookup and any
+    recount see it): a label whose polygon does not hold its point — points merged across an edge,
+    or an edge moved by the reprojection — takes the grid that does. Points no grid holds keep theirs."""
+    own = shapely.intersects_xy(polys[labels], x, y)
+    if own.all():
+        return labels
+    bad = np.flatnonzero(~own)
+    tree = shapely.STRtree(polys)
+    pi, gi = tree.query(shapely.points(x[bad], y[bad]), predicate="intersects")
+    out = labels.copy()
+    first = np.unique(pi, return_index=True)[1]
+    out[bad[pi[first]]] = gi[first]
+    return out
 
 
 def _unit_geometry(unit_geom, polys: np.ndarray) -> dict:

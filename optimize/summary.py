@@ -126,15 +126,8 @@ def granular_share(grids, hh, tol: float) -> float:
     return round(float((np.abs(grids["households"].to_numpy(float) - mean_u) <= slack + EPS).mean()), 4)
 
 
-def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets, budget: dict,
-                  geom_stats: dict) -> dict:
-    """summary.json (CONTRACT.md keys first, then the added ones); appends partition problems."""
-    units = ds.units
-    tol = float(opts.tolerance)
-    inside = hh[hh["unit_idx"] >= 0]
-    totals = inside.groupby("unit_idx")["households"].sum().to_dict()
-    status, mismatches, more = unit_review(units, grids, results, totals, targets, tol)
-    problems = list(problems) + more
+def balance_section(grids, hh, status: dict, tol: float) -> dict:
+    """summary["balance"]: the contract's fields over all grids, then the added figures."""
     dev = np.abs(grids["deviation"].to_numpy(float)) if len(grids) else np.zeros(0)
     g_status = grids["unit_idx"].map(status).to_numpy(object) if len(grids) else np.zeros(0, object)
     failed = g_status == "failed"
@@ -147,6 +140,19 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
         uncertified_miss_share=round(float((out & (g_status == "miss")).sum()) / max(len(grids), 1), 4),
         certified_miss_grids=int((out & (g_status == "certified")).sum()),
         failed_grids=int(failed.sum()))
+    return balance
+
+
+def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets, budget: dict,
+                  geom_stats: dict) -> dict:
+    """summary.json (CONTRACT.md keys first, then the added ones); appends partition problems."""
+    units = ds.units
+    tol = float(opts.tolerance)
+    inside = hh[hh["unit_idx"] >= 0]
+    totals = inside.groupby("unit_idx")["households"].sum().to_dict()
+    status, mismatches, more = unit_review(units, grids, results, totals, targets, tol)
+    problems = list(problems) + more
+    balance = balance_section(grids, hh, status, tol)
     counts = {s: 0 for s in STATUSES}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
@@ -174,6 +180,9 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
         "partition": {"statuses": {str(k): int(v) for k, v in model.items()},
                       "units_by_balance": counts,
                       "grid_count_mismatches": mismatches,
+                      # households whose model label named a grid that does not hold them: labelled
+                      # with the grid that does (so the layer, lookup and a recount agree)
+                      "households_relabelled": int(sum(st.get("relabelled", 0) for st in geom_stats.values())),
                       "model_budget": budget,
                       "households_per_second": round(total_hh / part_s, 1) if part_s > 0 else None,
                       "jobs": opts.jobs, "scheduler": opts.scheduler},
