@@ -202,3 +202,43 @@ def test_cli_summary_heads_with_the_strict_share_and_names_failed_units(monkeypa
     assert "excluding failed" in text and "within 1, failed 1" in text
     assert "partition_failed unit 469025100001: partition failed: worker process died" in text
     assert "1 partition_note, 1 population_estimated" in text
+
+
+def test_labels_come_from_the_polygons():
+    from optimize.pipeline import _labels_from_polygons
+    polys = np.array([shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)], dtype=object)
+    x, y = np.array([5.0, 15.0, 10.0, 30.0, 12.0]), np.array([5.0, 5.0, 5.0, 5.0, 1.0])
+    labels = np.array([0, 0, 1, 1, 1])    # point 1 lies in grid 1; point 2 on the shared edge; 3 outside
+    assert _labels_from_polygons(polys, labels, x, y).tolist() == [0, 1, 1, 1, 1]
+
+
+def _checker():
+    """shared/tools/check_plan.py beside the checkout, or where GRIDPLAN_CHECK_PLAN points."""
+    from conftest import CHECK_PLAN
+    for p in (CHECK_PLAN, os.environ.get("GRIDPLAN_CHECK_PLAN")):
+        if p and os.path.exists(p):
+            return str(p)
+    pytest.skip("check_plan.py not found (set GRIDPLAN_CHECK_PLAN)")
+
+
+def test_summary_figures_agree_with_the_independent_checker(small_plan, small_plan_dir, sample_small):
+    import json
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, _checker(), str(small_plan_dir), "--boundaries", str(sample_small["boundaries"]),
+                        "--households", str(sample_small["households"]), "--certify", "--target-households", "300"],
+                       capture_output=True, text=True)
+    facts = json.loads(r.stdout.strip().splitlines()[-1])["facts"]
+    s = small_plan.summary
+    b = s["balance"]
+    assert b["within_tolerance_share"] == pytest.approx(facts["within_tolerance_share"], abs=1e-4)
+    assert b["max_abs_dev"] == pytest.approx(facts["balance_max_abs_dev"], abs=1e-4)
+    assert b["p95_abs_dev"] == pytest.approx(facts["balance_p95_abs_dev"], abs=1e-4)
+    # never fewer uncertified misses than the checker finds (a derived status is a miss, not a proof)
+    assert b["uncertified_miss_share"] >= facts["uncertified_miss_share"] - 1e-4
+    assert len(s["partition"]["grid_count_mismatches"]) == facts["units_wrong_grid_count"]
+    assert s["partition"]["units_by_balance"]["miss"] + s["partition"]["units_by_balance"]["certified"] \
+        == facts["units_missing_tolerance"]
+    assert s["coverage"]["share"] == pytest.approx(facts["coverage_recomputed"], abs=0.005)
+    assert small_plan.grids.area_km2.sum() == pytest.approx(
+        small_plan.grids.to_crs(small_plan.grids.estimate_utm_crs()).area.sum() / 1e6, rel=1e-3)
