@@ -63,18 +63,31 @@ def _summary_table(summary: dict) -> Table:
     t.add_column("value", justify="right")
     b, c = summary.get("balance", {}), summary.get("coverage", {})
     comp = summary.get("compactness", {})
+    part = summary.get("partition", {})
     share = c.get("share")
+    tol = b.get("tolerance", 0.1)
     rows = [
         ("households", f"{summary.get('households', 0):,}"),
         ("units", f"{summary.get('units', 0):,}"),
         ("grids", f"{summary.get('grids', 0):,}"),
+        (f"[bold]grids within ±{tol:.0%} of their unit mean[/]", f"[bold]{b.get('within_tolerance_share', 0):.1%}[/]"),
+    ]
+    ex = b.get("excluding_failed") or {}
+    if b.get("failed_grids"):
+        rows.append(("  … excluding failed units", f"{ex.get('within_tolerance_share', 0):.1%}"))
+    if "uncertified_miss_share" in b:
+        rows.append(("  uncertified misses (grids)",
+                     f"{b.get('uncertified_miss_grids', 0):,} ({b.get('uncertified_miss_share', 0):.2%})"))
+    counts = part.get("units_by_balance") or {}
+    if counts:
+        rows.append(("units by balance", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "—"))
+    rows += [
+        ("max / p95 deviation", f"{b.get('max_abs_dev', 0):.1%} / {b.get('p95_abs_dev', 0):.1%}"),
+        ("grids within tolerance (granular, a bound)", f"{b.get('within_granular_tolerance_share', 0):.1%}"),
         ("workers", f"{summary.get('workers', 0):,}"),
         ("stations", f"{summary.get('stations', 0):,}"),
         (f"coverage ({c.get('minutes', '?')} min, {c.get('mode', '?')})",
          "—" if share is None else f"{share:.1%}"),
-        ("grids within tolerance", f"{b.get('within_tolerance_share', 0):.1%}"),
-        ("grids within tolerance (granular)", f"{b.get('within_granular_tolerance_share', 0):.1%}"),
-        ("max / p95 deviation", f"{b.get('max_abs_dev', 0):.1%} / {b.get('p95_abs_dev', 0):.1%}"),
         ("Polsby-Popper mean / p10", f"{comp.get('polsby_popper_mean') or 0:.2f} / {comp.get('polsby_popper_p10') or 0:.2f}"),
         ("contiguous grids", f"{summary.get('contiguous_share', 0):.1%}"),
         ("unassigned households", f"{summary.get('unassigned_households', 0):,}"),
@@ -84,6 +97,31 @@ def _summary_table(summary: dict) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+# partition problems shown one per line (the rest are counted by kind)
+PARTITION_SHOWN = ("partition_failed", "model_miss", "tolerance_unreachable", "grid_count")
+SHOW_AT_MOST = 10
+
+
+def _print_problems(summary: dict) -> None:
+    """The plan's problems, concisely: failed units, misses and grid counts named; the rest counted."""
+    problems = summary.get("problems", [])
+    if not problems:
+        return
+    shown = [q for q in problems if q.get("kind") in PARTITION_SHOWN]
+    for q in shown[:SHOW_AT_MOST]:
+        colour = "red" if q.get("kind") == "partition_failed" else "yellow"
+        console.print(f"[{colour}]{q.get('kind')}[/] {q.get('row') or ''}: {q.get('message')}", highlight=False)
+    if len(shown) > SHOW_AT_MOST:
+        console.print(f"… and {len(shown) - SHOW_AT_MOST} more partition problem(s)")
+    by_kind: dict[str, int] = {}
+    for q in problems:
+        if q.get("kind") not in PARTITION_SHOWN:
+            by_kind[q.get("kind", "?")] = by_kind.get(q.get("kind", "?"), 0) + 1
+    if by_kind:
+        console.print("[yellow]Also:[/] " + ", ".join(f"{v} {k}" for k, v in sorted(by_kind.items()))
+                      + ' — see summary.json["problems"]', highlight=False)
 
 
 def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: bool) -> dict:
@@ -136,10 +174,7 @@ def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: boo
         out.print_json(summary_json(summary))
     elif not quiet:
         console.print(_summary_table(summary))
-        fatal_free = [q for q in summary.get("problems", []) if q.get("kind") != "partition_note"]
-        if fatal_free:
-            console.print(f"[yellow]{len(fatal_free)} data problem(s) were repaired or set aside: "
-                          f"see summary.json[\"problems\"][/]")
+        _print_problems(summary)
         console.print(f"Wrote [bold]{out_dir}[/] (plan.gpkg, summary.json, report.html) "
                       f"in {time.perf_counter() - t0:.1f} s")
     return summary

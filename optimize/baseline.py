@@ -3,9 +3,15 @@
 For each unit, last plan's grids (clipped to this year's unit outline) are refilled with this
 year's households. With ``k = choose_k(H, target)`` and mean ``H / k``, a grid is kept — same
 code, same polygon — when it is still one Polygon and within ``tolerance`` of that mean. What the
-kept grids leave (their failing neighbours, new land) is split again, each connected piece on its
-own with ``k_c = round(H_c / mean)`` grids, and the new grids take the next free sequence numbers
-of the unit (west→east among themselves), so no old code ever changes meaning.
+kept grids leave (their failing neighbours, new land) is split again: the k − kept grids still
+to make are apportioned over its connected pieces by households, and each piece is split with a
+tolerance narrowed so that its grids stay within ``tolerance`` of the *unit's* mean. A piece that
+cannot hold whole grids within it (20 households left by a moved boundary, say) releases the
+kept grid it borders most, and the apportionment starts again — so no sliver of households
+becomes a grid of its own. Pieces without households join the grid they border most (never an
+empty grid). What still misses the tolerance is named in the unit's notes, grid by grid, and the
+unit's balance status says so. New grids take the next free sequence numbers of the unit
+(west→east among themselves), so no old code ever changes meaning.
 """
 from __future__ import annotations
 
@@ -48,79 +54,157 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     t0 = time.perf_counter()
     if len(old) == 0:
         return None
-    n = len(xy)
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    households = np.asarray(households, dtype=np.int64).reshape(-1)
     total = float(households.sum())
     k_new = choose_k(total, target)
-    mean = total / k_new if k_new else 0.0
+    mean = total / k_new
+    tol = float(options.tolerance)
     clipped = [shapely.make_valid(shapely.intersection(g, geometry)) for g in old.geometry.values]
-    labels = np.full(n, -1, dtype=np.int64)
-    keep: list[int] = []
-    kept_h: list[float] = []
-    for j, g in enumerate(clipped):
-        if g.is_empty or g.geom_type != "Polygon":
-            continue
-        inside = shapely.contains_xy(g, xy[:, 0], xy[:, 1]) & (labels < 0) if n else np.zeros(0, bool)
-        h = float(households[inside].sum()) if n else 0.0
-        ok = (abs(h - mean) <= options.tolerance * mean) if mean > 0 else (total == 0)
-        if ok:
-            labels[inside] = len(keep)
-            keep.append(j)
-            kept_h.append(h)
+    keep, inside = _still_balanced(clipped, xy, households, mean, tol, total)
+    released = 0
+    while keep:
+        layout = _layout_rest(geometry, xy, households, [clipped[j] for j in keep], [inside[j] for j in keep],
+                              k_new, mean, tol)
+        if isinstance(layout, list):
+            break
+        keep.remove(keep[layout])      # the kept grid this piece needs, released into it
+        released += 1
     if not keep:
         return None
+    pieces = layout
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    for i, j in enumerate(keep):
+        labels[inside[j]] = i
     kept_polys = [clipped[j] for j in keep]
-    seqs = [int(old["seq"].iloc[j]) for j in keep]
-    rest = shapely.difference(geometry, shapely.union_all(kept_polys))
-    pieces = [p for p in polygon_parts(rest) if p.area >= MIN_PIECE_M2]
-    free = np.flatnonzero(labels < 0)
-    new_polys: list = []
-    new_labels_for: list[tuple[np.ndarray, np.ndarray]] = []
-    notes: list[str] = []
-    for piece in pieces:
-        sel = free[shapely.contains_xy(piece, xy[free, 0], xy[free, 1])] if len(free) else free
-        h_c = float(households[sel].sum())
-        if h_c == 0:
-            # land with nobody on it joins the kept grid it shares the longest border with
-            best = max(range(len(kept_polys)), key=lambda i: kept_polys[i].intersection(piece.boundary).length)
-            merged = shapely.union_all([kept_polys[best], piece])
-            if merged.geom_type == "Polygon":
-                kept_polys[best] = merged
-                continue
-            new_polys.append(piece)   # an isolated empty piece: its own (empty) grid rather than a MultiPolygon
-            new_labels_for.append((sel, np.zeros(0, dtype=np.int64)))
-            notes.append("an empty piece left by the kept grids became its own grid")
-            continue
-        k_c = max(1, int(round(h_c / mean))) if mean > 0 else 1
-        part = partition_unit(piece, xy[sel], households[sel], h_c / k_c, options)
-        base = len(new_polys)
+    new_polys, notes = [], []
+    if released:
+        notes.append(f"{released} kept grid(s) re-split with land their neighbours could not fill alone")
+    split = []
+    for piece, sel, k_c in (p for p in pieces if p[2] > 0):
+        opts = options.with_(tolerance=_piece_tolerance(float(households[sel].sum()) / k_c, mean, tol, k_c))
+        part = partition_unit(piece, xy[sel], households[sel], float(households[sel].sum()) / k_c, opts)
+        split.append((sel, part.labels + len(new_polys)))
         new_polys.extend(part.polygons)
-        new_labels_for.append((sel, part.labels + base))
-        notes.extend(part.notes)
-    # households on borders or in slivers that no piece took: nearest kept or new grid
-    if new_polys:
+        notes.extend(n for n in part.notes if "tolerance" not in n)
+    if new_polys:                     # new grids numbered west→east, north→south among themselves
         order = order_for_codes(new_polys)
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
         new_polys = [new_polys[i] for i in order]
-        for sel, lab in new_labels_for:
-            if len(lab):
-                labels[sel] = len(keep) + rank[lab]
+        for sel, lab in split:
+            labels[sel] = len(keep) + rank[lab]
     polys = kept_polys + new_polys
+    notes += _attach_empty(polys, [p[0] for p in pieces if p[2] == 0])
     left = np.flatnonzero(labels < 0)
-    if len(left):
+    if len(left):   # households on borders or in slivers: the grid that holds (or is nearest to) them
         d = np.stack([shapely.distance(p, shapely.points(xy[left])) for p in polys], axis=1)
         labels[left] = d.argmin(axis=1)
     next_seq = int(old["seq"].max()) + 1
-    seqs = seqs + list(range(next_seq, next_seq + len(new_polys)))
+    seqs = [int(old["seq"].iloc[j]) for j in keep] + list(range(next_seq, next_seq + len(new_polys)))
     if max(seqs) > 999:
         return None   # codes would overflow 3 digits: renumber the unit from scratch instead
-    h = np.bincount(labels, weights=households, minlength=len(polys)) if n else np.zeros(len(polys))
+    h = np.bincount(labels, weights=households, minlength=len(polys)) if len(xy) else np.zeros(len(polys))
     m = h.mean() if len(h) else 0.0
-    dev = float(np.max(np.abs(h - m)) / m) if m > 0 else 0.0
-    status = "baseline" if not new_polys else "baseline+resplit"
-    part = UnitPartition(labels=labels, polygons=polys, k=len(polys), status=status, max_abs_dev=dev,
-                         seconds=time.perf_counter() - t0, notes=tuple(dict.fromkeys(notes)))
+    dev = np.abs(h - m) / m if m > 0 else np.zeros(len(polys))
+    misses = [f"grid {seqs[i]:03d}: {int(h[i])} households, {dev[i]:.1%} from the mean {m:.0f}"
+              for i in np.flatnonzero(dev > tol + 1e-9)]
+    if misses:
+        notes.append(f"outside ±{tol:.0%} after the re-plan (the models missed in the re-split land): "
+                     + "; ".join(misses))
+    balance = "single" if len(polys) == 1 else ("miss" if misses else "within")
+    part = UnitPartition(labels=labels, polygons=polys, k=len(polys),
+                         status="baseline" if not new_polys else "baseline+resplit",
+                         max_abs_dev=float(dev.max()) if len(dev) else 0.0, seconds=time.perf_counter() - t0,
+                         notes=tuple(dict.fromkeys(notes)), households=tuple(int(v) for v in h), balance=balance)
     return part, seqs
+
+
+def _still_balanced(clipped, xy, households, mean, tol, total):
+    """Old grids still one Polygon and within ``tol`` of ``mean``: (indices, households inside each)."""
+    taken = np.zeros(len(xy), dtype=bool)
+    keep, inside = [], {}
+    for j, g in enumerate(clipped):
+        if g.is_empty or g.geom_type != "Polygon":
+            continue
+        sel = shapely.contains_xy(g, xy[:, 0], xy[:, 1]) & ~taken if len(xy) else np.zeros(0, bool)
+        h = float(households[sel].sum())
+        if (abs(h - mean) <= tol * mean + 1e-9) if mean > 0 else (total == 0):
+            keep.append(j)
+            inside[j] = np.flatnonzero(sel)
+            taken |= sel
+    return keep, inside
+
+
+def _piece_tolerance(m_c: float, mean: float, tol: float, k_c: int) -> float:
+    """The tolerance around a piece's own mean ``m_c`` that keeps its grids within ``tol`` of ``mean``."""
+    if k_c <= 1:
+        return tol
+    return float(min((1 + tol) * mean / m_c - 1, 1 - (1 - tol) * mean / m_c))
+
+
+def _layout_rest(geometry, xy, households, kept_polys, kept_inside, k_new, mean, tol):
+    """The land the kept grids leave, as [(piece, household rows, grids)], or the index of the kept
+    grid to release when some piece cannot hold whole grids within the tolerance of ``mean``."""
+    rest = shapely.difference(geometry, shapely.union_all(kept_polys))
+    parts = polygon_parts(rest)
+    taken = np.zeros(len(xy), dtype=bool)
+    for sel in kept_inside:
+        taken[sel] = True
+    free = np.flatnonzero(~taken)
+    pieces = []
+    for piece in parts:
+        sel = free[shapely.contains_xy(piece, xy[free, 0], xy[free, 1])] if len(free) else free
+        pieces.append([piece, sel, 0, float(households[sel].sum())])
+    k_rest = k_new - len(kept_polys)
+    live = [i for i, p in enumerate(pieces) if p[3] > 0]
+    kept_h = [float(households[s].sum()) for s in kept_inside]
+    if k_rest < 0:                    # more kept grids than the unit now needs: free the smallest
+        return int(np.argmin(kept_h))
+    if not live:                      # grids still to make but nobody left for them: free the fullest
+        return [tuple(p[:3]) for p in pieces] if k_rest == 0 else int(np.argmax(kept_h))
+    if k_rest < len(live):            # a piece without a grid of its own: the smallest joins a neighbour
+        worst = min(live, key=lambda i: pieces[i][3])
+        return _neighbour(kept_polys, pieces[worst][0])
+    q = np.array([pieces[i][3] for i in live]) / mean
+    k_c = np.maximum(1, np.floor(q)).astype(int)
+    while k_c.sum() > k_rest:
+        cand = np.flatnonzero(k_c > 1)
+        k_c[cand[np.argmin((q - k_c)[cand])]] -= 1
+    while k_c.sum() < k_rest:
+        k_c[int(np.argmax(q - k_c))] += 1
+    slack = []
+    for i, kc in zip(live, k_c):
+        pieces[i][2] = int(kc)
+        m_c = pieces[i][3] / kc
+        ok = abs(m_c - mean) <= tol * mean + 1e-9 if kc == 1 else _piece_tolerance(m_c, mean, tol, kc) >= tol / 2
+        slack.append((ok, abs(m_c - mean), i))
+    bad = [i for ok, _, i in sorted(slack, key=lambda t: -t[1]) if not ok]
+    if bad:
+        return _neighbour(kept_polys, pieces[bad[0]][0])
+    return [tuple(p[:3]) for p in pieces]
+
+
+def _neighbour(polys, piece) -> int:
+    """The polygon sharing the longest border with ``piece`` (the nearest when none touches it)."""
+    border = [shapely.length(shapely.intersection(p.boundary, piece.boundary)) for p in polys]
+    if max(border) > 0:
+        return int(np.argmax(border))
+    return int(np.argmin([shapely.distance(p, piece) for p in polys]))
+
+
+def _attach_empty(polys: list, empty: list) -> list[str]:
+    """Pieces without households join the grid they border most (in place); never a grid of their own."""
+    notes = []
+    for piece in sorted(empty, key=lambda p: -p.area):
+        i = _neighbour(polys, piece)
+        merged = shapely.union_all([polys[i], piece])
+        if merged.geom_type == "Polygon" or piece.area >= MIN_PIECE_M2:
+            if merged.geom_type != "Polygon":
+                notes.append(f"land without households ({piece.area:.0f} m²) touches no grid along an edge: "
+                             "joined the nearest grid, which becomes a MultiPolygon")
+            polys[i] = merged
+    return notes
 
 
 def changed_households(hh_xy: np.ndarray, hh_w: np.ndarray, new_codes: np.ndarray, old: gpd.GeoDataFrame) -> dict:

@@ -2,6 +2,12 @@
 
 load (geo.io) → per-unit partition (optimize.partition, parallel) → grid polygons and metrics
 (geo.grids) → staffing (optimize.staffing) → siting (optimize.siting) → Plan (WGS 84 layers).
+
+Each county is partitioned and measured (grid areas, Polsby-Popper, gaps and overlaps) in its own
+metric CRS (``geo.crs.local_crs_by_group``: the CGCS2000 3° Gauss-Krüger zone of the county's
+central meridian); grids come back into the dataset's CRS for the later stages, and outputs are
+WGS 84. A unit whose models raise, crash their worker or hang is retried once and then kept as one
+grid marked "failed" — reported in ``summary.json["problems"]``, never counted as balanced.
 """
 from __future__ import annotations
 
@@ -14,14 +20,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.grids import polsby_popper
+from geo.crs import Reprojector, local_crs_by_group
 from geo.model import Dataset
 from geo.problems import Problem
-from geo.travel import round_minutes
+from optimize.assemble import assemble_grids, households_layer, units_layer
 from optimize.executors import run_tasks
 from optimize.options import PlanOptions
 from optimize.partition import UnitPartition, choose_k, partition_unit
 from optimize.result import Plan
+from optimize.summary import build_summary
 
 Progress = Callable[[str, float], None]
 
@@ -48,31 +55,72 @@ class UnitTask:
     options: PlanOptions
     old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
     barriers: np.ndarray | None = None    # barrier lines crossing this unit (metric CRS)
+    crs: object = None                    # the metric CRS of geometry/xy/old/barriers (None: the dataset's)
 
 
 def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
     """Partition one unit; with a baseline, keep its still-balanced grids. Returns (unit, partition, seqs).
 
-    One hard unit never stops a county: if the models fail on it (a geometry engine error, say),
-    the unit becomes a single grid with the failure in its notes, and the rest of the plan goes on.
+    One hard unit never stops a county: if the models raise on it (a geometry engine error, say),
+    the unit becomes a single grid marked failed with the cause in its notes, and the plan goes on.
     """
-    try:
-        if task.old is not None and len(task.old):
-            from optimize.baseline import replan_unit
+    note = None
+    if task.old is not None and len(task.old):
+        from optimize.baseline import replan_unit
+        try:
             res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
-        return task.unit_idx, partition_unit(task.geometry, task.xy, task.households, task.target,
-                                             task.options, barriers=task.barriers), None
+        except Exception as e:  # noqa: BLE001 — the unit is planned afresh instead, and says so
+            note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
+    try:
+        part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
+                              barriers=task.barriers)
+        return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
     except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
-        return task.unit_idx, single_grid(task, f"partition failed ({type(e).__name__}: {e}); "
-                                                "the unit is kept as one grid"), None
+        return failed_unit(task, f"{type(e).__name__}: {e}")
 
 
-def single_grid(task: UnitTask, note: str) -> UnitPartition:
+def failed_unit(task: UnitTask, reason: str) -> tuple[int, UnitPartition, None]:
+    """The result for a unit whose models failed (raised, crashed or hung): one grid, balance "failed".
+
+    Its deviation is the true one against the mean the unit should have had, H / choose_k(H, target)."""
     h = np.asarray(task.households, dtype=np.int64)
-    return UnitPartition(labels=np.zeros(len(h), dtype=np.int64), polygons=[task.geometry], k=1, status="failed",
-                         max_abs_dev=0.0, seconds=0.0, notes=(note,))
+    total = int(h.sum())
+    want = choose_k(total, task.target)
+    dev = float(want - 1) if total > 0 else 0.0
+    note = f"partition failed: {reason}; the unit is kept as one grid"
+    return task.unit_idx, UnitPartition(labels=np.zeros(len(h), dtype=np.int64), polygons=[task.geometry], k=1,
+                                        status="failed", max_abs_dev=dev, seconds=0.0, notes=(note,),
+                                        households=(total,), balance="failed"), None
+
+
+# Safety net against a hung worker (a wall-clock limit that never decides an answer: the models are
+# bounded by deterministic limits far below it). Retried once, then the unit is recorded as failed.
+TASK_TIMEOUT_MIN_S = 300.0
+TASK_TIMEOUT_PER_BUDGET = 30.0
+TASK_RETRIES = 1
+
+
+def task_timeout(opts: PlanOptions) -> float:
+    """Wall-clock seconds one attempt of one unit may take on a worker before it is stopped."""
+    return max(TASK_TIMEOUT_MIN_S, TASK_TIMEOUT_PER_BUDGET * float(opts.time_limit_per_unit))
+
+
+def model_budget(opts: PlanOptions) -> dict:
+    """The per-unit model budget, as the summary states it."""
+    from optimize import partition as P
+    fn = getattr(P, "model_budget", None)
+    if callable(fn):
+        out = dict(fn(opts))
+    else:
+        out = {"time_limit_per_unit_s": float(opts.time_limit_per_unit),
+               "cpsat_deterministic_time": round(P.DTIME_PER_SECOND * float(opts.time_limit_per_unit), 3),
+               "deterministic": True}
+    out.update(task_timeout_s=task_timeout(opts), task_retries=TASK_RETRIES,
+               executor="in-process (no timeout)" if opts.jobs <= 1 and not opts.scheduler else
+               ("dask" if opts.scheduler else f"{opts.jobs} local processes"))
+    return out
 
 
 def options_from(options: PlanOptions | None, kwargs: dict) -> PlanOptions:
@@ -111,8 +159,23 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     return plan_dataset(ds, opts, progress=progress, runtime={"load": load_s}, barriers=lines)
 
 
-def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None = None, barriers=None):
-    """One task per unit, biggest first (better load balance), streamed lazily."""
+def county_crs(ds: Dataset) -> dict:
+    """The metric CRS of each county (key: county code as a string)."""
+    if not len(ds.units):
+        return {}
+    wgs = ds.units.geometry.to_crs(4326).values
+    return local_crs_by_group(wgs, ds.units["county_code"].fillna("").astype(str).to_numpy())
+
+
+def unit_crs(ds: Dataset) -> list:
+    """The metric CRS each unit is partitioned and measured in (its county's)."""
+    by_county = county_crs(ds)
+    return [by_county.get(c, ds.crs) for c in ds.units["county_code"].fillna("").astype(str)]
+
+
+def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None = None, barriers=None,
+               crs_of: list | None = None):
+    """One task per unit, biggest first (better load balance), streamed lazily, in the unit's metric CRS."""
     line_tree = shapely.STRtree(barriers) if barriers is not None and len(barriers) else None
     old_by_unit = baseline.groupby("village_code") if baseline is not None else None
     old_codes = set(baseline["village_code"]) if baseline is not None else set()
@@ -124,19 +187,24 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
     totals = {u: int(w_all[idx].sum()) for u, idx in groups.items()}
     order = sorted(range(len(ds.units)), key=lambda u: (-totals.get(u, 0), u))
     units = ds.units
+    crs_of = crs_of or [ds.crs] * len(units)
+    projectors: dict = {}
     for u in order:
         idx = groups.get(u, np.array([], dtype=np.int64))
         row = units.iloc[u]
         code = str(row["unit_code"])
+        rp = projectors.get(id(crs_of[u])) or projectors.setdefault(id(crs_of[u]), Reprojector(ds.crs, crs_of[u]))
         old = old_by_unit.get_group(code) if code in old_codes else None
+        if old is not None and not rp.identity:
+            old = old.to_crs(rp.dst)
         crossing = None
         if line_tree is not None:
             hit = line_tree.query(row.geometry, predicate="intersects")
-            crossing = barriers[np.sort(hit)] if len(hit) else None
-        yield UnitTask(unit_idx=u, unit_code=code, geometry=row.geometry,
-                       xy=xy_all[idx], households=w_all[idx],
+            crossing = rp.geom(barriers[np.sort(hit)]) if len(hit) else None
+        yield UnitTask(unit_idx=u, unit_code=code, geometry=rp.geom(row.geometry),
+                       xy=rp.xy(xy_all[idx]), households=w_all[idx],
                        target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old,
-                       barriers=crossing)
+                       barriers=crossing, crs=None if rp.identity else rp.dst)
 
 
 def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
@@ -172,11 +240,14 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
         _report(progress, "partition", len(results) / max(n_units, 1))
 
     _report(progress, "partition", 0.0)
-    run_tasks(solve_unit, unit_tasks(ds, opts, baseline, barriers), jobs=opts.jobs, scheduler=opts.scheduler,
-              on_result=collect)
+    crs_of = unit_crs(ds)
+    run_tasks(solve_unit, unit_tasks(ds, opts, baseline, barriers, crs_of), jobs=opts.jobs,
+              scheduler=opts.scheduler, on_result=collect, timeout=task_timeout(opts), retries=TASK_RETRIES,
+              on_failure=failed_unit)
     runtime["partition"] = time.perf_counter() - t
 
-    grids_m, hh_grid = assemble_grids(ds, results, opts, seqs)
+    targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
+    grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
     hh["grid_code"] = hh_grid
     baseline_summary = None
     if baseline is not None:
@@ -186,11 +257,6 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
         baseline_summary.update(path=str(opts.baseline), kept_units=sum(1 for p in results.values() if p.status == "baseline"),
                                 resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
                                 replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
-    for u in sorted(results):
-        for note in results[u].notes:
-            problems.append(Problem(source="partition", row=f"unit {units.iloc[u]['unit_code']}",
-                                    kind="partition_note", message=note))
-
     # --- staffing --------------------------------------------------------------------------
     from optimize import staffing
     t = time.perf_counter()
@@ -238,7 +304,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     hh_out = households_layer(ds, hh)
     grids_out = grids_m[["grid_code", "village_code", "township_code", "county_code", "households", "population",
                          "workers", "area_km2", "polsby_popper", "deviation", "weight", "workload", "geometry"]]
-    summary = build_summary(ds, opts, grids_m, hh, sres, problems, runtime, results)
+    summary = build_summary(ds, opts, grids_m, hh, sres, problems, runtime, results, targets, model_budget(opts),
+                            geom_stats)
     if baseline_summary is not None:
         summary["baseline"] = baseline_summary
     runtime["assemble"] = time.perf_counter() - t
@@ -251,142 +318,4 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
                 network_minutes=sres.node_minutes)
 
 
-def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOptions,
-                   seqs: dict[int, list[int]] | None = None):
-    """Grid rows (metric CRS) with codes and metrics, and each household's grid code."""
-    units, hh = ds.units, ds.households
-    hh_grid = np.full(len(hh), None, dtype=object)
-    inside = np.flatnonzero(hh["unit_idx"].to_numpy() >= 0)
-    groups = pd.Series(inside).groupby(hh["unit_idx"].to_numpy()[inside]).indices
-    pop = hh["population"].to_numpy(float)
-    weight = hh["weight"].to_numpy(float)
-    counts = hh["households"].to_numpy(np.int64)
-    rows = []
-    for u in range(len(units)):
-        part = results[u]
-        unit = units.iloc[u]
-        code = str(unit["unit_code"])
-        idx = inside[groups[u]] if u in groups else np.array([], dtype=np.int64)
-        unit_seqs = (seqs or {}).get(u) or list(range(1, part.k + 1))
-        codes = np.array([f"{code}{s:03d}" for s in unit_seqs], dtype=object)
-        if len(idx):
-            hh_grid[idx] = codes[part.labels]
-        g_h = np.bincount(part.labels, weights=counts[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        g_p = np.bincount(part.labels, weights=pop[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        g_w = np.bincount(part.labels, weights=weight[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        mean = g_h.mean() if part.k else 0.0
-        for i in range(part.k):
-            rows.append({"grid_code": codes[i], "village_code": code, "township_code": unit["township_code"],
-                         "county_code": unit["county_code"], "households": int(round(g_h[i])),
-                         "population": int(round(g_p[i])), "weight": float(g_w[i]),
-                         "deviation": float((g_h[i] - mean) / mean) if mean > 0 else 0.0,
-                         "unit_idx": u, "status": part.status, "geometry": part.polygons[i]})
-    grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=ds.crs) if rows else gpd.GeoDataFrame(
-        {"grid_code": [], "village_code": [], "township_code": [], "county_code": [], "households": [],
-         "population": [], "weight": [], "deviation": [], "unit_idx": [], "status": []},
-        geometry=gpd.GeoSeries([], crs=ds.crs), crs=ds.crs)
-    grids["area_km2"] = grids.geometry.area / 1e6
-    grids["polsby_popper"] = polsby_popper(grids.geometry.values) if len(grids) else np.array([])
-    return grids, hh_grid
-
-
-def units_layer(ds: Dataset, grids_m: gpd.GeoDataFrame, unit_coverage, hh) -> gpd.GeoDataFrame:
-    units = ds.units
-    inside = hh[hh["unit_idx"] >= 0]
-    hh_per_unit = inside.groupby("unit_idx")["households"].sum().reindex(range(len(units)), fill_value=0)
-    g = grids_m.groupby("unit_idx")
-    out = gpd.GeoDataFrame({
-        ds.code_field: units["unit_code"].to_numpy(),
-        "village_name": units["village_name"].to_numpy(),
-        "township_code": units["township_code"].to_numpy(),
-        "county_code": units["county_code"].to_numpy(),
-        "kind": units["kind"].to_numpy(),
-        "households": hh_per_unit.to_numpy().astype(int),
-        "grids": g.size().reindex(range(len(units)), fill_value=0).to_numpy().astype(int),
-        "workers": g["workers"].sum().reindex(range(len(units)), fill_value=0).to_numpy().astype(int),
-        "coverage": np.asarray(unit_coverage, dtype=float),
-    }, geometry=units.geometry.values, crs=ds.crs)
-    if ds.code_field != "village_code":
-        out.insert(1, "village_code", units["unit_code"].to_numpy())
-    return out
-
-
-def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
-    id_col = ds.id_field or "id"
-    codes = ds.units["unit_code"].to_numpy()
-    uidx = hh["unit_idx"].to_numpy()
-    village = np.where(uidx >= 0, codes[np.clip(uidx, 0, None)] if len(codes) else None, None)
-    minutes = np.asarray(hh["minutes"], dtype=float)
-    return gpd.GeoDataFrame({
-        id_col: hh["hh_id"].to_numpy(),
-        "grid_code": hh["grid_code"].to_numpy(),
-        "station_id": hh["station_id"].to_numpy(),
-        "minutes": round_minutes(minutes),   # as lookup reports them (geo.travel)
-        "village_code": village,
-        "households": hh["households"].to_numpy(),
-    }, geometry=gpd.points_from_xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()), crs=4326)
-
-
-def build_summary(ds: Dataset, opts: PlanOptions, grids, hh, sres, problems, runtime, results) -> dict:
-    units = ds.units
-    dev = np.abs(grids["deviation"].to_numpy(float)) if len(grids) else np.zeros(0)
-    # granular tolerance: a grid is also balanced within half its unit's largest indivisible point
-    inside = hh[hh["unit_idx"] >= 0]
-    biggest = inside.groupby("unit_idx")["households"].max()
-    g_units = grids["unit_idx"].to_numpy() if len(grids) else np.zeros(0, dtype=int)
-    mean_u = grids.groupby("unit_idx")["households"].transform("mean").to_numpy(float) if len(grids) else np.zeros(0)
-    big = pd.Series(g_units).map(biggest).fillna(0).to_numpy(float)
-    slack = np.maximum(opts.tolerance * mean_u, 0.5 * big)
-    gran = np.abs(grids["households"].to_numpy(float) - mean_u) <= slack + 1e-9 if len(grids) else np.zeros(0, bool)
-
-    gap = overlap = 0.0
-    contiguous = 0
-    for u, sub in grids.groupby("unit_idx"):
-        geoms = sub.geometry.values
-        un = shapely.union_all(geoms)
-        ug = units.geometry.iloc[u]
-        gap += ug.difference(un).area
-        overlap += float(shapely.area(geoms).sum()) - un.area
-        contiguous += int((shapely.get_type_id(geoms) == 3).sum())
-
-    total_hh = int(hh["households"].sum())
-    unassigned = int(hh.loc[hh["unit_idx"] < 0, "households"].sum())
-    statuses = pd.Series([results[u].status for u in sorted(results)]).value_counts().to_dict()
-    part_s = runtime.get("partition", 0.0)
-    cov = dict(sres.summary)
-    cov.setdefault("minutes", opts.minutes)
-    cov.setdefault("mode", opts.mode)
-    cov.setdefault("speed_kmh", opts.effective_speed_kmh)
-    return {
-        "households": total_hh,
-        "units": int(len(units)),
-        "grids": int(len(grids)),
-        "workers": int(grids["workers"].sum()) if len(grids) else 0,
-        "stations": int(len(sres.stations)),
-        "coverage": cov,
-        "balance": {
-            "max_abs_dev": round(float(dev.max()), 4) if len(dev) else 0.0,
-            "p95_abs_dev": round(float(np.quantile(dev, 0.95)), 4) if len(dev) else 0.0,
-            "within_tolerance_share": round(float((dev <= opts.tolerance + 1e-9).mean()), 4) if len(dev) else 1.0,
-            "within_granular_tolerance_share": round(float(gran.mean()), 4) if len(gran) else 1.0,
-            "tolerance": opts.tolerance,
-        },
-        "compactness": {
-            "polsby_popper_mean": round(float(grids["polsby_popper"].mean()), 4) if len(grids) else None,
-            "polsby_popper_p10": round(float(grids["polsby_popper"].quantile(0.10)), 4) if len(grids) else None,
-        },
-        "contiguous_share": round(contiguous / len(grids), 4) if len(grids) else 1.0,
-        "gap_area_m2": round(max(gap, 0.0), 2),
-        "overlap_area_m2": round(max(overlap, 0.0), 2),
-        "unassigned_households": unassigned,
-        "partition": {"statuses": {str(k): int(v) for k, v in statuses.items()},
-                      "households_per_second": round(total_hh / part_s, 1) if part_s > 0 else None,
-                      "jobs": opts.jobs, "scheduler": opts.scheduler},
-        "options": {k: v for k, v in opts.as_dict().items() if k not in ("scheduler",)},
-        "crs": ds.crs.to_string(),
-        "problems": [p.as_dict() for p in problems],
-        "runtime_s": {},
-    }
-
-
-__all__ = ["plan", "plan_dataset", "choose_k", "STAGES", "UnitTask", "solve_unit"]
+__all__ = ["plan", "plan_dataset", "choose_k", "STAGES", "UnitTask", "solve_unit", "failed_unit", "task_timeout"]

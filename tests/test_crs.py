@@ -112,3 +112,29 @@ def test_hainan_west_tip_scale_error_is_the_worst_case_and_under_0_1_percent():
         geodesic = GEOD.inv(lon, 19.0, lon + 0.01, 19.0)[2]
         errs.append(abs(np.hypot(x[1] - x[0], y[1] - y[0]) / geodesic - 1.0))
     assert errs[2] < 1e-4 < errs[0] < 1e-3 and errs[1] < errs[0]
+
+
+def test_one_crs_per_county_each_on_its_own_meridian():
+    """A province 21° wide: each county gets the GK zone of its own centre, not the province's."""
+    import shapely
+    from geo.crs import local_crs_by_group
+    geoms = [shapely.box(100.1, 25.0, 100.3, 25.2), shapely.box(100.2, 25.1, 100.4, 25.3),
+             shapely.box(121.1, 30.0, 121.3, 30.2), shapely.box(-74.1, 40.6, -73.9, 40.8)]
+    got = local_crs_by_group(geoms, ["A", "A", "B", "C"])
+    assert {k: v.to_epsg() for k, v in got.items()} == {"A": gk3_cm_epsg(100.25), "B": gk3_cm_epsg(121.2),
+                                                        "C": 32618}
+    assert central_meridian(got["A"]) == 99.0 and central_meridian(got["B"]) == 120.0
+    assert local_crs_by_group([], []) == {}
+
+
+def test_reprojector_round_trips_and_is_identity_for_the_same_crs():
+    import shapely
+    from geo.crs import Reprojector
+    a, b = CRS.from_epsg(4545), CRS.from_epsg(4546)
+    poly = shapely.Polygon([(400000, 2100000), (402000, 2100000), (402000, 2102000)])
+    there = Reprojector(a, b).geom(poly)
+    back = Reprojector(b, a).geom(there)
+    assert not there.equals(poly) and back.equals_exact(poly, 1e-6)
+    same = Reprojector(a, CRS.from_epsg(4545))
+    assert same.identity and same.geom(poly) is poly
+    assert Reprojector(a, b).xy(np.zeros((0, 2))).shape == (0, 2)
