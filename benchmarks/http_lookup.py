@@ -38,7 +38,11 @@ end
 """
 
 
-def make_data_dir(d: Path, n_grids: int):
+def make_data_dir(d: Path, n_grids: int, households: int = 0):
+    """A data dir holding one succeeded job: a synthetic ``n_grids`` plan (grids, stations and, when
+    ``households`` > 0, a households layer of that many random points). Returns (reader key, extent)."""
+    import geopandas as gpd
+
     from api.auth import create_key
     from api.settings import Settings
     from api.store import Store
@@ -46,12 +50,22 @@ def make_data_dir(d: Path, n_grids: int):
     from geo.output import write_plan_dir
 
     grids, stations, ext = synthetic_plan(n_grids)
+    layers = {"grids": grids, "stations": stations}
+    if households:
+        rng = np.random.default_rng(3)
+        xy = rng.uniform(ext[:2], ext[2:], (households, 2))
+        layers["households"] = gpd.GeoDataFrame(
+            {"id": [f"H{i:07d}" for i in range(households)],
+             "grid_code": grids["grid_code"].to_numpy()[rng.integers(0, len(grids), households)],
+             "station_id": stations["station_id"].to_numpy()[rng.integers(0, len(stations), households)],
+             "minutes": rng.uniform(0, 40, households).round(2)},
+            geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=4326)
     s = Settings(data_dir=str(d))
     st = Store(s)
     jid = st.new_id()
     st.create_job(jid, {}, {})
     summary = {"grids": len(grids), "coverage": {"minutes": 20, "mode": "walk", "speed_kmh": 4.0, "share": 0.9}}
-    write_plan_dir(st.out_dir(jid), {"grids": grids, "stations": stations}, summary, report=False)
+    write_plan_dir(st.out_dir(jid), layers, summary, report=False)
     st.claim_next("bench")
     st.finish(jid, "succeeded", summary=summary)
     return create_key("reader", str(d)), ext

@@ -73,7 +73,7 @@ def git_info(root: Path = ROOT) -> dict:
     """Revision, branch and dirty flag of the checkout the benchmark ran from."""
     def git(*args: str) -> str | None:
         try:
-            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20, check=False)
         except (OSError, subprocess.SubprocessError):
             return None
         return r.stdout.strip() if r.returncode == 0 else None
@@ -183,16 +183,17 @@ def record(script: str, figures: dict, run: Run | None = None, notes: str | list
     """
     run = run or _IMPORTED
     now = time.time()
-    stamp = _dt.datetime.fromtimestamp(now, _dt.timezone.utc)
+    stamp = _dt.datetime.fromtimestamp(now, _dt.UTC)
     doc = {
         "script": script,
         "date": stamp.isoformat(timespec="seconds"),
-        "started": _dt.datetime.fromtimestamp(run.started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": _dt.datetime.fromtimestamp(run.started, _dt.UTC).isoformat(timespec="seconds"),
         "duration_s": round(now - run.started, 2),
         "git": git_info(),
         "machine": machine_info(),
         "load": {"before": run.load_before, "after": _loadavg(), "cores": os.cpu_count(),
-                 "meaning": "1/5/15-minute load averages; above the core count the machine was oversubscribed"},
+                 "meaning": ("1/5/15-minute load averages; above the core count the machine was "
+                             "oversubscribed")},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
                    "executable": sys.executable},
         "libraries": library_versions(),
@@ -217,18 +218,23 @@ def record(script: str, figures: dict, run: Run | None = None, notes: str | list
     return path
 
 
-def summary_text(doc: dict, path: Path | None = None) -> str:
-    """The results document as a few header lines and a flat ``figure | value`` table."""
+def summary_text(doc: dict, path: Path | None = None, max_rows: int = 120) -> str:
+    """The results document as a few header lines and a flat ``figure | value`` table (at most
+    ``max_rows`` rows; the file has everything)."""
     g, m, ld = doc["git"], doc["machine"], doc["load"]
     rev = (g.get("revision") or "?")[:12] + (" (dirty)" if g.get("dirty") else "")
     lines = [f"## {doc['script']} — {doc['date']} — git {rev}",
              f"machine: {m.get('cpu_model')}, {m.get('logical_cores')} cores, {m.get('memory_gb')} GB; "
              f"load before {ld['before']} after {ld['after']}; Python {doc['python']['version']}",
              f"command: {doc['command']}", "", "| figure | value |", "|---|---|"]
-    for k, v in _flat(doc["figures"]):
+    rows = list(_flat(doc["figures"]))
+    for k, v in rows[:max_rows]:
         if isinstance(v, float):
             v = f"{v:.6g}"
-        lines.append(f"| {k} | {v} |")
+        text = str(v)
+        lines.append(f"| {k} | {text if len(text) <= 160 else text[:157] + '...'} |")
+    if len(rows) > max_rows:
+        lines.append(f"| ... | {len(rows) - max_rows} more figures in the file |")
     for n in doc["notes"]:
         lines.append(f"note: {n}")
     lines.append(f"results: {path}" if path else "results: not written (GRIDPLAN_BENCH_RESULTS=-)")
