@@ -7,6 +7,8 @@ Builds a synthetic 20,000-grid plan as a succeeded job in a temporary data dir, 
     baseline in the same run: GET /health (the framework's floor on this machine);
   * one POST /v1/lookup with 100,000 points — seconds end to end (request + JSON both ways).
 Targets: >= 1,500 req/s with p99 < 20 ms; the 100,000-point batch < 1 s.
+Same load tool, connections and duration for /health and /v1/lookup, in the same run.
+Results: benchmarks/results/http_lookup-*.json (``benchmarks/record.py``).
 
     python benchmarks/http_lookup.py [--grids 20000] [--seconds 10]
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.record import record  # noqa: E402
 
 LUA = """
 math.randomseed(%(seed)d)
@@ -143,12 +146,15 @@ def main():
         tool = "wrk" if shutil.which("wrk") else "httpx-asyncio"
         print(f"# {a.grids} grids, one server process (uvicorn), {a.conns} connections, {a.seconds} s each, load by {tool}")
         print(f"{'endpoint':40s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        figures = {"grids": a.grids, "connections": a.conns, "seconds": a.seconds, "tool": tool, "endpoints": []}
         for name, path in (("GET /health (framework floor)", "/health"), ("GET /v1/lookup (random points)", "/v1/lookup")):
             if tool == "wrk":
                 r = wrk_run(port, key, ext, a.seconds, a.conns, tmp / "lookup.lua", path)
             else:
                 r = asyncio.run(httpx_run(port, key, ext, a.seconds, a.conns, path))
             print(f"{name:40s} {r[0]:9,.0f} {r[1]:8.2f} {r[2]:8.2f} {r[3]:8d}")
+            figures["endpoints"].append({"endpoint": name, "req_per_s": round(r[0], 1), "p50_ms": round(r[1], 3),
+                                         "p99_ms": round(r[2], 3), "non_2xx": r[3]})
         rng = np.random.default_rng(2)
         pts = np.column_stack([rng.uniform(ext[0], ext[2], a.batch), rng.uniform(ext[1], ext[3], a.batch)]).tolist()
         import json
@@ -167,6 +173,9 @@ def main():
         print(f"POST /v1/lookup {a.batch:,} points: best {min(times):.3f} s, median {sorted(times)[1]:.3f} s "
               f"(request sent, answered, {len(r.content) / 1e6:.1f} MB received); the client's orjson parse "
               f"adds {min(parse):.3f} s")
+        figures["post_batch"] = {"points": a.batch, "best_s": round(min(times), 3),
+                                 "median_s": round(sorted(times)[1], 3), "answer_mb": round(len(r.content) / 1e6, 1),
+                                 "client_parse_best_s": round(min(parse), 3)}
     finally:
         if proc is not None:
             proc.terminate()
@@ -175,6 +184,8 @@ def main():
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+    record("http_lookup", figures, notes="targets: >= 1,500 req/s with p99 < 20 ms; 100,000-point POST < 1 s; "
+                                         "the load generator shares the machine's cores with the server")
 
 
 if __name__ == "__main__":
