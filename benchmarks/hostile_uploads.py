@@ -174,8 +174,9 @@ def streamed_upload(port: int, key: str | None, body_bytes: int, chunked: bool, 
                     piece: int = 64 * 1024) -> dict:
     """POST /v1/jobs from a raw socket, streaming ``body_bytes`` of multipart body until the server answers.
 
-    Returns status, seconds from the first byte sent to the first byte of the answer, body bytes sent by
-    then, and whether the whole body went out."""
+    Returns status, seconds from the first byte sent to the first byte of the answer (or to the server
+    refusing more bytes), body bytes sent by then (framing included when chunked), and how the
+    connection ended."""
     head = multipart_head("boundaries", "boundaries.geojson", "application/geo+json")
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     filler = (b'{"type":"FeatureCollection","features":[' + b" " * (piece - 40))[:piece]
@@ -203,51 +204,45 @@ def streamed_upload(port: int, key: str | None, body_bytes: int, chunked: bool, 
 
     s = socket.create_connection((HOST, port), timeout=10)
     s.setblocking(False)
-    sent_body, whole, answer_at, reply = 0, False, None, b""
+    sent_body, answer_at, reply, ended = 0, None, b"", None
     t0 = time.perf_counter()
     try:
         _send_all(s, request_head, t0 + deadline_s)
         it = pieces()
-        buf = memoryview(b"")
+        buf, sending = memoryview(b""), True
         while time.perf_counter() - t0 < deadline_s:
-            if not len(buf):
+            if sending and not len(buf):
                 nxt = next(it, None)
                 if nxt is None:
-                    whole = True
+                    sending = False
+                else:
+                    buf = memoryview(nxt)
+            r, w, _ = select.select([s], [s] if sending else [], [], 0.5)
+            if r:                                   # the answer (or the end of the connection)
+                if answer_at is None:
+                    answer_at = time.perf_counter()
+                try:
+                    chunk = s.recv(65536)
+                except (ConnectionResetError, BlockingIOError):
+                    ended = "reset by the server"
                     break
-                buf = memoryview(nxt)
-            r, w, _ = select.select([s], [s], [], 1.0)
-            if r:
-                answer_at = time.perf_counter()
-                break
-            if w:
+                if not chunk:
+                    ended = "closed by the server"
+                    break
+                reply += chunk
+                if _complete(reply):
+                    break
+                continue
+            if w and sending:
                 try:
                     n = s.send(buf)
                 except (BrokenPipeError, ConnectionResetError):
-                    break
+                    sending, ended = False, "the server stopped reading (send failed)"
+                    if answer_at is None:
+                        answer_at = time.perf_counter()
+                    continue
                 sent_body += n
                 buf = buf[n:]
-        # wait (bounded) for the answer, then read it
-        end = t0 + deadline_s
-        while time.perf_counter() < end:
-            r, _, _ = select.select([s], [], [], 0.5)
-            if not r:
-                if answer_at is None:
-                    continue
-                if b"\r\n\r\n" in reply:
-                    break
-                continue
-            if answer_at is None:
-                answer_at = time.perf_counter()
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, BlockingIOError):
-                break
-            if not chunk:
-                break
-            reply += chunk
-            if b"\r\n\r\n" in reply and len(reply) > 16 * 1024:
-                break
     finally:
         s.close()
     status = None
@@ -259,7 +254,22 @@ def streamed_upload(port: int, key: str | None, body_bytes: int, chunked: bool, 
     body = reply.split(b"\r\n\r\n", 1)[1][:300].decode("utf-8", "replace") if b"\r\n\r\n" in reply else ""
     return {"status": status, "answer_s": None if answer_at is None else round(answer_at - t0, 3),
             "body_bytes_sent_before_answer": sent_body, "body_bytes": len(head) + n_fill + len(tail),
-            "whole_body_sent": whole, "answer_excerpt": body[:200]}
+            "connection_end": ended, "answer_excerpt": body[:200]}
+
+
+def _complete(reply: bytes) -> bool:
+    """Whether ``reply`` holds a whole HTTP response (headers and Content-Length bytes of body)."""
+    if b"\r\n\r\n" not in reply:
+        return False
+    head, body = reply.split(b"\r\n\r\n", 1)
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            try:
+                return len(body) >= int(v.strip())
+            except ValueError:
+                return True
+    return len(body) > 0
 
 
 def _send_all(s: socket.socket, data: bytes, deadline: float) -> None:
