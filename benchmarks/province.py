@@ -351,7 +351,7 @@ def parse_args(argv):
     ap.add_argument("--roster", action="store_true", help="also assign the roster")
     ap.add_argument("--lookup", action="store_true", help="measure the lookup index on the first run's plan")
     ap.add_argument("--profile", action="store_true", help="cProfile each plan (profile.txt; --via python only)")
-    ap.add_argument("--checker", type=Path, default=DEFAULT_CHECKER, help="check_plan.py ('' to skip)")
+    ap.add_argument("--checker", default=str(DEFAULT_CHECKER), help="check_plan.py ('' to skip)")
     return ap.parse_args(argv)
 
 
@@ -408,9 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         res, peak = run_cli(cfg, log) if args.via == "cli" else run_child("plan", cfg, log)
         res["peak_rss_gb"] = round(peak, 2)
         res["result_dir"] = str(rd)
-        if str(args.checker):
+        if args.checker:
             print("  checking with check_plan.py ...", flush=True)
-            res["check"] = run_checker(args.checker, rd / "plan", data, args.out / "checker_inputs", options,
+            res["check"] = run_checker(Path(args.checker), rd / "plan", data, args.out / "checker_inputs", options,
                                        args.target_households, log)
         res["targets_met"] = targets_met(res)
         rows.append(res)
