@@ -69,7 +69,11 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "api.server", "--host", HOST, "--port", str(self.port),
                                       "--data-dir", str(data_dir)], cwd=str(ROOT), env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_healthy(self.port, self.proc, timeout=timeout)
+        try:
+            wait_healthy(self.port, self.proc, timeout=timeout)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
         self.url = f"http://{HOST}:{self.port}"
 
     def rss(self) -> int:
@@ -483,7 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         figures["setup_s"] = round(time.perf_counter() - t, 1)
         boundaries = tiny_boundaries()
         bomb = zip_bomb(a.bomb_mb) if parts & {"b", "c"} else None
-        server = Server(data, tmp / "server.log")
+        try:
+            server = Server(data, tmp / "server.log")
+            figures["job_runner"] = "none (GRIDPLAN_JOB_WORKERS=0: accepted uploads stay queued, then cancelled)"
+        except RuntimeError:           # a server that refuses 0 job workers: a stand-in runner that plans nothing
+            server = Server(data, tmp / "server.log", {"GRIDPLAN_JOB_WORKERS": "1",
+                                                       "GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner"})
+            figures["job_runner"] = "tests.api_helpers:fake_runner (the server refused GRIDPLAN_JOB_WORKERS=0)"
         import httpx
         t0 = time.perf_counter()   # the first lookup waits for the index to load
         while httpx.get(f"{server.url}/v1/lookup", params={"lon": (ext[0] + ext[2]) / 2, "lat": (ext[1] + ext[3]) / 2},
