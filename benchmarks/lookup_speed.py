@@ -43,6 +43,25 @@ def synthetic_plan(n: int, seed: int = 0):
     return grids, stations, ext
 
 
+def cold(grids, stations, sub, q, pts):
+    """Index build + first query, both sides: (index, build s, GridIndex build + query s, sjoin s on a
+    fresh copy of the grids whose spatial index is not built yet)."""
+    import geopandas as gpd
+
+    from geo.index import GridIndex
+
+    t0 = time.perf_counter()
+    idx = GridIndex(grids, stations, minutes=20, mode="walk")
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx.grid_of(q[:, 0], q[:, 1])
+    cold_gi = build + time.perf_counter() - t0
+    fresh = gpd.GeoDataFrame(sub.copy(), geometry="geometry", crs=4326)
+    t0 = time.perf_counter()
+    gpd.sjoin(pts, fresh, how="left", predicate="within")
+    return idx, build, cold_gi, time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grids", type=int, default=20000)
@@ -55,7 +74,6 @@ def main():
 
     from benchmarks.record import record
     from benchmarks.timing import measure
-    from geo.index import GridIndex
 
     grids, stations, ext = synthetic_plan(a.grids)
     rng = np.random.default_rng(1)
@@ -64,17 +82,7 @@ def main():
     sub = grids[["grid_code", "geometry"]]
     pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(q[:, 0], q[:, 1]), crs=4326)
 
-    # cold: index build + first query, both sides
-    t0 = time.perf_counter()
-    idx = GridIndex(grids, stations, minutes=20, mode="walk")
-    build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    idx.grid_of(q[:, 0], q[:, 1])
-    cold_gi = build + time.perf_counter() - t0
-    fresh = gpd.GeoDataFrame(sub.copy(), geometry="geometry", crs=4326)   # no sindex built yet
-    t0 = time.perf_counter()
-    gpd.sjoin(pts, fresh, how="left", predicate="within")
-    cold_sj = time.perf_counter() - t0
+    idx, build, cold_gi, cold_sj = cold(grids, stations, sub, q, pts)
 
     tree = shapely.STRtree(grids.geometry.values)
     qp = shapely.points(q)

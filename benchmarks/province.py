@@ -49,8 +49,9 @@ if str(ROOT) not in sys.path:
 
 DEFAULT_DATA = ROOT / "benchmarks" / "out" / "province"
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "province_bench"
-DEFAULT_CHECKER = Path("/work/shared/tools/check_plan.py")
 TARGETS = {"end_to_end_s": 600.0, "peak_rss_gb": 6.0, "uncertified_miss_share": 0.005}
+
+from benchmarks.plan_check import DEFAULT_CHECKER, run_checker  # noqa: E402
 
 
 # --------------------------------------------------------------------------- input
@@ -274,49 +275,6 @@ def run_cli(cfg: dict, log: Path) -> tuple[dict, float]:
             "grid_households_total": int(g["households"].sum())}, peak
 
 
-def checker_households(data: Path, cache: Path) -> Path:
-    """The households as CSV (the checker reads CSV or what GDAL reads; this GDAL has no Parquet driver)."""
-    import pandas as pd
-
-    csv = cache / f"households_{data.name}.csv"
-    src = data / "households.parquet"
-    if not csv.exists() or csv.stat().st_mtime < src.stat().st_mtime:
-        cache.mkdir(parents=True, exist_ok=True)
-        pd.read_parquet(src).to_csv(csv, index=False)
-    return csv
-
-
-def run_checker(checker: Path, plan_dir: Path, data: Path, cache: Path, options: dict, target: float,
-                log: Path) -> dict:
-    """check_plan.py --certify --target-households T on a written plan; its JSON (last line) + seconds."""
-    cmd = [sys.executable, str(checker), str(plan_dir), "--boundaries", str(data / "boundaries.gpkg"),
-           "--households", str(checker_households(data, cache)), "--certify", "--target-households", str(target),
-           "--tolerance", str(options.get("tolerance", 0.10)),
-           "--max-uncertified-share", str(TARGETS["uncertified_miss_share"])]
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    secs = time.perf_counter() - t
-    with open(log, "a", encoding="utf-8") as lf:
-        lf.write(f"\n$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
-    last = (r.stdout.strip().splitlines() or [""])[-1]
-    try:
-        res = json.loads(last)
-    except ValueError:
-        return {"error": f"checker exit {r.returncode}, no JSON; see {log}", "seconds": round(secs, 1)}
-    f = res.get("facts", {})
-    return {"ok": res.get("ok"), "fails": res.get("fails"), "seconds": round(secs, 1),
-            "grids": f.get("grids"), "within_tolerance_share": f.get("within_tolerance_share"),
-            "within_granular_tolerance_share": f.get("within_granular_tolerance_share"),
-            "uncertified_miss_grids": f.get("uncertified_miss_grids"),
-            "uncertified_miss_share": f.get("uncertified_miss_share"),
-            "units_missing_tolerance": f.get("units_missing_tolerance"),
-            "certify_undecided_units": f.get("certify_undecided_units"),
-            "units_wrong_grid_count": f.get("units_wrong_grid_count"),
-            "balance_max_abs_dev": f.get("balance_max_abs_dev"), "polsby_popper_mean": f.get("polsby_popper_mean"),
-            "polsby_popper_p10": f.get("polsby_popper_p10"), "coverage_recomputed": f.get("coverage_recomputed"),
-            "facts": f}
-
-
 def same_grids(a: Path, b: Path) -> tuple[bool, str]:
     import pandas as pd
     x = pd.read_parquet(a).sort_values("grid_code").reset_index(drop=True)
@@ -411,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.checker:
             print("  checking with check_plan.py ...", flush=True)
             res["check"] = run_checker(Path(args.checker), rd / "plan", data, args.out / "checker_inputs", options,
-                                       args.target_households, log)
+                                       args.target_households, log, TARGETS["uncertified_miss_share"])
         res["targets_met"] = targets_met(res)
         rows.append(res)
         print(f"  {c}: {res['wall_s']} s end to end, peak RSS {peak:.2f} GB, {res['runtime_s']}", flush=True)
