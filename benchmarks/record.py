@@ -8,7 +8,8 @@ Every script in ``benchmarks/`` ends with::
 which writes ``benchmarks/results/<script>-<YYYYMMDD-HHMMSS>.json`` (UTC) holding
 
 * ``date`` (UTC, ISO 8601) and ``duration_s`` (since this module was imported, or since ``begin()``),
-* ``git``: revision, branch, ``dirty`` (tracked files changed) and the changed files,
+* ``git``: revision, branch, ``dirty`` (tracked files changed) and the changed files, taken at the
+  start, and ``changed_during_run`` (a commit or an edit while it ran makes the figures suspect),
 * ``machine``: platform, CPU model, logical/physical cores, memory,
 * ``load``: the 1/5/15-minute load average before (at import / ``begin()``) and after, with the
   core count, so that a figure measured on a busy machine says so,
@@ -54,13 +55,10 @@ def _loadavg() -> list[float] | None:
 
 @dataclass
 class Run:
-    """The start of a measured run: wall clock and load average at that moment."""
+    """The start of a measured run: wall clock, load average and git state at that moment."""
     started: float = field(default_factory=time.time)
     load_before: list[float] | None = field(default_factory=_loadavg)
-
-
-#: taken when a script imports this module (its first lines): the default "before"
-_IMPORTED = Run()
+    git: dict = field(default_factory=lambda: git_info())
 
 
 def begin() -> Run:
@@ -82,6 +80,10 @@ def git_info(root: Path = ROOT) -> dict:
     files = [line[3:] for line in (changed or "").splitlines() if line.strip()]
     return {"revision": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
             "dirty": bool(files) if changed is not None else None, "changed_files": files[:50]}
+
+
+def _git_key(g: dict) -> tuple:
+    return g.get("revision"), tuple(g.get("changed_files") or ())
 
 
 def cpu_model() -> str:
@@ -156,6 +158,10 @@ def _flat(d, prefix=""):
             yield key, v
 
 
+#: taken when a script imports this module (its first lines): the default "before"
+_IMPORTED = Run()
+
+
 # --------------------------------------------------------------------------- the one call
 def record(script: str, figures: dict, run: Run | None = None, notes: str | list[str] | None = None,
            out_dir: str | Path | None = None, quiet: bool = False) -> Path | None:
@@ -189,7 +195,7 @@ def record(script: str, figures: dict, run: Run | None = None, notes: str | list
         "date": stamp.isoformat(timespec="seconds"),
         "started": _dt.datetime.fromtimestamp(run.started, _dt.UTC).isoformat(timespec="seconds"),
         "duration_s": round(now - run.started, 2),
-        "git": git_info(),
+        "git": {**run.git, "changed_during_run": _git_key(run.git) != _git_key(git_info())},
         "machine": machine_info(),
         "load": {"before": run.load_before, "after": _loadavg(), "cores": os.cpu_count(),
                  "meaning": ("1/5/15-minute load averages; above the core count the machine was "

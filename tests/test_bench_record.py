@@ -27,6 +27,7 @@ def test_record_writes_provenance_and_figures(tmp_path, capsys):
     if head:
         assert d["git"]["revision"] == head
         assert isinstance(d["git"]["dirty"], bool)
+        assert d["git"]["changed_during_run"] is False
     for key in ("platform", "cpu_model", "logical_cores", "memory_gb"):
         assert key in d["machine"]
     assert len(d["load"]["before"]) == 3 and len(d["load"]["after"]) == 3
