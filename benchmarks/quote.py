@@ -95,7 +95,8 @@ def body(script: str, f: dict) -> str:
 def quote(path: Path) -> str:
     d = json.loads(path.read_text(encoding="utf-8"))
     g, m, ld = d["git"], d["machine"], d["load"]
-    rev = (g.get("revision") or "?")[:10] + (" **(dirty)**" if g.get("dirty") else "")
+    rev = (g.get("revision") or "?")[:10] + (" **(dirty)**" if g.get("dirty") else "") + \
+        (" **(changed during the run)**" if g.get("changed_during_run") else "")
     head = (f"`{d['command'].split(' ', 1)[-1]}` — results/{path.name}: {d['date']}, git {rev}, "
             f"{m.get('cpu_model')} ({m.get('logical_cores')} cores, {m.get('memory_gb')} GB), "
             f"load {ld['before']} → {ld['after']}, Python {d['python']['version']}")
