@@ -1,4 +1,5 @@
-"""The independent plan checker (``check_plan.py --certify``) run on a written plan, its facts kept.
+"""Checking a benchmark's plan: the independent checker (``check_plan.py --certify``) on the written
+plan, its facts kept; two runs' grids compared; a run held against its targets.
 
 The checker is the project's outside referee (``/work/shared/tools/check_plan.py``): it re-derives
 balance, uncertified misses, grid counts and compactness from the files alone. It reads CSV or what
@@ -76,3 +77,23 @@ def run_checker(checker: Path, plan_dir: Path, data: Path, cache: Path, options:
             "balance_max_abs_dev": f.get("balance_max_abs_dev"), "polsby_popper_mean": f.get("polsby_popper_mean"),
             "polsby_popper_p10": f.get("polsby_popper_p10"), "coverage_recomputed": f.get("coverage_recomputed"),
             "facts": f}
+
+
+def same_grids(a: Path, b: Path) -> tuple[bool, str]:
+    """Whether two runs' grids (parquet of grid_code, households) are identical, and how many differ."""
+    import pandas as pd
+    x = pd.read_parquet(a).sort_values("grid_code").reset_index(drop=True)
+    y = pd.read_parquet(b).sort_values("grid_code").reset_index(drop=True)
+    if len(x) != len(y):
+        return False, f"{len(x)} vs {len(y)} grids"
+    diff = (x["grid_code"] != y["grid_code"]) | (x["households"] != y["households"])
+    return (not diff.any()), f"{int(diff.sum())} of {len(x)} grids differ"
+
+
+def targets_met(r: dict, targets: dict) -> dict:
+    """One run against ``targets`` (end_to_end_s, peak_rss_gb, uncertified_miss_share; None: not measured)."""
+    chk = r.get("check") or {}
+    u = chk.get("uncertified_miss_share")
+    return {"end_to_end_s": r["wall_s"] <= targets["end_to_end_s"],
+            "peak_rss_gb": r["peak_rss_gb"] <= targets["peak_rss_gb"],
+            "uncertified_miss_share": None if u is None else u <= targets["uncertified_miss_share"]}

@@ -24,12 +24,9 @@ misses (grids outside the tolerance in units whose points could be split within 
 wrong grid count, Polsby-Popper mean. Targets (issue "Every figure true"): end to end including
 outputs and report <= 10 min, peak RSS <= 6 GB, uncertified misses <= 0.5% of grids.
 
-Figures: wall time per stage (``summary["runtime_s"]``), households/s end to end, peak RSS, the
-speed-up of each local configuration over jobs=1, whether the Dask run's grids are identical to
-the first local run's, the checker's facts. ``--lookup``: ``GridIndex.from_plan_dir`` on the first
-run's output in another fresh child — load seconds, RSS delta, lookups/s on 1M points (half
-jittered household points, half uniform over the bounding box). Results:
-benchmarks/results/province-*.json (``benchmarks/record.py``) and a table on stdout.
+Also: stage seconds, households/s, speed-up over jobs=1, Dask grids identical to local ones;
+``--lookup``: ``GridIndex.from_plan_dir`` load and lookups/s on the first run's plan (fresh child).
+Results: benchmarks/results/province-*.json (``benchmarks/record.py``).
 """
 from __future__ import annotations
 
@@ -51,7 +48,7 @@ DEFAULT_DATA = ROOT / "benchmarks" / "out" / "province"
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "province_bench"
 TARGETS = {"end_to_end_s": 600.0, "peak_rss_gb": 6.0, "uncertified_miss_share": 0.005}
 
-from benchmarks.plan_check import DEFAULT_CHECKER, run_checker  # noqa: E402
+from benchmarks.plan_check import DEFAULT_CHECKER, run_checker, same_grids, targets_met  # noqa: E402
 
 
 # --------------------------------------------------------------------------- input
@@ -190,10 +187,20 @@ def child_lookup(cfg: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- parent
-def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[int, float, float]:
+class RunFailed(Exception):
+    """A measured process failed or ran past its timeout; the figures so far travel with it."""
+
+    def __init__(self, message: str, wall_s: float, peak_gb: float):
+        super().__init__(message)
+        self.wall_s, self.peak_gb = wall_s, peak_gb
+
+
+def run_measured(cmd: list[str], log: Path, env: dict | None = None,
+                 timeout_s: float | None = None) -> tuple[int, float, float]:
     """Run ``cmd``, sampling the RSS of its whole process tree every 0.2 s.
 
-    Returns (exit code, wall seconds from spawn to exit, peak RSS in GB)."""
+    Past ``timeout_s`` the process and its descendants (all started here) are killed and
+    :class:`RunFailed` is raised. Returns (exit code, wall seconds from spawn to exit, peak RSS in GB)."""
     import psutil
 
     with open(log, "a", encoding="utf-8") as lf:
@@ -214,21 +221,39 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[in
             except psutil.Error:
                 pass
             peak = max(peak, total)
+            if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+                _kill_tree(ps)
+                proc.wait()
+                raise RunFailed(f"killed after the {timeout_s:g} s timeout", time.perf_counter() - t0, peak / 2**30)
             time.sleep(0.2)
         wall = time.perf_counter() - t0
     return proc.returncode, wall, peak / 2**30
 
 
-def run_child(kind: str, cfg: dict, log: Path) -> tuple[dict, float]:
+def _kill_tree(ps) -> None:
+    """Kill a process we started and its descendants, each by pid."""
+    import psutil
+    try:
+        kids = ps.children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for q in [ps, *kids]:
+        try:
+            q.kill()
+        except psutil.Error:
+            pass
+
+
+def run_child(kind: str, cfg: dict, log: Path, timeout_s: float | None = None) -> tuple[dict, float]:
     """Run ``kind`` (plan / lookup) in a fresh interpreter; returns its figures (with ``process_wall_s``,
     spawn to exit) and peak RSS (GB)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cfg, f)
     out = Path(f.name).with_suffix(".out.json")
     rc, wall, peak = run_measured([sys.executable, str(Path(__file__).resolve()), "--child", kind, f.name, str(out)],
-                               log)
+                                  log, timeout_s=timeout_s)
     if rc != 0:
-        raise SystemExit(f"{kind} {cfg.get('config', '')} failed (exit {rc}); see {log}")
+        raise RunFailed(f"{kind} {cfg.get('config', '')} failed (exit {rc}); see {log}", wall, peak)
     res = json.loads(out.read_text(encoding="utf-8"))
     res["process_wall_s"] = round(wall, 2)
     os.unlink(f.name)
@@ -250,7 +275,7 @@ def cli_command(data: Path, out_dir: Path, jobs: str, options: dict, facilities:
     return cmd
 
 
-def run_cli(cfg: dict, log: Path) -> tuple[dict, float]:
+def run_cli(cfg: dict, log: Path, timeout_s: float | None = None) -> tuple[dict, float]:
     """The CLI as the measured process; figures from the summary.json it wrote."""
     import pandas as pd
     import pyogrio
@@ -261,9 +286,9 @@ def run_cli(cfg: dict, log: Path) -> tuple[dict, float]:
     out_dir = rd / "plan"
     cmd = cli_command(Path(cfg["data"]), out_dir, cfg["config"], cfg["options"], cfg["facilities"], cfg["roster"])
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    rc, wall, peak = run_measured(cmd, log, env)
+    rc, wall, peak = run_measured(cmd, log, env, timeout_s)
     if rc != 0:
-        raise SystemExit(f"gridplan plan --jobs {cfg['config']} failed (exit {rc}); see {log}")
+        raise RunFailed(f"gridplan plan --jobs {cfg['config']} failed (exit {rc}); see {log}", wall, peak)
     s = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     g = pyogrio.read_dataframe(out_dir / "plan.gpkg", layer="grids", columns=["grid_code", "village_code",
                                                                               "households"], read_geometry=False)
@@ -273,25 +298,6 @@ def run_cli(cfg: dict, log: Path) -> tuple[dict, float]:
             "grids": s.get("grids"), "stations": s.get("stations"), "coverage": s.get("coverage"),
             "balance": s.get("balance"), "problems": len(s.get("problems", [])),
             "grid_households_total": int(g["households"].sum())}, peak
-
-
-def same_grids(a: Path, b: Path) -> tuple[bool, str]:
-    import pandas as pd
-    x = pd.read_parquet(a).sort_values("grid_code").reset_index(drop=True)
-    y = pd.read_parquet(b).sort_values("grid_code").reset_index(drop=True)
-    if len(x) != len(y):
-        return False, f"{len(x)} vs {len(y)} grids"
-    diff = (x["grid_code"] != y["grid_code"]) | (x["households"] != y["households"])
-    return (not diff.any()), f"{int(diff.sum())} of {len(x)} grids differ"
-
-
-def targets_met(r: dict) -> dict:
-    """Each run against the issue's targets (None: not measured)."""
-    chk = r.get("check") or {}
-    u = chk.get("uncertified_miss_share")
-    return {"end_to_end_le_600s": r["wall_s"] <= TARGETS["end_to_end_s"],
-            "peak_rss_le_6gb": r["peak_rss_gb"] <= TARGETS["peak_rss_gb"],
-            "uncertified_misses_le_0.5pct": None if u is None else u <= TARGETS["uncertified_miss_share"]}
 
 
 def parse_args(argv):
@@ -310,6 +316,8 @@ def parse_args(argv):
     ap.add_argument("--lookup", action="store_true", help="measure the lookup index on the first run's plan")
     ap.add_argument("--profile", action="store_true", help="cProfile each plan (profile.txt; --via python only)")
     ap.add_argument("--checker", default=str(DEFAULT_CHECKER), help="check_plan.py ('' to skip)")
+    ap.add_argument("--timeout", type=float, default=1800.0,
+                    help="kill a configuration's process tree after this many seconds (recorded as failed)")
     return ap.parse_args(argv)
 
 
@@ -329,6 +337,43 @@ def print_table(rows: list[dict]) -> None:
                  chk.get("uncertified_miss_share", ""), chk.get("polsby_popper_mean", ""),
                  r.get("speedup_vs_1", ""), r.get("identical_to_local", "")]
         print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+def run_config(args, c: str, data: Path, options: dict, log: Path) -> dict:
+    """One configuration measured (fresh process), then checked; raises RunFailed."""
+    rd = args.out / f"run_{args.via}_{c}"
+    if (rd / "plan").exists():
+        shutil.rmtree(rd / "plan")      # a stale plan must not be checked as this run's
+    rd.mkdir(parents=True, exist_ok=True)
+    cfg = {"config": c, "data": str(data), "options": options, "result_dir": str(rd),
+           "facilities": not args.no_facilities, "roster": args.roster, "profile": args.profile}
+    res, peak = run_cli(cfg, log, args.timeout) if args.via == "cli" else run_child("plan", cfg, log, args.timeout)
+    res["peak_rss_gb"] = round(peak, 2)
+    res["result_dir"] = str(rd)
+    if args.checker:
+        print("  checking with check_plan.py ...", flush=True)
+        res["check"] = run_checker(Path(args.checker), rd / "plan", data, args.out / "checker_inputs", options,
+                                   args.target_households, log, TARGETS["uncertified_miss_share"])
+    res["targets_met"] = targets_met(res, TARGETS)
+    print(f"  {c}: {res['wall_s']} s end to end, peak RSS {peak:.2f} GB, {res['runtime_s']}", flush=True)
+    return res
+
+
+def compare(rows: list[dict]) -> None:
+    """Households/s, speed-up over jobs=1, and the Dask run's identity with the first local run, in place."""
+    base = next((r for r in rows if r["config"] == "1"), None)
+    first_local = next((r for r in rows if r["config"] != "dask"), None)
+    for r in rows:
+        r["households_per_s"] = round(r["households"] / r["wall_s"]) if r["wall_s"] else None
+        if base is not None and r is not base:
+            r["speedup_vs_1"] = round(base["wall_s"] / r["wall_s"], 2)
+            bp, rp = (base["runtime_s"] or {}).get("partition"), (r["runtime_s"] or {}).get("partition")
+            if bp and rp:
+                r["partition_speedup_vs_1"] = round(bp / rp, 2)
+        if r["config"] == "dask" and first_local is not None:
+            ok, msg = same_grids(Path(first_local["result_dir"]) / "grids.parquet",
+                                 Path(r["result_dir"]) / "grids.parquet")
+            r["identical_to_local"], r["identical_detail"] = ok, msg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,53 +399,32 @@ def main(argv: list[str] | None = None) -> int:
     scope = "province" if not codes else "counties " + ",".join(codes)
     print(f"{scope}: {data}  (log: {log})", flush=True)
 
-    rows = []
+    rows, failed = [], []
     for c in [c.strip() for c in args.configs.split(",") if c.strip()]:
-        rd = args.out / f"run_{args.via}_{c}"
-        if (rd / "plan").exists():
-            shutil.rmtree(rd / "plan")      # a stale plan must not be checked as this run's
-        rd.mkdir(parents=True, exist_ok=True)
-        cfg = {"config": c, "data": str(data), "options": options, "result_dir": str(rd),
-               "facilities": not args.no_facilities, "roster": args.roster, "profile": args.profile}
         print(f"running {args.via} {c} ...", flush=True)
-        res, peak = run_cli(cfg, log) if args.via == "cli" else run_child("plan", cfg, log)
-        res["peak_rss_gb"] = round(peak, 2)
-        res["result_dir"] = str(rd)
-        if args.checker:
-            print("  checking with check_plan.py ...", flush=True)
-            res["check"] = run_checker(Path(args.checker), rd / "plan", data, args.out / "checker_inputs", options,
-                                       args.target_households, log, TARGETS["uncertified_miss_share"])
-        res["targets_met"] = targets_met(res)
-        rows.append(res)
-        print(f"  {c}: {res['wall_s']} s end to end, peak RSS {peak:.2f} GB, {res['runtime_s']}", flush=True)
-
-    base = next((r for r in rows if r["config"] == "1"), None)
-    first_local = next((r for r in rows if r["config"] != "dask"), None)
-    for r in rows:
-        r["households_per_s"] = round(r["households"] / r["wall_s"]) if r["wall_s"] else None
-        if base is not None and r is not base:
-            r["speedup_vs_1"] = round(base["wall_s"] / r["wall_s"], 2)
-            bp, rp = (base["runtime_s"] or {}).get("partition"), (r["runtime_s"] or {}).get("partition")
-            if bp and rp:
-                r["partition_speedup_vs_1"] = round(bp / rp, 2)
-        if r["config"] == "dask" and first_local is not None:
-            ok, msg = same_grids(Path(first_local["result_dir"]) / "grids.parquet",
-                                 Path(r["result_dir"]) / "grids.parquet")
-            r["identical_to_local"] = ok
-            r["identical_detail"] = msg
+        try:
+            rows.append(run_config(args, c, data, options, log))
+        except RunFailed as e:
+            failed.append({"config": c, "via": args.via, "error": str(e), "wall_s": round(e.wall_s, 1),
+                           "peak_rss_gb": round(e.peak_gb, 2)})
+            print(f"  {c}: FAILED — {e}", flush=True)
+    compare(rows)
 
     lookup = None
     if args.lookup and rows:
         print("lookup index ...", flush=True)
-        lookup, peak = run_child("lookup", {"plan_dir": str(Path(rows[0]["result_dir"]) / "plan"),
-                                            "data": str(data)}, log)
-        lookup["peak_rss_gb"] = round(peak, 2)
+        try:
+            lookup, peak = run_child("lookup", {"plan_dir": str(Path(rows[0]["result_dir"]) / "plan"),
+                                                "data": str(data)}, log, args.timeout)
+            lookup["peak_rss_gb"] = round(peak, 2)
+        except RunFailed as e:
+            lookup = {"error": str(e)}
     print_table(rows)
     if lookup:
         print(f"\nlookup: {lookup}")
     record("province", {"scope": scope, "counties": codes or None, "data": str(data), "via": args.via,
                         "input_totals": manifest.get("totals") if not codes else None, "options": options,
-                        "targets": TARGETS, "runs": rows, "lookup": lookup},
+                        "targets": TARGETS, "runs": rows, "failed_runs": failed, "lookup": lookup},
            notes=["wall_s is end to end: --via python from the plan() call to plan.gpkg, summary.json and "
                   "report.html written (process_wall_s adds interpreter start and imports); --via cli from "
                   "spawning `python -m api.cli plan` to its exit",
