@@ -74,7 +74,7 @@ def git_info(root: Path = ROOT) -> dict:
             r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20, check=False)
         except (OSError, subprocess.SubprocessError):
             return None
-        return r.stdout.strip() if r.returncode == 0 else None
+        return r.stdout.rstrip() if r.returncode == 0 else None   # porcelain lines start with a space
 
     changed = git("status", "--porcelain", "--untracked-files=no")
     files = [line[3:] for line in (changed or "").splitlines() if line.strip()]

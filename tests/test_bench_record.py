@@ -58,3 +58,19 @@ def test_measure_times_every_run_alike():
     assert t.as_dict()["repeat"] == 3 and t.as_dict()["warmup"] == 2
     with pytest.raises(ZeroDivisionError):
         measure(lambda: 1 / 0, repeat=1, warmup=0)
+
+
+def test_git_info_names_the_changed_files(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("-c", "user.name=b", "-c", "user.email=b@example.org", "commit", "-qm", "one")
+    clean = rec.git_info(tmp_path)
+    assert clean["dirty"] is False and clean["changed_files"] == [] and len(clean["revision"]) == 40
+    (tmp_path / "a.txt").write_text("2")
+    (tmp_path / "untracked.txt").write_text("x")      # untracked files do not make a run dirty
+    dirty = rec.git_info(tmp_path)
+    assert dirty["dirty"] is True and dirty["changed_files"] == ["a.txt"]
+    assert dirty["revision"] == clean["revision"]
