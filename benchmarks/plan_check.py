@@ -51,6 +51,8 @@ def run_checker(checker: Path, plan_dir: Path, data: Path, cache: Path, options:
     max_uncertified_share : float
         Passed as ``--max-uncertified-share`` (the target shows in ``fails`` when missed).
     """
+    if not checker.is_file():
+        return {"error": f"no checker at {checker} (pass --checker PATH to check_plan.py)"}
     cmd = [sys.executable, str(checker), str(plan_dir), "--boundaries", str(data / "boundaries.gpkg"),
            "--households", str(checker_households(data, cache)), "--certify", "--target-households", str(target),
            "--tolerance", str(options.get("tolerance", 0.10)),

@@ -104,6 +104,9 @@ def quote(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     files = [Path(a) for a in argv if a.endswith(".json")]
     words = [a for a in argv if not a.endswith(".json")]
     files = files or newest(words)
