@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-run every benchmark, in order, writing benchmarks/results/*.json (see benchmarks/README.md).
 #
-#   benchmarks/run_all.sh                    # all of them (about 40 min on 2 idle cores)
+#   benchmarks/run_all.sh                    # all of them, in order
 #   benchmarks/run_all.sh province hostile   # only those whose name contains one of the words
 #
 # PROVINCE=DIR names the generated province (default /work/bench/province, else benchmarks/out/province);
