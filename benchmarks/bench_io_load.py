@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import geopandas as gpd  # noqa: E402
 import shapely  # noqa: E402
 
+from benchmarks.record import record  # noqa: E402
 from geo.coords import from_wgs84  # noqa: E402
 from geo.io import load_dataset  # noqa: E402
 
@@ -156,6 +157,10 @@ def main() -> None:
     print(f"{'geo.io.load_dataset':<36}{load:>10.2f}{load / base:>12.2f}")
     for p in ds.problems:
         print(" ", str(p)[:160])
+    record("bench_io_load", {"rows": a.rows, "coords": a.coords, "units": len(ds.units), "kept": len(ds.households),
+                             "problems": len(ds.problems), "pandas_read_csv_s": round(base, 3),
+                             "naive_s": round(naive, 3), "load_dataset_s": round(load, 3),
+                             "x_read_csv": round(load / base, 2)}, notes="each step timed once, cold, same file")
 
 
 if __name__ == "__main__":

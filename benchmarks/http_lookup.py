@@ -7,6 +7,8 @@ Builds a synthetic 20,000-grid plan as a succeeded job in a temporary data dir, 
     baseline in the same run: GET /health (the framework's floor on this machine);
   * one POST /v1/lookup with 100,000 points — seconds end to end (request + JSON both ways).
 Targets: >= 1,500 req/s with p99 < 20 ms; the 100,000-point batch < 1 s.
+Same load tool, connections and duration for /health and /v1/lookup, in the same run.
+Results: benchmarks/results/http_lookup-*.json (``benchmarks/record.py``).
 
     python benchmarks/http_lookup.py [--grids 20000] [--seconds 10]
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.record import record  # noqa: E402
 
 LUA = """
 math.randomseed(%(seed)d)
@@ -38,7 +41,11 @@ end
 """
 
 
-def make_data_dir(d: Path, n_grids: int):
+def make_data_dir(d: Path, n_grids: int, households: int = 0):
+    """A data dir holding one succeeded job: a synthetic ``n_grids`` plan (grids, stations and, when
+    ``households`` > 0, a households layer of that many random points). Returns (reader key, extent)."""
+    import geopandas as gpd
+
     from api.auth import create_key
     from api.settings import Settings
     from api.store import Store
@@ -46,12 +53,22 @@ def make_data_dir(d: Path, n_grids: int):
     from geo.output import write_plan_dir
 
     grids, stations, ext = synthetic_plan(n_grids)
+    layers = {"grids": grids, "stations": stations}
+    if households:
+        rng = np.random.default_rng(3)
+        xy = rng.uniform(ext[:2], ext[2:], (households, 2))
+        layers["households"] = gpd.GeoDataFrame(
+            {"id": [f"H{i:07d}" for i in range(households)],
+             "grid_code": grids["grid_code"].to_numpy()[rng.integers(0, len(grids), households)],
+             "station_id": stations["station_id"].to_numpy()[rng.integers(0, len(stations), households)],
+             "minutes": rng.uniform(0, 40, households).round(2)},
+            geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=4326)
     s = Settings(data_dir=str(d))
     st = Store(s)
     jid = st.new_id()
     st.create_job(jid, {}, {})
     summary = {"grids": len(grids), "coverage": {"minutes": 20, "mode": "walk", "speed_kmh": 4.0, "share": 0.9}}
-    write_plan_dir(st.out_dir(jid), {"grids": grids, "stations": stations}, summary, report=False)
+    write_plan_dir(st.out_dir(jid), layers, summary, report=False)
     st.claim_next("bench")
     st.finish(jid, "succeeded", summary=summary)
     return create_key("reader", str(d)), ext
@@ -129,12 +146,15 @@ def main():
         tool = "wrk" if shutil.which("wrk") else "httpx-asyncio"
         print(f"# {a.grids} grids, one server process (uvicorn), {a.conns} connections, {a.seconds} s each, load by {tool}")
         print(f"{'endpoint':40s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+        figures = {"grids": a.grids, "connections": a.conns, "seconds": a.seconds, "tool": tool, "endpoints": []}
         for name, path in (("GET /health (framework floor)", "/health"), ("GET /v1/lookup (random points)", "/v1/lookup")):
             if tool == "wrk":
                 r = wrk_run(port, key, ext, a.seconds, a.conns, tmp / "lookup.lua", path)
             else:
                 r = asyncio.run(httpx_run(port, key, ext, a.seconds, a.conns, path))
             print(f"{name:40s} {r[0]:9,.0f} {r[1]:8.2f} {r[2]:8.2f} {r[3]:8d}")
+            figures["endpoints"].append({"endpoint": name, "req_per_s": round(r[0], 1), "p50_ms": round(r[1], 3),
+                                         "p99_ms": round(r[2], 3), "non_2xx": r[3]})
         rng = np.random.default_rng(2)
         pts = np.column_stack([rng.uniform(ext[0], ext[2], a.batch), rng.uniform(ext[1], ext[3], a.batch)]).tolist()
         import json
@@ -153,6 +173,9 @@ def main():
         print(f"POST /v1/lookup {a.batch:,} points: best {min(times):.3f} s, median {sorted(times)[1]:.3f} s "
               f"(request sent, answered, {len(r.content) / 1e6:.1f} MB received); the client's orjson parse "
               f"adds {min(parse):.3f} s")
+        figures["post_batch"] = {"points": a.batch, "best_s": round(min(times), 3),
+                                 "median_s": round(sorted(times)[1], 3), "answer_mb": round(len(r.content) / 1e6, 1),
+                                 "client_parse_best_s": round(min(parse), 3)}
     finally:
         if proc is not None:
             proc.terminate()
@@ -161,6 +184,8 @@ def main():
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+    record("http_lookup", figures, notes="targets: >= 1,500 req/s with p99 < 20 ms; 100,000-point POST < 1 s; "
+                                         "the load generator shares the machine's cores with the server")
 
 
 if __name__ == "__main__":

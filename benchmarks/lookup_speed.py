@@ -1,12 +1,20 @@
 """In-process point -> grid lookup speed on a synthetic 20,000-grid plan.
 
-Compares, in the same run, geo.index.GridIndex (raster pre-filter + exact prepared tests) with two
-baselines: geopandas.sjoin (points within grids) and a per-point shapely STRtree loop. Target:
->= 1,000,000 point lookups per second (grid + station answer) on 2 cores. Straight-line stations
-(ellipsoid chords, geo.travel.StationFinder) and, with ``--road-nodes N``, a road-network plan's
-answer: a synthetic table of N road nodes (geo.travel.NodeMinutes) joined by the same chord.
+Compares, in the same run, geo.index.GridIndex (raster pre-filter + exact prepared tests) with
+baselines: geopandas.sjoin (points within grids), a bulk shapely STRtree query and a per-point
+STRtree loop. Target: >= 1,000,000 point lookups per second (grid + station answer) on 2 cores.
 
-    python benchmarks/lookup_speed.py [--grids 20000] [--points 1000000] [--road-nodes 500000]
+Fair timing: every method is timed the same way in the same run (``benchmarks/timing.measure``):
+one untimed warm-up, then best and median of ``--repeat`` runs, on the same points (the per-point
+Python loop on a ``--loop-points`` subsample). Warm means each method's spatial index exists
+(GridIndex built, ``grids.sindex`` built by the warm-up sjoin, STRtree built); the cold figures
+time index build + one query for GridIndex and for sjoin on a fresh copy of the grids.
+Ratios are to sjoin, warm vs warm and cold vs cold. Results: benchmarks/results/lookup_speed-*.json.
+
+With ``--road-nodes N`` (default 500,000; 0 skips it), a road-network plan's answer too: a synthetic
+table of N road nodes (geo.travel.NodeMinutes) joined by the same ellipsoid chord as the plan.
+
+    python benchmarks/lookup_speed.py [--grids 20000] [--points 1000000] [--repeat 3] [--road-nodes 500000]
 """
 from __future__ import annotations
 
@@ -38,59 +46,50 @@ def synthetic_plan(n: int, seed: int = 0):
     return grids, stations, ext
 
 
-def best(fn, repeat=3):
-    out, t = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        t.append(time.perf_counter() - t0)
-    return min(t), out
+def cold(grids, stations, sub, q, pts):
+    """Index build + first query, both sides: (index, build s, GridIndex build + query s, sjoin s on a
+    fresh copy of the grids whose spatial index is not built yet)."""
+    import geopandas as gpd
+
+    from geo.index import GridIndex
+
+    t0 = time.perf_counter()
+    idx = GridIndex(grids, stations, minutes=20, mode="walk")
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx.grid_of(q[:, 0], q[:, 1])
+    cold_gi = build + time.perf_counter() - t0
+    fresh = gpd.GeoDataFrame(sub.copy(), geometry="geometry", crs=4326)
+    t0 = time.perf_counter()
+    gpd.sjoin(pts, fresh, how="left", predicate="within")
+    return idx, build, cold_gi, time.perf_counter() - t0
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--grids", type=int, default=20000)
     ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--baseline-points", type=int, default=100_000)
-    ap.add_argument("--road-nodes", type=int, default=500_000, help="0: skip the road-network rows")
+    ap.add_argument("--loop-points", type=int, default=20_000, help="points for the per-point Python loop")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per method (after one warm-up)")
+    ap.add_argument("--road-nodes", type=int, default=500_000, help="0: skip the road-network row")
     a = ap.parse_args()
     import geopandas as gpd
     import shapely
 
-    from geo.index import GridIndex
+    from benchmarks.record import record
+    from benchmarks.timing import measure
 
     grids, stations, ext = synthetic_plan(a.grids)
     rng = np.random.default_rng(1)
     q = rng.uniform(ext[:2], ext[2:], (a.points, 2))
-    t0 = time.perf_counter()
-    idx = GridIndex(grids, stations, minutes=20, mode="walk")
-    build = time.perf_counter() - t0
-    print(f"# {len(grids)} grids, {len(stations)} stations, {a.points:,} random points; index build {build:.2f} s")
-    print(f"# {idx!r}")
-    rows = []
-    t, g = best(lambda: idx.grid_of(q[:, 0], q[:, 1]))
-    rows.append(("GridIndex.grid_of (grid only)", a.points / t))
-    t, res = best(lambda: idx.lookup(q[:, 0], q[:, 1]))
-    rows.append(("GridIndex.lookup (grid + codes + nearest station)", a.points / t))
-    if a.road_nodes:
-        from geo import travel
-        nodes = rng.uniform(ext[:2], ext[2:], (a.road_nodes, 2))
-        table = travel.NodeMinutes(join=travel.NodeJoin(nodes), minutes=rng.uniform(0, 40, a.road_nodes),
-                                   site=rng.integers(0, len(stations), a.road_nodes),
-                                   speed_m_per_min=travel.metres_per_minute(4.0))
-        t0 = time.perf_counter()
-        ridx = GridIndex(grids, stations, minutes=20, mode="walk",
-                         road={"c": (table, list(stations.station_id))})
-        print(f"# road-network index: {a.road_nodes:,} road nodes, build {time.perf_counter() - t0:.2f} s")
-        t, _ = best(lambda: ridx.lookup(q[:, 0], q[:, 1]))
-        rows.append(("GridIndex.lookup, road plan (grid + road-table station)", a.points / t))
-    nb = a.baseline_points
-    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(q[:nb, 0], q[:nb, 1]), crs=4326)
-    t, sj = best(lambda: gpd.sjoin(pts, grids[["grid_code", "geometry"]], how="left", predicate="within"), 1)
-    rows.append(("baseline geopandas.sjoin (grid only)", nb / t))
+    n, nl, rep = a.points, min(a.loop_points, a.points), a.repeat
+    sub = grids[["grid_code", "geometry"]]
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(q[:, 0], q[:, 1]), crs=4326)
+
+    idx, build, cold_gi, cold_sj = cold(grids, stations, sub, q, pts)
+
     tree = shapely.STRtree(grids.geometry.values)
-    geoms = np.asarray(grids.geometry.values)
-    nl = min(nb, 20000)
+    qp = shapely.points(q)
 
     def loop():
         out = np.full(nl, -1)
@@ -98,24 +97,58 @@ def main():
             c = tree.query(shapely.Point(q[i]), predicate="intersects")
             out[i] = c.min() if len(c) else -1
         return out
-    t, lp = best(loop, 1)
-    rows.append(("baseline per-point STRtree loop (grid only)", nl / t))
-    t, bulk = best(lambda: tree.query(shapely.points(q[:nb]), predicate="intersects"), 1)
-    rows.append(("baseline bulk STRtree.query (grid only)", nb / t))
-    # correctness against the per-point loop
-    assert np.array_equal(g[:nl], lp), "GridIndex disagrees with the STRtree loop"
-    base = next(rate for name, rate in rows if name.startswith("baseline geopandas.sjoin"))
-    print(f"{'method':52s} {'points/s':>14s} {'x sjoin':>8s}")
-    for name, rate in rows:
-        print(f"{name:52s} {rate:14,.0f} {rate / base:8.1f}")
+
+    # warm: same warm-up (1) and same number of timed runs for everyone
+    m = {"GridIndex.grid_of (grid only)": (measure(lambda: idx.grid_of(q[:, 0], q[:, 1]), rep), n),
+         "GridIndex.lookup (grid + codes + nearest station)": (measure(lambda: idx.lookup(q[:, 0], q[:, 1]), rep), n),
+         "baseline geopandas.sjoin within (grid only)":
+             (measure(lambda: gpd.sjoin(pts, sub, how="left", predicate="within"), rep), n),
+         "baseline bulk STRtree.query intersects (grid only)":
+             (measure(lambda: tree.query(qp, predicate="intersects"), rep), n),
+         "baseline per-point STRtree loop (grid only)": (measure(loop, rep), nl)}
+    if a.road_nodes:
+        from geo import travel
+        from geo.index import GridIndex
+        nodes = rng.uniform(ext[:2], ext[2:], (a.road_nodes, 2))
+        table = travel.NodeMinutes(join=travel.NodeJoin(nodes), minutes=rng.uniform(0, 40, a.road_nodes),
+                                   site=rng.integers(0, len(stations), a.road_nodes),
+                                   speed_m_per_min=travel.metres_per_minute(4.0))
+        ridx = GridIndex(grids, stations, minutes=20, mode="walk", road={"c": (table, list(stations.station_id))})
+        m["GridIndex.lookup, road plan (grid + road-table station)"] = (
+            measure(lambda: ridx.lookup(q[:, 0], q[:, 1]), rep), n)
+    g = m["GridIndex.grid_of (grid only)"][0].result
+    # correctness: against the per-point loop, and against sjoin (points on shared edges may differ)
+    assert np.array_equal(g[:nl], m["baseline per-point STRtree loop (grid only)"][0].result), \
+        "GridIndex disagrees with the STRtree loop"
+    sj = m["baseline geopandas.sjoin within (grid only)"][0].result
+    sj = sj[~sj.index.duplicated(keep="first")]
+    sj_idx = sj["index_right"].to_numpy(dtype=float)
+    agree = float(np.mean(np.where(np.isnan(sj_idx), -1, sj_idx) == g))
+    base = n / m["baseline geopandas.sjoin within (grid only)"][0].best
+    rows = []
+    print(f"# {len(grids)} grids, {len(stations)} stations, {n:,} random points; index build {build:.2f} s; "
+          f"warm-up 1 + best of {rep} for every method")
+    print(f"{'method':52s} {'points/s (best)':>16s} {'points/s (median)':>18s} {'x sjoin':>8s}")
+    for name, (t, npts) in m.items():
+        rate, med = npts / t.best, npts / t.median
+        rows.append({"method": name, "points": npts, "points_per_s_best": round(rate),
+                     "points_per_s_median": round(med), "x_sjoin_warm": round(rate / base, 2), **t.as_dict()})
+        print(f"{name:52s} {rate:16,.0f} {med:18,.0f} {rate / base:8.2f}")
+    print(f"cold (index build + one query of {n:,} points): GridIndex {cold_gi:.2f} s, sjoin {cold_sj:.2f} s "
+          f"(x sjoin {cold_sj / cold_gi:.2f})")
     one = q[:20000]
-    t0 = time.perf_counter()
-    for x, y in one:
-        idx.lookup_one(x, y)
-    print(f"{'GridIndex.lookup_one (scalar, full answer)':52s} {len(one) / (time.perf_counter() - t0):14,.0f}")
-    t0 = time.perf_counter()
-    idx.lookup_dicts(q[:100000, 0], q[:100000, 1])
-    print(f"{'GridIndex.lookup_dicts 100,000 points (s)':52s} {time.perf_counter() - t0:14.3f}")
+    t1 = measure(lambda: [idx.lookup_one(x, y) for x, y in one], rep)
+    print(f"{'GridIndex.lookup_one (scalar, full answer)':52s} {len(one) / t1.best:16,.0f}")
+    nd = min(100_000, n)
+    t2 = measure(lambda: idx.lookup_dicts(q[:nd, 0], q[:nd, 1]), rep)
+    print(f"GridIndex.lookup_dicts {nd:,} points: best {t2.best:.3f} s")
+    record("lookup_speed", {
+        "grids": len(grids), "stations": len(stations), "points": n, "repeat": rep, "warmup": 1,
+        "index_build_s": round(build, 3), "warm": rows, "agreement_with_sjoin": round(agree, 6),
+        "cold": {"gridindex_build_plus_query_s": round(cold_gi, 3), "sjoin_fresh_s": round(cold_sj, 3),
+                 "x_sjoin_cold": round(cold_sj / cold_gi, 2)},
+        "lookup_one_per_s_best": round(len(one) / t1.best), "lookup_dicts": {"points": nd, **t2.as_dict()},
+    }, notes="target: >= 1,000,000 GridIndex.lookup points/s on 2 cores")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ import shapely.ops
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python benchmarks/make_province.py``
     sys.path.insert(0, str(ROOT))
+from benchmarks.record import record  # noqa: E402
 from data import make_sample as ms  # noqa: E402
 
 SEED = 46
@@ -414,7 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = args.out or args.out_pos or DEFAULT_OUT
     counties = [c.strip() for c in args.counties.split(",") if c.strip()] or None
-    generate(out, args.seed, counties, args.jobs, args.hh_scale, args.unit_scale, verbose=not args.quiet)
+    m = generate(out, args.seed, counties, args.jobs, args.hh_scale, args.unit_scale, verbose=not args.quiet)
+    record("make_province", {"out": str(out), "seed": m["seed"], "jobs": m["jobs"], "hh_scale": m["hh_scale"],
+                             "unit_scale": m["unit_scale"], "totals": m["totals"], "runtime_s": m["runtime_s"],
+                             "file_bytes": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}},
+           notes="generation of the benchmark input (deterministic in --seed; see tests/test_province_gen.py)",
+           quiet=args.quiet)
     return 0
 
 

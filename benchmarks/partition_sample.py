@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.record import record  # noqa: E402
 
 METRIC = "EPSG:4546"
 
@@ -109,6 +110,7 @@ def main():
     s["households"] = int(pts.households[pts.unit.notna()].sum())
     for k, v in s.items():
         print(f"{k:>18}: {v}")
+    record("partition_sample", {"folder": a.folder, "jobs": a.jobs, "tolerance": a.tolerance, "target": a.target, **s})
 
 
 if __name__ == "__main__":

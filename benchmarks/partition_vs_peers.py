@@ -1,6 +1,6 @@
 """The same units through gridplan and its peers, in one run; the table goes to benchmarks/README.md.
 
-    python benchmarks/partition_vs_peers.py [--houses 2208] [--k 10] [--spopt-cap 60] [--sample data/sample] [--write]
+    python benchmarks/partition_vs_peers.py [--houses 2208] [--k 10] [--spopt-cap 60] [--sample data/sample] [--repeat 3]
 
 Instance 1: one seeded single-house unit (a concave village of ``--houses`` houses, one house per
 point, clustered hamlets), k grids. Methods:
@@ -17,14 +17,19 @@ target 300 (its household points as given: 1-3 households each, a few up to 12),
 gridplan (±5%) vs GerryChain recursive_tree_part (±5%, on the unit's cell graph) vs weighted
 k-means + Voronoi; figures aggregated over all their grids (balanced = within ±5% of the unit
 mean, or within half the unit's largest point, as benchmarks/partition_sample.py counts).
+
+Timing, the same for everyone: on instance 1 gridplan, k-means and GerryChain are each timed best
+of ``--repeat`` runs (scores from the last run; GerryChain's random trees differ run to run);
+spopt runs once under its cap. The peers are handed the cell graph (one Voronoi cell per house)
+ready-made while gridplan builds its own inside ``partition_unit``: its build time is reported as
+``cells_s`` so the peers' time can be read with it. On instance 2 every method runs once per unit.
+Results: benchmarks/results/partition_vs_peers-*.json (README.md quotes them).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import multiprocessing as mpr
 import os
-import platform
 import sys
 import time
 
@@ -33,6 +38,8 @@ import shapely
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.record import record  # noqa: E402
+from benchmarks.timing import measure  # noqa: E402
 from geo.cells import build_cells  # noqa: E402
 from geo.grids import dissolve_cells, polsby_popper  # noqa: E402
 
@@ -68,12 +75,19 @@ def cell_frame(g):
     return gpd.GeoDataFrame({"households": g.households.astype(float)}, geometry=list(g.polygons), crs="EPSG:4546")
 
 
-def run_gridplan(unit, xy, k, target, tol):
+def run_gridplan(unit, xy, k, target, tol, repeat=1):
     from optimize.options import PlanOptions
     from optimize.partition import partition_unit
-    t = time.perf_counter()
-    r = partition_unit(unit, xy, np.ones(len(xy), int), target, PlanOptions(tolerance=tol))
-    return score(f"gridplan (±{tol:.0%})", r.polygons, r.households, r.k, time.perf_counter() - t, r.status)
+    t = measure(lambda: partition_unit(unit, xy, np.ones(len(xy), int), target, PlanOptions(tolerance=tol)),
+                repeat, warmup=0)
+    r = t.result
+    return score(f"gridplan (±{tol:.0%})", r.polygons, r.households, r.k, t.best, r.status)
+
+
+def best_of(fn, repeat):
+    """(result of the last run, best seconds) of ``fn() -> (polys, h, secs)`` run ``repeat`` times."""
+    runs = [fn() for _ in range(max(1, repeat))]
+    return runs[-1], min(r[2] for r in runs)
 
 
 def run_kmeans(unit, xy, g, mp, k, seed, raw=False):
@@ -251,13 +265,18 @@ def main():
     ap.add_argument("--spopt-cap", type=float, default=60.0)
     ap.add_argument("--sample", default="data/sample", help="sample county folder for instance 2 ('' to skip)")
     ap.add_argument("--target", type=float, default=300.0, help="households per grid on the sample")
-    ap.add_argument("--write", action="store_true", help="replace the section in benchmarks/README.md")
+    ap.add_argument("--repeat", type=int, default=3, help="instance 1: timed runs per method (best reported)")
     a = ap.parse_args()
     unit, xy = village(a.houses, a.seed)
     target = a.houses / a.k
+    t = time.perf_counter()
     mp, g = build_cells(unit, xy)          # one cell per house: the peers' input graph
-    rows = [run_gridplan(unit, xy, a.k, target, 0.05), run_gridplan(unit, xy, a.k, target, 0.10),
-            run_kmeans(unit, xy, g, mp, a.k, a.seed), run_gerrychain(g, a.k, a.seed),
+    cells_s = time.perf_counter() - t
+    (km_polys, km_h, _), km_s = best_of(lambda: run_kmeans(unit, xy, g, mp, a.k, a.seed, raw=True), a.repeat)
+    (gc_polys, gc_h, _), gc_s = best_of(lambda: run_gerrychain(g, a.k, a.seed, raw=True), a.repeat)
+    rows = [run_gridplan(unit, xy, a.k, target, 0.05, a.repeat), run_gridplan(unit, xy, a.k, target, 0.10, a.repeat),
+            score("weighted k-means + Voronoi", km_polys, km_h, a.k, km_s),
+            score("GerryChain recursive_tree_part (±5%)", gc_polys, gc_h, a.k, gc_s),
             run_spopt("rkm", g, a.k, target, a.spopt_cap), run_spopt("maxp", g, a.k, target, a.spopt_cap)]
     t = table(rows)
     print(t)
@@ -266,48 +285,22 @@ def main():
     g1 = goals(gp, gc, "within ±5%", gp["within5"], gc["within5"])
     print("\ninstance 1, gridplan ±5% vs GerryChain: " + g1)
     t2 = g2 = ""
+    srows, n_units, n_hh = [], 0, 0
     if a.sample:
         srows, n_units, n_hh = sample_rows(a.sample, a.target, a.seed)
         t2 = sample_table(srows)
         print(f"\n{t2}")
         g2 = goals(srows[0], srows[1], "balanced", srows[0]["ok5"], srows[1]["ok5"])
         print("\ninstance 2, gridplan ±5% vs GerryChain: " + g2)
-    if a.write:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
-        with open(path) as f:
-            text = f.read()
-        head = "## Partition vs peers"
-        body = (f"{head}\n\n`python benchmarks/partition_vs_peers.py --houses {a.houses} --k {a.k} --spopt-cap "
-                f"{a.spopt_cap:.0f} --sample {a.sample} --write` — {datetime.date.today()}, {platform.machine()} "
-                f"{os.cpu_count()} cores shared with other engineers' jobs (absolute seconds inflated; the ratios are "
-                f"from the same run), Python {platform.python_version()}.\n\n"
-                f"Goal (issue \"Balanced grids\"): balance as tight as GerryChain's (±5%) with mean Polsby-Popper "
-                f">= 1.3× GerryChain's, in comparable time.\n\n"
-                f"**Instance 1** — one seeded concave village of {a.houses} single houses (one cell per house), "
-                f"k = {a.k}; spopt runs in its own process under a {a.spopt_cap:.0f} s cap.\n\n{t}\n\n"
-                f"gridplan ±5% vs GerryChain: {g1}.\n")
-        if a.sample:
-            body += (f"\n**Instance 2** — the {n_units} rural units of `{a.sample}` that get k >= 2 grids at "
-                     f"{a.target:.0f} households per grid ({n_hh} households; points of 1-3 households, a few up "
-                     f"to 12), unit by unit, figures over all their grids (balanced = within ±5% of the unit "
-                     f"mean or half its largest point; seconds summed).\n\n{t2}\n\n"
-                     f"gridplan ±5% vs GerryChain: {g2}.\n")
-        body += ("\nReading: both tables compare the grids each method outputs — gridplan's are power cells "
-                 "clipped to the unit (straight edges), GerryChain's and k-means' are unions of one Voronoi cell "
-                 "per household point (staircase edges), so part of the PP gap is edge shape. \"Comparable "
-                 "time\" is read as within 2× of GerryChain's. Known limit where the goal does NOT hold: units "
-                 "with deep interleaved spikes (tests/test_partition.py, strict xfail): the power cells straddle "
-                 "two spikes and the CP-SAT fallback reaches max dev 0.63 where GerryChain reaches 0.047. "
-                 "GerryChain's random spanning trees differ run to run here despite `random.seed` (two runs on 2026-11-23: instance 1 PP mean 0.285 / 0.242, instance 2 0.393 / 0.389); gridplan's figures were identical in both runs.\n")
-        if head in text:
-            pre, rest = text.split(head, 1)
-            nxt = rest.find("\n## ")
-            text = pre + body + (rest[nxt:] if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + body
-        with open(path, "w") as f:
-            f.write(text)
-
+    record("partition_vs_peers", {
+        "instance1": {"houses": a.houses, "k": a.k, "seed": a.seed, "repeat": a.repeat, "spopt_cap_s": a.spopt_cap,
+                      "cells_s": round(cells_s, 3), "rows": rows, "goals_vs_gerrychain": g1},
+        "instance2": None if not a.sample else {"sample": a.sample, "target": a.target, "units": n_units,
+                                                "households": n_hh, "rows": srows, "goals_vs_gerrychain": g2},
+    }, notes=["goal (issue 'Balanced grids'): balance as tight as GerryChain's (±5%), mean Polsby-Popper >= 1.3x "
+              "GerryChain's, comparable time",
+              "gridplan's grids are power cells clipped to the unit (straight edges); the peers' are unions of "
+              "Voronoi cells (staircase edges): part of the PP gap is edge shape"])
 
 if __name__ == "__main__":
     main()

@@ -1,31 +1,39 @@
-"""Province scale: the whole plan (``optimize.plan``) on the generated Hainan province, measured.
+"""Province scale: the whole plan on the generated Hainan province, end to end, measured and checked.
 
-    python benchmarks/province.py                                  # all 18 counties, jobs=1 and jobs=2
-    python benchmarks/province.py --counties 469029 --configs 1,2,dask --lookup
-    python benchmarks/province.py --configs 2 --profile            # cProfile of the plan, top functions
+    python benchmarks/province.py --data /work/bench/province --configs 2            # Python API, jobs=2
+    python benchmarks/province.py --data /work/bench/province --via cli --configs 2  # `gridplan plan --jobs 2`
+    python benchmarks/province.py --data D --counties 469029 --configs 1,2,dask --lookup
+    python benchmarks/province.py --data D --configs 2 --profile                     # cProfile, top functions
 
-Input: ``benchmarks/make_province.py``'s output (``--data``, default benchmarks/out/province/;
-generated first if missing). ``--counties`` plans a subset (the same files cut to those counties,
-written next to the data). Each configuration runs in a fresh child process so that its figures
-are its own: ``1``/``2``/``N`` = ``plan(..., jobs=N)``, ``dask`` = the same pipeline with
-``scheduler=`` a ``dask.distributed.LocalCluster`` of 2 single-threaded worker processes started
-inside the child. The parent samples the resident memory of the child and all its descendants
-(worker processes, Dask workers) every 0.2 s with psutil: ``peak RSS`` is the largest sum seen.
+Input: ``benchmarks/make_province.py``'s output (``--data``; generated first if missing):
+boundaries.gpkg, households.parquet, facilities.csv, roster.csv. ``--counties`` plans a subset (the
+same files cut to those counties, written under ``--out``/subsets/). Each configuration runs in a
+fresh child process so that its figures are its own:
 
-Figures: wall time per stage (``plan.summary["runtime_s"]``), households/s end to end, peak
-RSS of the process tree, the speed-up of each local configuration over jobs=1, and whether the
-Dask run's grids (code and households of every grid) are identical to the first local run's.
-``--lookup``: ``plan.to_dir(...)`` then, in another fresh child, ``GridIndex.from_plan_dir`` —
-load seconds, RSS delta, and lookups/s on 1M points (half jittered household points, half
-uniform over the province's bounding box). Results: a table on stdout and JSON in
-``--out`` (default benchmarks/out/province_bench/).
+* ``--via python`` (default): ``plan(..., jobs=N)`` then ``Plan.to_dir(DIR)`` — plan.gpkg,
+  summary.json and report.html — inside the timed span; ``dask`` = the same with ``scheduler=`` a
+  ``dask.distributed.LocalCluster`` of 2 single-threaded worker processes started in the child;
+* ``--via cli``: ``python -m api.cli plan --boundaries … --households … --facilities … --jobs N
+  --out DIR --quiet`` as the measured process (what the issue measured), wall time from spawn to exit.
+
+The parent samples the resident memory of the child and all its descendants (pool workers, Dask
+workers) every 0.2 s with psutil: ``peak RSS`` is the largest sum seen. After each run, the
+independent checker ``/work/shared/tools/check_plan.py --certify --target-households T`` (``--checker``)
+reads the written directory (outside the timed span): strict within-tolerance share, uncertified
+misses (grids outside the tolerance in units whose points could be split within it), units with a
+wrong grid count, Polsby-Popper mean. Targets (issue "Every figure true"): end to end including
+outputs and report <= 10 min, peak RSS <= 6 GB, uncertified misses <= 0.5% of grids.
+
+Also: stage seconds, households/s, speed-up over jobs=1, Dask grids identical to local ones;
+``--lookup``: ``GridIndex.from_plan_dir`` load and lookups/s on the first run's plan (fresh child).
+Results: benchmarks/results/province-*.json (``benchmarks/record.py``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +46,9 @@ if str(ROOT) not in sys.path:
 
 DEFAULT_DATA = ROOT / "benchmarks" / "out" / "province"
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "province_bench"
+TARGETS = {"end_to_end_s": 600.0, "peak_rss_gb": 6.0, "uncertified_miss_share": 0.005}
+
+from benchmarks.plan_check import DEFAULT_CHECKER, run_checker, same_grids, targets_met  # noqa: E402
 
 
 # --------------------------------------------------------------------------- input
@@ -50,12 +61,12 @@ def ensure_data(data: Path) -> dict:
     return json.loads((data / "manifest.json").read_text(encoding="utf-8"))
 
 
-def subset(data: Path, codes: list[str]) -> Path:
-    """The province's files cut to ``codes`` (ids carry the county code: H/F/W + 6 digits)."""
+def subset(data: Path, codes: list[str], root: Path) -> Path:
+    """The province's files cut to ``codes`` (ids carry the county code: H/F/W + 6 digits), under ``root``."""
     import geopandas as gpd
     import pandas as pd
 
-    out = data.parent / f"{data.name}_{'_'.join(codes)}"
+    out = root / f"{data.name}_{'_'.join(codes)}"
     if (out / "households.parquet").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -84,8 +95,7 @@ def child_plan(cfg: dict) -> dict:
     kwargs = dict(cfg["options"])
     cluster = None
     if cfg["config"] == "dask":
-        from dask.distributed import LocalCluster
-        from dask.distributed import Client
+        from dask.distributed import Client, LocalCluster
         cluster = LocalCluster(n_workers=cfg.get("dask_workers", 2), threads_per_worker=1, processes=True,
                                dashboard_address=None)
         # optimize.executors builds ``as_completed()`` before any future, which needs a *default*
@@ -114,6 +124,10 @@ def child_plan(cfg: dict) -> dict:
     finally:
         if cluster is not None:
             cluster.close()
+    plan_s = time.perf_counter() - t0
+    t = time.perf_counter()
+    p.to_dir(Path(cfg["result_dir"]) / "plan", report=True)     # plan.gpkg, summary.json, report.html
+    write_s = time.perf_counter() - t
     wall = time.perf_counter() - t0
     if prof is not None:
         import io
@@ -127,17 +141,13 @@ def child_plan(cfg: dict) -> dict:
     res = Path(cfg["result_dir"])
     g = p.grids
     g[["grid_code", "village_code", "households"]].to_parquet(res / "grids.parquet", index=False)
-    if cfg.get("write_plan"):
-        t = time.perf_counter()
-        p.to_dir(res / "plan", report=False)
-        write_s = time.perf_counter() - t
-    else:
-        write_s = None
     s = p.summary
-    return {"config": cfg["config"], "wall_s": round(wall, 2), "runtime_s": s.get("runtime_s"),
-            "households": s.get("households"), "units": s.get("units"), "grids": s.get("grids"),
-            "stations": s.get("stations"), "coverage": s.get("coverage"), "balance": s.get("balance"),
-            "problems": len(s.get("problems", [])), "write_s": write_s,
+    runtime = dict(s.get("runtime_s") or {})
+    runtime["output"] = round(write_s, 3)
+    return {"config": cfg["config"], "via": "python", "wall_s": round(wall, 2), "plan_s": round(plan_s, 2),
+            "runtime_s": runtime, "households": s.get("households"), "units": s.get("units"),
+            "grids": s.get("grids"), "stations": s.get("stations"), "coverage": s.get("coverage"),
+            "balance": s.get("balance"), "problems": len(s.get("problems", [])),
             "grid_households_total": int(np.asarray(g["households"]).sum())}
 
 
@@ -177,16 +187,27 @@ def child_lookup(cfg: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- parent
-def run_child(kind: str, cfg: dict, log: Path) -> tuple[dict, float]:
-    """Run ``kind`` in a fresh interpreter, sampling the RSS of its whole process tree."""
+class RunFailed(Exception):
+    """A measured process failed or ran past its timeout; the figures so far travel with it."""
+
+    def __init__(self, message: str, wall_s: float, peak_gb: float):
+        super().__init__(message)
+        self.wall_s, self.peak_gb = wall_s, peak_gb
+
+
+def run_measured(cmd: list[str], log: Path, env: dict | None = None,
+                 timeout_s: float | None = None) -> tuple[int, float, float]:
+    """Run ``cmd``, sampling the RSS of its whole process tree every 0.2 s.
+
+    Past ``timeout_s`` the process and its descendants (all started here) are killed and
+    :class:`RunFailed` is raised. Returns (exit code, wall seconds from spawn to exit, peak RSS in GB)."""
     import psutil
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(cfg, f)
-    out = Path(f.name).with_suffix(".out.json")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, f.name, str(out)]
     with open(log, "a", encoding="utf-8") as lf:
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=lf, stderr=subprocess.STDOUT)
+        lf.write(f"\n$ {' '.join(cmd)}\n")
+        lf.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=lf, stderr=subprocess.STDOUT, env=env)
         ps = psutil.Process(proc.pid)
         peak = 0
         while proc.poll() is None:
@@ -200,37 +221,159 @@ def run_child(kind: str, cfg: dict, log: Path) -> tuple[dict, float]:
             except psutil.Error:
                 pass
             peak = max(peak, total)
+            if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+                _kill_tree(ps)
+                proc.wait()
+                raise RunFailed(f"killed after the {timeout_s:g} s timeout", time.perf_counter() - t0, peak / 2**30)
             time.sleep(0.2)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} {cfg.get('config', '')} failed (exit {proc.returncode}); see {log}")
+        wall = time.perf_counter() - t0
+    return proc.returncode, wall, peak / 2**30
+
+
+def _kill_tree(ps) -> None:
+    """Kill a process we started and its descendants, each by pid."""
+    import psutil
+    try:
+        kids = ps.children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for q in [ps, *kids]:
+        try:
+            q.kill()
+        except psutil.Error:
+            pass
+
+
+def run_child(kind: str, cfg: dict, log: Path, timeout_s: float | None = None) -> tuple[dict, float]:
+    """Run ``kind`` (plan / lookup) in a fresh interpreter; returns its figures (with ``process_wall_s``,
+    spawn to exit) and peak RSS (GB)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(cfg, f)
+    out = Path(f.name).with_suffix(".out.json")
+    rc, wall, peak = run_measured([sys.executable, str(Path(__file__).resolve()), "--child", kind, f.name, str(out)],
+                                  log, timeout_s=timeout_s)
+    if rc != 0:
+        raise RunFailed(f"{kind} {cfg.get('config', '')} failed (exit {rc}); see {log}", wall, peak)
     res = json.loads(out.read_text(encoding="utf-8"))
+    res["process_wall_s"] = round(wall, 2)
     os.unlink(f.name)
     os.unlink(out)
-    return res, peak / 2**30
+    return res, peak
 
 
-def same_grids(a: Path, b: Path) -> tuple[bool, str]:
+def cli_command(data: Path, out_dir: Path, jobs: str, options: dict, facilities: bool, roster: bool) -> list[str]:
+    """``gridplan plan`` on the province's files as a ``python -m api.cli`` command line."""
+    cmd = [sys.executable, "-m", "api.cli", "plan", "--boundaries", str(data / "boundaries.gpkg"),
+           "--households", str(data / "households.parquet"), "--out", str(out_dir), "--jobs", str(jobs), "--quiet"]
+    if facilities:
+        cmd += ["--facilities", str(data / "facilities.csv")]
+    if roster:
+        cmd += ["--roster", str(data / "roster.csv")]
+    flags = {"time_limit_per_unit": "--time-limit"}
+    for k, v in options.items():
+        cmd += [flags.get(k, "--" + k.replace("_", "-")), str(v)]
+    return cmd
+
+
+def run_cli(cfg: dict, log: Path, timeout_s: float | None = None) -> tuple[dict, float]:
+    """The CLI as the measured process; figures from the summary.json it wrote."""
     import pandas as pd
-    x = pd.read_parquet(a).sort_values("grid_code").reset_index(drop=True)
-    y = pd.read_parquet(b).sort_values("grid_code").reset_index(drop=True)
-    if len(x) != len(y):
-        return False, f"{len(x)} vs {len(y)} grids"
-    diff = (x["grid_code"] != y["grid_code"]) | (x["households"] != y["households"])
-    return (not diff.any()), f"{int(diff.sum())} of {len(x)} grids differ"
+    import pyogrio
+
+    if cfg["config"] == "dask":
+        raise SystemExit("--via cli measures local --jobs N only (no 'dask' config)")
+    rd = Path(cfg["result_dir"])
+    out_dir = rd / "plan"
+    cmd = cli_command(Path(cfg["data"]), out_dir, cfg["config"], cfg["options"], cfg["facilities"], cfg["roster"])
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rc, wall, peak = run_measured(cmd, log, env, timeout_s)
+    if rc != 0:
+        raise RunFailed(f"gridplan plan --jobs {cfg['config']} failed (exit {rc}); see {log}", wall, peak)
+    s = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    g = pyogrio.read_dataframe(out_dir / "plan.gpkg", layer="grids", columns=["grid_code", "village_code",
+                                                                              "households"], read_geometry=False)
+    pd.DataFrame(g).to_parquet(rd / "grids.parquet", index=False)
+    return {"config": cfg["config"], "via": "cli", "command": " ".join(cmd), "wall_s": round(wall, 2),
+            "runtime_s": s.get("runtime_s"), "households": s.get("households"), "units": s.get("units"),
+            "grids": s.get("grids"), "stations": s.get("stations"), "coverage": s.get("coverage"),
+            "balance": s.get("balance"), "problems": len(s.get("problems", [])),
+            "grid_households_total": int(g["households"].sum())}, peak
 
 
-def machine() -> str:
-    import psutil
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{psutil.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GB RAM, " \
-           f"Python {platform.python_version()}"
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="working dir: plans, log, subsets (not committed)")
+    ap.add_argument("--counties", default="", help="comma-separated county codes (default: the whole province)")
+    ap.add_argument("--configs", default="2", help="comma-separated: a number of jobs, or 'dask' (LocalCluster)")
+    ap.add_argument("--via", choices=("python", "cli"), default="python",
+                    help="python: plan() + Plan.to_dir in a child; cli: `python -m api.cli plan --jobs N`")
+    ap.add_argument("--target-households", type=float, default=300.0)
+    ap.add_argument("--time-limit-per-unit", type=float, default=None)
+    ap.add_argument("--coverage-target", type=float, default=0.9)
+    ap.add_argument("--no-facilities", action="store_true", help="plan without the candidate stations file")
+    ap.add_argument("--roster", action="store_true", help="also assign the roster")
+    ap.add_argument("--lookup", action="store_true", help="measure the lookup index on the first run's plan")
+    ap.add_argument("--profile", action="store_true", help="cProfile each plan (profile.txt; --via python only)")
+    ap.add_argument("--checker", default=str(DEFAULT_CHECKER), help="check_plan.py ('' to skip)")
+    ap.add_argument("--timeout", type=float, default=1800.0,
+                    help="kill a configuration's process tree after this many seconds (recorded as failed)")
+    return ap.parse_args(argv)
+
+
+def print_table(rows: list[dict]) -> None:
+    stages = sorted({k for r in rows for k in (r["runtime_s"] or {}) if k != "total"})
+    head = ["config", "units", "households", "grids", *[f"{s} s" for s in stages], "end to end s", "hh/s",
+            "peak RSS GB", "within ±tol", "uncertified", "PP mean", "speed-up", "identical"]
+    print()
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        rt, chk = r["runtime_s"] or {}, r.get("check") or {}
+        name = ("gridplan plan --jobs " if r["via"] == "cli" else "plan(jobs=") + r["config"] + \
+            ("" if r["via"] == "cli" else ")") if r["config"] != "dask" else "dask LocalCluster(2)"
+        cells = [name, r["units"], f"{r['households']:,}", r["grids"], *[rt.get(s, "") for s in stages],
+                 r["wall_s"], f"{r['households_per_s']:,}", r["peak_rss_gb"], chk.get("within_tolerance_share", ""),
+                 chk.get("uncertified_miss_share", ""), chk.get("polsby_popper_mean", ""),
+                 r.get("speedup_vs_1", ""), r.get("identical_to_local", "")]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+def run_config(args, c: str, data: Path, options: dict, log: Path) -> dict:
+    """One configuration measured (fresh process), then checked; raises RunFailed."""
+    rd = args.out / f"run_{args.via}_{c}"
+    if (rd / "plan").exists():
+        shutil.rmtree(rd / "plan")      # a stale plan must not be checked as this run's
+    rd.mkdir(parents=True, exist_ok=True)
+    cfg = {"config": c, "data": str(data), "options": options, "result_dir": str(rd),
+           "facilities": not args.no_facilities, "roster": args.roster, "profile": args.profile}
+    res, peak = run_cli(cfg, log, args.timeout) if args.via == "cli" else run_child("plan", cfg, log, args.timeout)
+    res["peak_rss_gb"] = round(peak, 2)
+    res["result_dir"] = str(rd)
+    if args.checker:
+        print("  checking with check_plan.py ...", flush=True)
+        res["check"] = run_checker(Path(args.checker), rd / "plan", data, args.out / "checker_inputs", options,
+                                   args.target_households, log, TARGETS["uncertified_miss_share"])
+    res["targets_met"] = targets_met(res, TARGETS)
+    print(f"  {c}: {res['wall_s']} s end to end, peak RSS {peak:.2f} GB, {res['runtime_s']}", flush=True)
+    return res
+
+
+def compare(rows: list[dict]) -> None:
+    """Households/s, speed-up over jobs=1, and the Dask run's identity with the first local run, in place."""
+    base = next((r for r in rows if r["config"] == "1"), None)
+    first_local = next((r for r in rows if r["config"] != "dask"), None)
+    for r in rows:
+        r["households_per_s"] = round(r["households"] / r["wall_s"]) if r["wall_s"] else None
+        if base is not None and r is not base:
+            r["speedup_vs_1"] = round(base["wall_s"] / r["wall_s"], 2)
+            bp, rp = (base["runtime_s"] or {}).get("partition"), (r["runtime_s"] or {}).get("partition")
+            if bp and rp:
+                r["partition_speedup_vs_1"] = round(bp / rp, 2)
+        if r["config"] == "dask" and first_local is not None:
+            ok, msg = same_grids(Path(first_local["result_dir"]) / "grids.parquet",
+                                 Path(r["result_dir"]) / "grids.parquet")
+            r["identical_to_local"], r["identical_detail"] = ok, msg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,88 +385,50 @@ def main(argv: list[str] | None = None) -> int:
         Path(out_path).write_text(json.dumps(res), encoding="utf-8")
         return 0
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--counties", default="", help="comma-separated county codes (default: the whole province)")
-    ap.add_argument("--configs", default="1,2", help="comma-separated: a number of jobs, or 'dask' (LocalCluster)")
-    ap.add_argument("--time-limit-per-unit", type=float, default=None)
-    ap.add_argument("--coverage-target", type=float, default=0.9)
-    ap.add_argument("--no-facilities", action="store_true", help="plan without the candidate stations file")
-    ap.add_argument("--roster", action="store_true", help="also assign the roster")
-    ap.add_argument("--lookup", action="store_true", help="write the first plan and measure the lookup index")
-    ap.add_argument("--profile", action="store_true", help="cProfile each plan (profile.txt per configuration)")
-    args = ap.parse_args(argv)
+    from benchmarks.record import record
 
+    args = parse_args(argv)
     manifest = ensure_data(args.data)
     codes = [c.strip() for c in args.counties.split(",") if c.strip()]
-    data = subset(args.data, codes) if codes else args.data
     args.out.mkdir(parents=True, exist_ok=True)
+    data = subset(args.data, codes, args.out / "subsets") if codes else args.data
     log = args.out / "log.txt"
-    options = {"coverage_target": args.coverage_target}
+    options = {"coverage_target": args.coverage_target, "target_households": args.target_households}
     if args.time_limit_per_unit is not None:
         options["time_limit_per_unit"] = args.time_limit_per_unit
     scope = "province" if not codes else "counties " + ",".join(codes)
     print(f"{scope}: {data}  (log: {log})", flush=True)
-    print(f"machine: {machine()}", flush=True)
 
-    rows = []
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    for i, c in enumerate(configs):
-        rd = args.out / f"run_{c}"
-        rd.mkdir(parents=True, exist_ok=True)
-        cfg = {"config": c, "data": str(data), "options": options, "result_dir": str(rd),
-               "facilities": not args.no_facilities, "roster": args.roster, "profile": args.profile,
-               "write_plan": args.lookup and i == 0}
-        print(f"running {c} ...", flush=True)
-        t = time.perf_counter()
-        res, peak = run_child("plan", cfg, log)
-        res["process_wall_s"] = round(time.perf_counter() - t, 1)
-        res["peak_rss_gb"] = round(peak, 2)
-        res["result_dir"] = str(rd)
-        rows.append(res)
-        print(f"  {c}: {res['wall_s']} s, peak RSS {peak:.2f} GB, {res['runtime_s']}", flush=True)
-
-    base = next((r for r in rows if r["config"] == "1"), None)
-    first_local = next((r for r in rows if r["config"] != "dask"), None)
-    for r in rows:
-        r["households_per_s"] = round(r["households"] / r["wall_s"]) if r["wall_s"] else None
-        if base is not None and r is not base:
-            r["speedup_vs_1"] = round(base["wall_s"] / r["wall_s"], 2)
-            r["partition_speedup_vs_1"] = round(base["runtime_s"]["partition"] / r["runtime_s"]["partition"], 2)
-        if r["config"] == "dask" and first_local is not None:
-            ok, msg = same_grids(Path(first_local["result_dir"]) / "grids.parquet",
-                                 Path(r["result_dir"]) / "grids.parquet")
-            r["identical_to_local"] = ok
-            r["identical_detail"] = msg
+    rows, failed = [], []
+    for c in [c.strip() for c in args.configs.split(",") if c.strip()]:
+        print(f"running {args.via} {c} ...", flush=True)
+        try:
+            rows.append(run_config(args, c, data, options, log))
+        except RunFailed as e:
+            failed.append({"config": c, "via": args.via, "error": str(e), "wall_s": round(e.wall_s, 1),
+                           "peak_rss_gb": round(e.peak_gb, 2)})
+            print(f"  {c}: FAILED — {e}", flush=True)
+    compare(rows)
 
     lookup = None
     if args.lookup and rows:
         print("lookup index ...", flush=True)
-        lookup, peak = run_child("lookup", {"plan_dir": str(Path(rows[0]["result_dir"]) / "plan"),
-                                            "data": str(data)}, log)
-        lookup["peak_rss_gb"] = round(peak, 2)
-
-    stages = sorted({k for r in rows for k in (r["runtime_s"] or {}) if k != "total"})
-    head = ["config", "units", "households", "grids", *[f"{s} s" for s in stages], "total s", "hh/s",
-            "peak RSS GB", "speed-up", "identical"]
-    print()
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in rows:
-        rt = r["runtime_s"] or {}
-        cells = [f"jobs={r['config']}" if r["config"] != "dask" else "dask LocalCluster(2)", r["units"],
-                 f"{r['households']:,}", r["grids"], *[rt.get(s, "") for s in stages], r["wall_s"],
-                 f"{r['households_per_s']:,}", r["peak_rss_gb"],
-                 r.get("speedup_vs_1", ""), r.get("identical_to_local", "")]
-        print("| " + " | ".join(str(c) for c in cells) + " |")
+        try:
+            lookup, peak = run_child("lookup", {"plan_dir": str(Path(rows[0]["result_dir"]) / "plan"),
+                                                "data": str(data)}, log, args.timeout)
+            lookup["peak_rss_gb"] = round(peak, 2)
+        except RunFailed as e:
+            lookup = {"error": str(e)}
+    print_table(rows)
     if lookup:
         print(f"\nlookup: {lookup}")
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "scope": scope, "data": str(data),
-              "input_totals": manifest.get("totals") if not codes else None, "options": options,
-              "runs": rows, "lookup": lookup, "load_average": os.getloadavg()}
-    (args.out / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
-    print(f"\nwrote {args.out / 'results.json'}")
+    record("province", {"scope": scope, "counties": codes or None, "data": str(data), "via": args.via,
+                        "input_totals": manifest.get("totals") if not codes else None, "options": options,
+                        "targets": TARGETS, "runs": rows, "failed_runs": failed, "lookup": lookup},
+           notes=["wall_s is end to end: --via python from the plan() call to plan.gpkg, summary.json and "
+                  "report.html written (process_wall_s adds interpreter start and imports); --via cli from "
+                  "spawning `python -m api.cli plan` to its exit",
+                  "quality figures (check.*) from the independent check_plan.py --certify on the written directory"])
     return 0
 
 
