@@ -29,7 +29,8 @@ class IndexRegistry:
 
     def build(self, job_id: str) -> GridIndex:
         """The job's index. Raises LookupError(409, detail) for a plan lookup cannot answer truly
-        (a road-network plan without its road table)."""
+        (a road-network plan without its road table).
+        """
         try:
             return self._build(job_id)
         except ValueError as e:
@@ -75,7 +76,7 @@ class IndexRegistry:
     def _safe_refresh(self) -> None:
         try:
             self.refresh()
-        except Exception:  # noqa: BLE001 — keep serving the old index
+        except Exception:  # any failure: keep serving the old index
             log.exception("index refresh failed")
 
     def _remember(self, job_id: str, idx: GridIndex) -> None:
@@ -94,7 +95,8 @@ class IndexRegistry:
 
     def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
         """(plan id, index) for ``plan_id`` or the newest plan; None when there is none.
-        Raises LookupError(status, detail) for an unknown or unfinished plan id."""
+        Raises LookupError(status, detail) for an unknown or unfinished plan id.
+        """
         if plan_id is None:
             cur = self.current
             if cur is None:

@@ -31,10 +31,19 @@ from typing import Callable
 import numpy as np
 import shapely
 
-from geo.coords_kernels import (_apply, _arrays, _bd_forward_block, _k_bd_to_gcj, _k_bd_to_wgs, _k_gcj_to_wgs,
-                                 _k_wgs_to_bd, _k_wgs_to_gcj)
-from geo.vocabulary import COORD_SYSTEMS as SYSTEMS, CoordSystem
-from geo.coords_kernels import out_of_china  # noqa: F401 - public, re-exported
+from geo.coords_kernels import (
+    _apply,
+    _arrays,
+    _bd_forward_block,
+    _k_bd_to_gcj,
+    _k_bd_to_wgs,
+    _k_gcj_to_wgs,
+    _k_wgs_to_bd,
+    _k_wgs_to_gcj,
+    out_of_china,  # noqa: F401 - public, re-exported
+)
+from geo.vocabulary import COORD_SYSTEMS as SYSTEMS
+from geo.vocabulary import CoordSystem
 
 
 def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:

@@ -83,7 +83,8 @@ def ecef(lonlat) -> np.ndarray:
 
 def lonlat_of(frame) -> np.ndarray:
     """(n, 2) WGS 84 lon/lat of a point GeoDataFrame/GeoSeries (via ``to_crs(4326)``, as the plan's
-    layers are written); NaN for missing points."""
+    layers are written); NaN for missing points.
+    """
     g = frame.geometry if hasattr(frame, "geometry") else frame
     if g.crs is not None and g.crs.to_epsg() != 4326:
         g = g.to_crs(4326)
@@ -92,7 +93,8 @@ def lonlat_of(frame) -> np.ndarray:
 
 def lonlat_of_xy(xy, crs) -> np.ndarray:
     """(n, 2) WGS 84 lon/lat of metric points in ``crs``, through ``to_crs(4326)`` exactly as a
-    layer of them is written (so a station's lon/lat here is its lon/lat in the stations layer)."""
+    layer of them is written (so a station's lon/lat here is its lon/lat in the stations layer).
+    """
     import geopandas as gpd
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if not len(xy):
@@ -102,7 +104,8 @@ def lonlat_of_xy(xy, crs) -> np.ndarray:
 
 def household_lonlat(households) -> np.ndarray:
     """(n, 2) WGS 84 lon/lat of the households: their ``lon``/``lat`` columns when present (the
-    values the households layer is written from), else their points through ``to_crs(4326)``."""
+    values the households layer is written from), else their points through ``to_crs(4326)``.
+    """
     if "lon" in households and "lat" in households:
         ll = np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
         if hasattr(households, "geometry"):      # a household without a point has no position
@@ -145,5 +148,6 @@ class StationFinder:
 
 def station_nearest(demand_lonlat, site_lonlat, speed_m_per_min: float) -> tuple[np.ndarray, np.ndarray]:
     """Nearest site of each demand point in a straight line, both given as WGS 84 lon/lat:
-    (site row or -1, minutes or NaN). The plan's figure for its households layer."""
+    (site row or -1, minutes or NaN). The plan's figure for its households layer.
+    """
     return StationFinder(site_lonlat).nearest(demand_lonlat, speed_m_per_min)

@@ -32,7 +32,8 @@ class Raster:
 
 def build_raster(polys: np.ndarray, exact, cells_per_grid: float) -> Raster:
     """The raster over ``polys`` (see the module docstring). ``exact(x, y)``: the lowest polygon
-    index covering each point (-1 for none), used for cell centres and component representatives."""
+    index covering each point (-1 for none), used for cell centres and component representatives.
+    """
     n_polys = len(polys)
     from scipy import ndimage
 

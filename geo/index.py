@@ -42,7 +42,7 @@ import numpy as np
 import shapely
 
 from geo import travel
-from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+from geo.coords import check_system, geometries_to_wgs84, to_wgs84
 from geo.gridraster import build_raster
 from geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
@@ -76,8 +76,6 @@ class GridIndex:
     def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
                  minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 256.0,
                  plan_id: str | None = None, road: dict | None = None):
-        import geopandas as gpd  # noqa: F401  (frames come in as GeoDataFrames)
-
         self.plan_id = plan_id
         if grids.crs is not None and grids.crs.to_epsg() != 4326:
             grids = grids.to_crs(4326)
@@ -266,7 +264,8 @@ class GridIndex:
     def nearest_station(self, lon, lat, grid=None) -> tuple[np.ndarray, np.ndarray]:
         """(station row index or -1, minutes or NaN) for WGS 84 lon/lat arrays, by the plan's travel
         model. ``grid``: the points' grid rows if already known (road plans pick the county's table
-        by it; computed when not given)."""
+        by it; computed when not given).
+        """
         lon = np.asarray(lon, dtype=float).ravel()
         lat = np.asarray(lat, dtype=float).ravel()
         ll = np.column_stack([lon, lat])
@@ -304,7 +303,8 @@ class GridIndex:
     def lookup(self, lon, lat, coords: str = "wgs84") -> dict[str, np.ndarray]:
         """Vectorized lookup. Returns arrays: ``grid`` (row index, -1 = outside every grid), the grid
         fields (object arrays, None where outside), ``workers`` (float, NaN outside), ``station``
-        (row index, -1 none), ``station_id``, ``minutes`` and ``covered`` (bool)."""
+        (row index, -1 none), ``station_id``, ``minutes`` and ``covered`` (bool).
+        """
         coords = check_system(coords)
         x, y = self._wgs(lon, lat, coords)
         x, y = x.ravel(), y.ravel()
@@ -381,7 +381,8 @@ class GridIndex:
 
     def lookup_json(self, lon, lat, coords: str = "wgs84") -> bytes:
         """Batch lookup serialized straight to a JSON array (``null`` outside every grid), in input
-        order — the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments."""
+        order — the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments.
+        """
         import orjson
 
         coords = check_system(coords)
@@ -424,7 +425,8 @@ class GridIndex:
 def read_road(path, summary: dict | None = None) -> dict | None:
     """The road-minutes tables of the plan in output directory ``path`` (None for a straight-line
     plan). A network plan without its table (written before lookup answered along roads) is an
-    error: answering it in a straight line would contradict its households layer."""
+    error: answering it in a straight line would contradict its households layer.
+    """
     f = Path(path) / travel.NETWORK_MINUTES_FILE
     if f.exists():
         return travel.read_network_minutes(f)

@@ -26,7 +26,6 @@ from markupsafe import Markup
 
 from geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
 
-
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
 MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000}
 MAX_FEATURES = {"grids": 20_000, "service_areas": 3_000, "stations": 5_000, "units": 5_000}
@@ -85,7 +84,8 @@ def _wgs84(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def layer_geojson(gdf: gpd.GeoDataFrame | None, columns: list[str], max_vertices: int | None = None,
                   max_features: int | None = None, precision: int = 6) -> EmbeddedLayer:
     """A layer as compact GeoJSON: the given columns (those present), WGS 84, coordinates rounded to
-    ``precision`` decimals, simplified until at most ``max_vertices`` and capped at ``max_features``."""
+    ``precision`` decimals, simplified until at most ``max_vertices`` and capped at ``max_features``.
+    """
     if gdf is None or len(gdf) == 0 or gdf.geometry.name not in gdf.columns:
         return EmbeddedLayer('{"type":"FeatureCollection","features":[]}', 0, 0, 0, 0.0)
     gdf = _wgs84(gdf)

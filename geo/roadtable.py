@@ -22,7 +22,8 @@ _META_KEY = b"gridplan.network_minutes"
 class NodeJoin:
     """How a point joins a road graph: its nearest node and the straight walk to it, by the model's
     distance (``ecef`` chords of lon/lat when ``geodetic``, else planar x/y). One rule for the plan's
-    siting, its households and lookup."""
+    siting, its households and lookup.
+    """
 
     def __init__(self, node_coords: np.ndarray, geodetic: bool = True):
         self.coords = np.asarray(node_coords, dtype=float).reshape(-1, 2)
@@ -51,6 +52,7 @@ class NodeMinutes:
     ``nearest_lonlat`` on this table and saves it; lookup reads it back and answers the same way, so
     both agree to the bit.
     """
+
     join: NodeJoin                # node coordinates (lon/lat when geodetic) and the joining rule
     minutes: np.ndarray           # (N,) minutes from the node to its nearest site (inf: none reachable)
     site: np.ndarray              # (N,) index of that site (-1: none)
@@ -75,7 +77,8 @@ class NodeMinutes:
     def to_frame(self, site_ids, county_code=None):
         """The table as a DataFrame: ``county_code``, ``lon``, ``lat`` (the node; planar x/y for a
         planar table), ``minutes`` (NaN: unreachable), ``station_id`` (None: unreachable),
-        ``speed_m_per_min``, ``geodetic``."""
+        ``speed_m_per_min``, ``geodetic``.
+        """
         import pandas as pd
         ids = np.asarray(list(site_ids) + [None], dtype=object)
         c = self.join.coords
@@ -90,8 +93,10 @@ class NodeMinutes:
 def write_network_minutes(frame, path) -> None:
     """Write a network plan's road-minutes table (``NodeMinutes.to_frame`` rows, one block per county)
     as Parquet: ``county_code, lon, lat, minutes, station_id``; speed and joining rule per county in
-    the file's metadata."""
+    the file's metadata.
+    """
     import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
     meta = {}
@@ -107,8 +112,10 @@ def write_network_minutes(frame, path) -> None:
 
 def read_network_minutes(path) -> dict[str | None, tuple[NodeMinutes, list]]:
     """Read ``network_minutes.parquet``: {county_code or None: (NodeMinutes, station ids)}.
-    ``NodeMinutes.site`` indexes the returned station-id list."""
+    ``NodeMinutes.site`` indexes the returned station-id list.
+    """
     import json
+
     import pyarrow.parquet as pq
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(_META_KEY)

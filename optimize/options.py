@@ -18,11 +18,17 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from geo.vocabulary import (COORD_SYSTEMS, DEFAULT_SPEED_KMH, MODES, OUTPUT_COORD_SYSTEMS, CoordSystem, Mode,
-                            OutputCoordSystem)
+from geo.vocabulary import (
+    COORD_SYSTEMS,
+    DEFAULT_SPEED_KMH,
+    MODES,
+    OUTPUT_COORD_SYSTEMS,
+    CoordSystem,
+    Mode,
+    OutputCoordSystem,
+)
 
 __all__ = ["PlanOptions", "OptionsError", "Mode", "CoordSystem", "OutputCoordSystem", "DEFAULT_SPEED_KMH",
            "SPEED_KMH", "MODES", "COORDS", "OUTPUT_COORDS", "option_names", "option_default", "option_help"]
@@ -92,7 +98,7 @@ def _shown(value: Any) -> str:
 
 
 def _errors_of(exc: ValidationError) -> list[tuple[str, str]]:
-    """pydantic's errors -> (option, message) pairs in plain words ("must be ..., got ...")."""
+    """Pydantic's errors -> (option, message) pairs in plain words ("must be ..., got ...")."""
     known = ", ".join(option_names())
     out = []
     for e in exc.errors(include_url=False):

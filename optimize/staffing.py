@@ -59,7 +59,8 @@ def resolve_budget(n_grids: int, population: float, options: PlanOptions,
                    roster_size: int | None = None) -> tuple[int, list[str]]:
     """Total workers: ``workers_budget``, else the norm ``workers_per_10k`` x population / 10,000
     (rounded), else the roster's size, else one per grid. Below one per grid -> ValueError; above two
-    per grid -> capped, with a note."""
+    per grid -> capped, with a note.
+    """
     notes: list[str] = []
     if options.workers_budget is not None:
         budget, src = int(options.workers_budget), f"--workers-budget {options.workers_budget}"
@@ -109,7 +110,8 @@ def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster:
     """Named workers to grids. ``grids`` has ``grid_code`` and polygons; ``roster`` (same metric CRS)
     has worker_id, name, role ("full"|"part") and home points. Returns one row per roster worker:
     worker_id, grid_code (None when not needed), role, name, travel_m (home to a point inside the grid), slot
-    ("first"|"second"|None), geometry = home."""
+    ("first"|"second"|None), geometry = home.
+    """
     n = len(grids)
     wpg = np.asarray(workers_per_grid, dtype=np.int64)
     if len(wpg) != n:

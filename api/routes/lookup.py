@@ -91,7 +91,8 @@ _BATCH_SCHEMA = BatchIn.model_json_schema()
                  "schema": _BATCH_SCHEMA}}}})
 async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Response:
     """The body is parsed with orjson and numpy rather than pydantic (100,000 points in milliseconds);
-    its schema is ``BatchIn``."""
+    its schema is ``BatchIn``.
+    """
     ctx = request.app.state.ctx
     raw = await request.body()
     try:
