@@ -109,7 +109,7 @@ def _pairs_to_csr(rows, cols, minutes, shape) -> sparse.csr_matrix:
 
 
 def coverage_minutes(cov: sparse.csr_matrix) -> np.ndarray:
-    """The minutes stored in a coverage matrix's ``data`` (undoing the storage offset)."""
+    """Return the minutes stored in a coverage matrix's ``data`` (undoing the storage offset)."""
     return cov.data - 1.0
 
 
@@ -171,9 +171,21 @@ class RoadNetwork:
 
     @classmethod
     def from_lines(cls, lines, source: str = "", snap_m: float = 0.01, lonlat_lines=None) -> "RoadNetwork":
-        """A graph from LineStrings: their end points are nodes (ends closer than ``snap_m`` merge);
-        every line's interior vertices also split it so crossings that share a vertex connect.
-        ``lonlat_lines``: the same lines in WGS 84 (vertex for vertex); lengths are then ellipsoid chords.
+        """Build a graph from LineStrings.
+
+        Their end points are nodes (ends closer than ``snap_m`` merge); every line's interior vertices
+        also split it, so crossings that share a vertex connect.
+
+        Parameters
+        ----------
+        lines : array_like
+            Metric LineStrings (other geometry types are skipped).
+        source : str
+            Where the lines came from, kept on the network.
+        snap_m : float
+            Distance under which two vertices are one node.
+        lonlat_lines : array_like, optional
+            The same lines in WGS 84, vertex for vertex; lengths are then ellipsoid chords.
         """
         lines = np.asarray(lines)
         line_ok = shapely.get_type_id(lines) == 1
