@@ -14,7 +14,7 @@ from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
 from api.store import PG_SCHEMA
-from tests.api_helpers import wait_job, write_inputs
+from tests.helpers.api import wait_job, write_inputs
 
 URL = os.environ.get("GRIDPLAN_TEST_DATABASE_URL")
 pytestmark = [pytest.mark.postgres,
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.postgres,
 def test_jobs_layers_lookup_and_restart_on_postgis(tmp_path):
     pytest.importorskip("psycopg")
     pytest.importorskip("geoalchemy2")
-    s = Settings(data_dir=str(tmp_path / "data"), database_url=URL, runner="tests.api_helpers:fake_runner",
+    s = Settings(data_dir=str(tmp_path / "data"), database_url=URL, runner="tests.helpers.api:fake_runner",
                  poll_interval_s=0.05)
     planner = create_key("planner", s.data_dir, URL)
     inputs = write_inputs(tmp_path / "in")
