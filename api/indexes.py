@@ -18,6 +18,16 @@ log = logging.getLogger("gridplan.index")
 
 
 class IndexRegistry:
+    """The lookup indexes of one server: the current plan's and an LRU cache of others (module docstring).
+
+    Parameters
+    ----------
+    store
+        The job store (``api.store``): where plans and their layers are read from.
+    cache_size : int
+        How many indexes of plans asked for by id are kept besides the current one.
+    """
+
     def __init__(self, store, cache_size: int = 4):
         self.store = store
         self.cache_size = max(1, cache_size)
@@ -28,8 +38,11 @@ class IndexRegistry:
         self.swaps = 0
 
     def build(self, job_id: str) -> GridIndex:
-        """The job's index. Raises LookupError(409, detail) for a plan lookup cannot answer truly
-        (a road-network plan without its road table)."""
+        """Build the index of job ``job_id``'s plan.
+
+        Raises LookupError(409, detail) for a plan lookup cannot answer truly (a road-network plan
+        without its road table).
+        """
         try:
             return self._build(job_id)
         except ValueError as e:
@@ -70,12 +83,13 @@ class IndexRegistry:
         return True
 
     def refresh_async(self) -> None:
+        """Run :meth:`refresh` in a background thread (a failure is logged; the old index stays)."""
         threading.Thread(target=self._safe_refresh, name="gridplan-index-refresh", daemon=True).start()
 
     def _safe_refresh(self) -> None:
         try:
             self.refresh()
-        except Exception:  # noqa: BLE001 — keep serving the old index
+        except Exception:  # any failure: keep serving the old index
             log.exception("index refresh failed")
 
     def _remember(self, job_id: str, idx: GridIndex) -> None:
@@ -93,7 +107,7 @@ class IndexRegistry:
                 self.current = None
 
     def peek(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
-        """The index if it is already in memory (no database, no build) — the hot path."""
+        """Return ``(plan id, index)`` if it is already in memory (no database, no build) — the hot path."""
         cur = self.current
         if plan_id is None or (cur is not None and cur[0] == plan_id):
             return cur
@@ -101,8 +115,11 @@ class IndexRegistry:
         return (plan_id, idx) if idx is not None else None
 
     def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
-        """(plan id, index) for ``plan_id`` or the newest plan; None when there is none.
-        Raises LookupError(status, detail) for an unknown or unfinished plan id."""
+        """Return ``(plan id, index)`` for ``plan_id`` or the newest plan; None when there is none.
+
+        Builds the index when it is not in memory. Raises LookupError(status, detail) for an unknown
+        (404) or unfinished (409) plan id.
+        """
         if plan_id is None:
             cur = self.current
             if cur is None:

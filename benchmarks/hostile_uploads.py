@@ -56,7 +56,7 @@ class Server:
     """``python -m api.server`` on a free loopback port over ``data_dir``; stopped by ``stop()``."""
 
     def __init__(self, data_dir: Path, log: Path, env_extra: dict | None = None, timeout: float = 120.0):
-        from tests.api_helpers import free_port, wait_healthy
+        from tests.helpers.api import free_port, wait_healthy
 
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT), GRIDPLAN_LOG_LEVEL="warning", GRIDPLAN_JOB_WORKERS="0")
@@ -135,8 +135,8 @@ class PeakRSS:
 
 # --------------------------------------------------------------------------- inputs
 def tiny_boundaries() -> bytes:
-    """The test suite's two villages (tests/api_helpers.py) as GeoJSON bytes."""
-    from tests.api_helpers import write_inputs
+    """The test suite's two villages (tests/helpers/api.py) as GeoJSON bytes."""
+    from tests.helpers.api import write_inputs
     with tempfile.TemporaryDirectory() as d:
         paths = write_inputs(Path(d), n_households=10)
         return paths["boundaries"].read_bytes()
@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             figures["job_runner"] = "none (GRIDPLAN_JOB_WORKERS=0: accepted uploads stay queued, then cancelled)"
         except RuntimeError:           # a server that refuses 0 job workers: a stand-in runner that plans nothing
             server = Server(data, tmp / "server.log", {"GRIDPLAN_JOB_WORKERS": "1",
-                                                       "GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner"})
-            figures["job_runner"] = "tests.api_helpers:fake_runner (the server refused GRIDPLAN_JOB_WORKERS=0)"
+                                                       "GRIDPLAN_RUNNER": "tests.helpers.api:fake_runner"})
+            figures["job_runner"] = "tests.helpers.api:fake_runner (the server refused GRIDPLAN_JOB_WORKERS=0)"
         import httpx
         t0 = time.perf_counter()   # the first lookup waits for the index to load
         while httpx.get(f"{server.url}/v1/lookup", params={"lon": (ext[0] + ext[2]) / 2, "lat": (ext[1] + ext[3]) / 2},

@@ -123,7 +123,7 @@ def main():
     a = ap.parse_args()
     import httpx
 
-    from tests.api_helpers import free_port, wait_healthy
+    from tests.helpers.api import free_port, wait_healthy
 
     tmp = Path(tempfile.mkdtemp(prefix="gridplan-bench-"))
     proc = None

@@ -39,7 +39,7 @@ def make_job(data: Path, n: int) -> str:
 
     from api.settings import Settings
     from api.store import Store
-    from tests.api_helpers import write_tiny_plan
+    from tests.helpers.api import write_tiny_plan
 
     store = Store(Settings(data_dir=str(data)))
     jid = store.new_id()
@@ -65,7 +65,7 @@ def main() -> None:
     import httpx
 
     from api.auth import create_key
-    from tests.api_helpers import free_port, start_server
+    from tests.helpers.api import free_port, start_server
 
     tmp = Path(tempfile.mkdtemp(prefix="gridplan-layer-bench-"))
     try:

@@ -31,35 +31,73 @@ from typing import Callable
 import numpy as np
 import shapely
 
-from geo.coords_kernels import (_apply, _arrays, _bd_forward_block, _k_bd_to_gcj, _k_bd_to_wgs, _k_gcj_to_wgs,
-                                 _k_wgs_to_bd, _k_wgs_to_gcj)
+from geo.coords_kernels import (
+    _apply,
+    _arrays,
+    _bd_forward_block,
+    _k_bd_to_gcj,
+    _k_bd_to_wgs,
+    _k_gcj_to_wgs,
+    _k_wgs_to_bd,
+    _k_wgs_to_gcj,
+    out_of_china,  # noqa: F401 - public, re-exported
+)
 from geo.vocabulary import COORD_SYSTEMS as SYSTEMS, CoordSystem
-from geo.coords_kernels import out_of_china  # noqa: F401 - public, re-exported
 
 
 def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Offset WGS 84 lon/lat to GCJ-02 (points outside China pass through unchanged).
+
+    Parameters
+    ----------
+    lon, lat : array_like
+        Longitudes and latitudes in degrees (scalars or arrays of one shape).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        GCJ-02 longitudes and latitudes, float arrays of the input's shape.
+    """
     return _apply(_k_wgs_to_gcj, lon, lat)
 
 
 def gcj02_to_wgs84(lon, lat, tol_deg: float = 1e-10, max_iter: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`wgs84_to_gcj02` by fixed-point iteration (error < tol_deg)."""
+    """Invert :func:`wgs84_to_gcj02` by fixed-point iteration.
+
+    Parameters
+    ----------
+    lon, lat : array_like
+        GCJ-02 longitudes and latitudes in degrees.
+    tol_deg : float
+        Bound on each point's error in degrees (the module docstring says how it is guaranteed).
+    max_iter : int
+        Most rounds of iteration.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        WGS 84 longitudes and latitudes.
+    """
     return _apply(_k_gcj_to_wgs(float(tol_deg), int(max_iter)), lon, lat)
 
 
 def gcj02_to_bd09(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Offset GCJ-02 lon/lat to BD-09 (Baidu's closed-form offset, applied everywhere)."""
     return _apply(_bd_forward_block, lon, lat)
 
 
 def bd09_to_gcj02(lon, lat, tol_deg: float = 1e-10, max_iter: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`gcj02_to_bd09`: the usual closed-form start, refined by iteration."""
+    """Invert :func:`gcj02_to_bd09`: the usual closed-form start, refined by iteration to ``tol_deg``."""
     return _apply(_k_bd_to_gcj(float(tol_deg), int(max_iter)), lon, lat)
 
 
-def wgs84_to_bd09(lon, lat):
+def wgs84_to_bd09(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Offset WGS 84 lon/lat to BD-09 (GCJ-02 first, then Baidu's offset)."""
     return _apply(_k_wgs_to_bd, lon, lat)
 
 
-def bd09_to_wgs84(lon, lat):
+def bd09_to_wgs84(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Invert :func:`wgs84_to_bd09` (both offsets undone by iteration)."""
     return _apply(_k_bd_to_wgs, lon, lat)
 
 
@@ -80,6 +118,13 @@ _FROM_WGS: dict[str, Callable] = {CoordSystem.wgs84: _identity, CoordSystem.cgcs
 
 
 def check_system(system: str) -> str:
+    """Normalise a coordinate-system name (case, ``-`` and ``_`` ignored: ``"GCJ-02"`` -> ``"gcj02"``).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not one of ``geo.vocabulary.COORD_SYSTEMS``.
+    """
     s = str(system).lower().replace("-", "").replace("_", "")
     if s not in SYSTEMS:
         raise ValueError(f"unknown coordinate system {system!r}: expected one of {', '.join(SYSTEMS)}")
@@ -87,12 +132,12 @@ def check_system(system: str) -> str:
 
 
 def to_wgs84(lon, lat, system: str) -> tuple[np.ndarray, np.ndarray]:
-    """lon/lat stated in ``system`` -> WGS 84."""
+    """Convert lon/lat stated in ``system`` to WGS 84."""
     return _TO_WGS[check_system(system)](lon, lat)
 
 
 def from_wgs84(lon, lat, system: str) -> tuple[np.ndarray, np.ndarray]:
-    """WGS 84 lon/lat -> ``system``."""
+    """Convert WGS 84 lon/lat to ``system``."""
     return _FROM_WGS[check_system(system)](lon, lat)
 
 
@@ -105,6 +150,7 @@ def transform_geometries(geoms, func: Callable) -> np.ndarray:
 
 
 def geometries_to_wgs84(geoms, system: str) -> np.ndarray:
+    """Convert every vertex of shapely geometries stated in ``system`` to WGS 84 (a no-op for WGS 84 alikes)."""
     system = check_system(system)
     if CoordSystem(system).same_as_wgs84:
         return np.asarray(geoms, dtype=object)
@@ -112,6 +158,7 @@ def geometries_to_wgs84(geoms, system: str) -> np.ndarray:
 
 
 def geometries_from_wgs84(geoms, system: str) -> np.ndarray:
+    """Convert every vertex of WGS 84 shapely geometries to ``system`` (a no-op for WGS 84 alikes)."""
     system = check_system(system)
     if CoordSystem(system).same_as_wgs84:
         return np.asarray(geoms, dtype=object)

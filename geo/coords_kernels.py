@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-
 _A = 6378245.0  # Krasovsky 1940 semi-major axis used by the GCJ-02 formula
 _EE = 0.00669342162296594323
 _X_PI = np.pi * 3000.0 / 180.0
@@ -61,7 +60,18 @@ if hasattr(os, "register_at_fork"):
 
 
 def out_of_china(lon, lat) -> np.ndarray:
-    """True where the point lies outside the rough box in which GCJ-02 applies."""
+    """Tell which points lie outside the rough box in which GCJ-02 applies.
+
+    Parameters
+    ----------
+    lon, lat : array_like
+        Longitudes and latitudes in degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array, True outside the box (those points are not offset).
+    """
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
     return (lon < 72.004) | (lon > 137.8347) | (lat < 0.8293) | (lat > 55.8271)
@@ -159,7 +169,7 @@ def _gcj_delta_block(lon, lat, dlon, dlat, S) -> None:
     np.subtract(lat, 35.0, out=y)
     xs4, xs10, xs40, xs120, xs240, xs720 = _harmonics(x, S, 2, True, n)
     ys4, ys10, ys40, ys120 = _harmonics(y, S, 14, False, n)
-    t, u = S[24, :n], S[25, :n]
+    t = S[24, :n]
     # common = (20 sin 6pi x + 20 sin 2pi x) * 2/3
     np.add(xs720, xs240, out=xs720)
     np.multiply(xs720, 40.0 / 3.0, out=xs720)
@@ -215,7 +225,7 @@ def _gcj_delta_block(lon, lat, dlon, dlat, S) -> None:
 
 
 def _metres_to_degrees(lat, dlon, dlat, S, n: int) -> None:
-    """The offsets in the formula's metres -> degrees on the Krasovsky ellipsoid, in place."""
+    """Convert the offsets from the formula's metres to degrees on the Krasovsky ellipsoid, in place."""
     t, u = S[24, :n], S[25, :n]
     s2 = S[3, :n]
     np.multiply(lat, np.pi / 180.0, out=s2)
@@ -291,7 +301,7 @@ def _bd_forward_block(glon, glat, blon, blat, S) -> None:
 
 
 def _step_exceeds(d_new, d_old, factor: float, tol: float) -> bool:
-    """|d_new - d_old| (overwriting d_old) times factor above tol for some non-NaN point?"""
+    """Tell whether ``|d_new - d_old| * factor`` exceeds ``tol`` for some non-NaN point (overwrites d_old)."""
     np.subtract(d_new, d_old, out=d_old)
     np.abs(d_old, out=d_old)
     m = np.fmax.reduce(d_old)                # ignores NaN; NaN only if all are NaN

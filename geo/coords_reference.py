@@ -11,6 +11,7 @@ import math
 
 
 def wgs_to_gcj(lon: float, lat: float) -> tuple[float, float]:
+    """Offset one WGS 84 point to GCJ-02 by the published formula (unchanged outside China's box)."""
     if not (72.004 <= lon <= 137.8347 and 0.8293 <= lat <= 55.8271):
         return lon, lat
     x, y = lon - 105.0, lat - 35.0
@@ -32,6 +33,7 @@ def wgs_to_gcj(lon: float, lat: float) -> tuple[float, float]:
 
 
 def gcj_to_bd(lon: float, lat: float) -> tuple[float, float]:
+    """Offset one GCJ-02 point to BD-09 by the published formula."""
     x_pi = math.pi * 3000.0 / 180.0
     z = math.sqrt(lon * lon + lat * lat) + 0.00002 * math.sin(lat * x_pi)
     theta = math.atan2(lat, lon) + 0.000003 * math.cos(lon * x_pi)
@@ -39,7 +41,7 @@ def gcj_to_bd(lon: float, lat: float) -> tuple[float, float]:
 
 
 def gcj_to_wgs(lon: float, lat: float, tol_deg: float = 1e-10) -> tuple[float, float]:
-    """The inverse by plain fixed-point iteration (the textbook way; slow, exact)."""
+    """Invert :func:`wgs_to_gcj` by plain fixed-point iteration (the textbook way; slow, exact)."""
     wlon, wlat = lon, lat
     for _ in range(30):
         glon, glat = wgs_to_gcj(wlon, wlat)

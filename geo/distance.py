@@ -18,7 +18,7 @@ EPS_MIN = 1e-6          # minutes of slack on "within minutes" (matches the plan
 
 
 def as_xy(geoms_or_xy) -> np.ndarray:
-    """(n, 2) float array from a GeoSeries / array of points / (n, 2) array; empty points -> NaN."""
+    """Return the (n, 2) float x/y of a GeoSeries, an array of points or an (n, 2) array; NaN for empty points."""
     if isinstance(geoms_or_xy, np.ndarray) and geoms_or_xy.ndim == 2:
         return np.asarray(geoms_or_xy, dtype=float)
     g = np.asarray(getattr(geoms_or_xy, "values", geoms_or_xy))
@@ -33,6 +33,7 @@ def as_xy(geoms_or_xy) -> np.ndarray:
 
 
 def finite_rows(xy: np.ndarray) -> np.ndarray:
+    """Return a boolean mask of the rows of ``xy`` whose every coordinate is finite."""
     return np.isfinite(xy).all(axis=1) if len(xy) else np.zeros(0, bool)
 
 
@@ -45,28 +46,29 @@ MINUTES_DECIMALS = 3   # minutes as the households layer and lookup report them
 
 
 def round_minutes(minutes) -> np.ndarray:
-    """Minutes rounded as reported (households layer, lookup): ``np.round`` to MINUTES_DECIMALS."""
+    """Round minutes as they are reported (households layer, lookup): ``np.round`` to MINUTES_DECIMALS."""
     return np.round(np.asarray(minutes, dtype=float), MINUTES_DECIMALS)
 
 
 def within_minutes(minutes, limit: float) -> np.ndarray:
-    """The coverage rule: minutes <= limit + EPS_MIN (NaN -> False)."""
+    """Apply the coverage rule: ``minutes <= limit + EPS_MIN`` (NaN -> False)."""
     m = np.asarray(minutes, dtype=float)
     with np.errstate(invalid="ignore"):
         return np.isfinite(m) & (m <= float(limit) + EPS_MIN)
 
 
 def metres_per_minute(speed_kmh: float) -> float:
-    """km/h -> metres per minute (the one expression plan and lookup both use)."""
+    """Convert km/h to metres per minute (the one expression plan and lookup both use)."""
     return float(speed_kmh) * 1000.0 / 60.0
 
 
 def ecef(lonlat) -> np.ndarray:
-    """(n, 3) earth-centred coordinates (metres) of WGS 84 lon/lat points on the ellipsoid surface.
+    """Return the earth-centred coordinates (metres) of WGS 84 lon/lat points on the ellipsoid surface.
 
     Parameters
     ----------
-    lonlat : (n, 2) array of degrees; non-finite rows give NaN rows.
+    lonlat : array_like
+        (n, 2) degrees; non-finite rows give NaN rows.
 
     Returns
     -------
@@ -82,8 +84,10 @@ def ecef(lonlat) -> np.ndarray:
 
 
 def lonlat_of(frame) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of a point GeoDataFrame/GeoSeries (via ``to_crs(4326)``, as the plan's
-    layers are written); NaN for missing points."""
+    """Return the (n, 2) WGS 84 lon/lat of a point GeoDataFrame or GeoSeries.
+
+    Converted by ``to_crs(4326)``, as the plan's layers are written; NaN for missing points.
+    """
     g = frame.geometry if hasattr(frame, "geometry") else frame
     if g.crs is not None and g.crs.to_epsg() != 4326:
         g = g.to_crs(4326)
@@ -91,8 +95,11 @@ def lonlat_of(frame) -> np.ndarray:
 
 
 def lonlat_of_xy(xy, crs) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of metric points in ``crs``, through ``to_crs(4326)`` exactly as a
-    layer of them is written (so a station's lon/lat here is its lon/lat in the stations layer)."""
+    """Return the (n, 2) WGS 84 lon/lat of metric points ``xy`` in ``crs``.
+
+    Converted through ``to_crs(4326)`` exactly as a layer of them is written, so a station's lon/lat
+    here is its lon/lat in the stations layer.
+    """
     import geopandas as gpd
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if not len(xy):
@@ -101,8 +108,11 @@ def lonlat_of_xy(xy, crs) -> np.ndarray:
 
 
 def household_lonlat(households) -> np.ndarray:
-    """(n, 2) WGS 84 lon/lat of the households: their ``lon``/``lat`` columns when present (the
-    values the households layer is written from), else their points through ``to_crs(4326)``."""
+    """Return the (n, 2) WGS 84 lon/lat of the households.
+
+    Their ``lon``/``lat`` columns when present (the values the households layer is written from),
+    else their points through ``to_crs(4326)``; NaN for a household without a point.
+    """
     if "lon" in households and "lat" in households:
         ll = np.column_stack([households["lon"].to_numpy(float), households["lat"].to_numpy(float)])
         if hasattr(households, "geometry"):      # a household without a point has no position
@@ -129,7 +139,24 @@ class StationFinder:
         return len(self.rows)
 
     def nearest(self, lonlat, speed_m_per_min: float, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """(site row or -1, minutes or NaN) of each demand lon/lat."""
+        """Find the nearest site of each demand point.
+
+        Parameters
+        ----------
+        lonlat : array_like
+            (n, 2) WGS 84 lon/lat of the demand points.
+        speed_m_per_min : float
+            Travel speed, metres per minute.
+        workers : int
+            Threads for the k-d tree query.
+
+        Returns
+        -------
+        site : numpy.ndarray
+            Row of the nearest site, -1 where there is none or the point is not finite.
+        minutes : numpy.ndarray
+            Straight-line minutes to it, NaN where there is none.
+        """
         xyz = ecef(lonlat)
         n = len(xyz)
         idx = np.full(n, -1, dtype=np.int64)
@@ -144,6 +171,9 @@ class StationFinder:
 
 
 def station_nearest(demand_lonlat, site_lonlat, speed_m_per_min: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest site of each demand point in a straight line, both given as WGS 84 lon/lat:
-    (site row or -1, minutes or NaN). The plan's figure for its households layer."""
+    """Find the nearest site of each demand point in a straight line, both given as WGS 84 lon/lat.
+
+    The plan's figure for its households layer; returns (site row or -1, minutes or NaN) as
+    :meth:`StationFinder.nearest`.
+    """
     return StationFinder(site_lonlat).nearest(demand_lonlat, speed_m_per_min)

@@ -5,15 +5,9 @@ summary's travel settings) and then read-only, so one instance is shared by ever
 
 How a point is found (exact, not approximate):
 
-* (``geo.gridraster``) A uniform raster of square cells covers the grids' extent (about ``cells_per_grid`` cells per
-  grid). Every polygon ring is densified to segments shorter than a cell; each segment marks the
-  (at most 2 x 2) cells its bounding box touches as *boundary* cells, together with its polygon;
-  the grid under each boundary cell's centre joins its candidates too (a grid covering the whole
-  cell has no segment in it).
-* A cell that no ring passes through lies wholly inside one grid or outside all of them, and so
-  does every cell 4-connected to it without crossing a boundary cell. Those components are
-  labelled with ``scipy.ndimage.label`` and one representative centre per component is looked up
-  exactly (STRtree) — the whole component takes that answer.
+* A uniform raster of square cells (``geo.gridraster``, whose docstring explains it) knows for each
+  cell its grid, "outside every grid", or — for the *boundary* cells a ring passes through — the
+  few candidate grids; the cells' answers come from exact STRtree lookups.
 * A query point's cell comes from two multiplications and a floor. Points in labelled cells are
   answered from the raster alone; points in boundary cells test their cell's few candidate grids
   with ``shapely.intersects_xy`` on prepared polygons, the lowest grid index that contains the
@@ -25,9 +19,8 @@ is the households layer's figure:
 * straight-line plans: ``travel.StationFinder`` over the stations' lon/lat — the chord on the WGS 84
   ellipsoid, the distance the plan computed its households' minutes with;
 * road-network plans: the plan's ``network_minutes.parquet`` (road minutes from every road node to
-  its nearest station, per county): the point is projected into that county's metric CRS, joined to
-  its nearest road node and walks the straight line to it (``travel.NodeMinutes``), exactly as the
-  plan answered its households. The county is the one of the grid the point lies in.
+  its nearest station, per county): the point joins its nearest road node of the county of its grid
+  and walks the straight line to it (``travel.NodeMinutes``), exactly as the plan answered its households.
 
 ``minutes`` are rounded as the households layer rounds them; ``covered`` is the plan's rule
 (minutes <= the service-area minutes + ``travel.EPS_MIN``).
@@ -42,7 +35,7 @@ import numpy as np
 import shapely
 
 from geo import travel
-from geo.coords import to_wgs84, geometries_to_wgs84, check_system
+from geo.coords import check_system, geometries_to_wgs84, to_wgs84
 from geo.gridraster import build_raster
 from geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
@@ -69,15 +62,24 @@ def _clean_str(v) -> str | None:
 class GridIndex:
     """An immutable point -> grid (+ station) index over one plan. See the module docstring.
 
-    ``road``: a network plan's road-minutes tables, ``{county_code or None: (NodeMinutes, station
-    ids)}`` as ``travel.read_network_minutes`` returns them; without it travel is straight-line.
+    Parameters
+    ----------
+    grids, stations, workers : geopandas.GeoDataFrame
+        The plan's layers (any CRS; stations and workers optional). Answers are rows of ``grids``.
+    speed_kmh, minutes, mode : optional
+        The plan's travel settings: speed (default: the mode's), service-area minutes (None: nothing
+        is covered), travel mode.
+    cells_per_grid : float
+        About how many raster cells per grid (see ``geo.gridraster``).
+    plan_id : str, optional
+    road : dict, optional
+        A network plan's road-minutes tables, ``{county_code or None: (NodeMinutes, station ids)}``
+        as ``travel.read_network_minutes`` returns them; without it travel is straight-line.
     """
 
     def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
                  minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 256.0,
                  plan_id: str | None = None, road: dict | None = None):
-        import geopandas as gpd  # noqa: F401  (frames come in as GeoDataFrames)
-
         self.plan_id = plan_id
         if grids.crs is not None and grids.crs.to_epsg() != 4326:
             grids = grids.to_crs(4326)
@@ -147,7 +149,11 @@ class GridIndex:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_plan_dir(cls, path, plan_id: str | None = None, **kwargs) -> "GridIndex":
-        """Build from an output directory (plan.gpkg + summary.json)."""
+        """Build the index of the plan in output directory ``path`` (plan.gpkg + summary.json).
+
+        FileNotFoundError without plan.gpkg; ValueError without a grids layer, or for a road-network
+        plan without its road table.
+        """
         import pyogrio
 
         path = Path(path)
@@ -215,7 +221,7 @@ class GridIndex:
 
     # ------------------------------------------------------------------ queries
     def grid_of(self, lon, lat) -> np.ndarray:
-        """Grid row index (into the grids layer order, -1 for none) for WGS 84 lon/lat arrays."""
+        """Return the grid row (in the grids layer's order, -1 for none) of each WGS 84 lon/lat point."""
         x = np.asarray(lon, dtype=float).ravel()
         y = np.asarray(lat, dtype=float).ravel()
         r = self._raster
@@ -247,6 +253,7 @@ class GridIndex:
         return out
 
     def grid_of_one(self, lon: float, lat: float) -> int:
+        """Return the grid row of one WGS 84 point (-1 for none): :meth:`grid_of` without arrays."""
         r = self._raster
         if self.n == 0 or not (math.isfinite(lon) and math.isfinite(lat)):
             return -1
@@ -264,9 +271,11 @@ class GridIndex:
         return -1
 
     def nearest_station(self, lon, lat, grid=None) -> tuple[np.ndarray, np.ndarray]:
-        """(station row index or -1, minutes or NaN) for WGS 84 lon/lat arrays, by the plan's travel
-        model. ``grid``: the points' grid rows if already known (road plans pick the county's table
-        by it; computed when not given)."""
+        """Find the nearest station of WGS 84 lon/lat points by the plan's travel model.
+
+        Returns (station row or -1, unrounded minutes or NaN). ``grid``: the points' grid rows if
+        already known (road plans pick the county's table by it; computed when not given).
+        """
         lon = np.asarray(lon, dtype=float).ravel()
         lat = np.asarray(lat, dtype=float).ravel()
         ll = np.column_stack([lon, lat])
@@ -287,7 +296,7 @@ class GridIndex:
         return idx, mins
 
     def covered(self, minutes) -> np.ndarray:
-        """The plan's coverage rule on minutes (False without a service-area limit or a station)."""
+        """Apply the plan's coverage rule to minutes (False without a service-area limit or a station)."""
         m = np.asarray(minutes, dtype=float)
         if self.minutes_limit is None:
             return np.zeros(m.shape, dtype=bool)
@@ -302,9 +311,12 @@ class GridIndex:
         return to_wgs84(lon, lat, coords)
 
     def lookup(self, lon, lat, coords: str = "wgs84") -> dict[str, np.ndarray]:
-        """Vectorized lookup. Returns arrays: ``grid`` (row index, -1 = outside every grid), the grid
-        fields (object arrays, None where outside), ``workers`` (float, NaN outside), ``station``
-        (row index, -1 none), ``station_id``, ``minutes`` and ``covered`` (bool)."""
+        """Look points stated in ``coords`` up, vectorized.
+
+        Returns a dict of arrays: ``grid`` (row index, -1 = outside every grid), the grid fields
+        (object arrays, None where outside), ``workers`` (float, NaN outside), ``station`` (row
+        index, -1 none), ``station_id``, ``minutes`` (unrounded) and ``covered`` (bool).
+        """
         coords = check_system(coords)
         x, y = self._wgs(lon, lat, coords)
         x, y = x.ravel(), y.ravel()
@@ -336,7 +348,7 @@ class GridIndex:
         return d
 
     def lookup_one(self, lon: float, lat: float, coords: str = "wgs84") -> dict | None:
-        """The answer for one point as a plain dict (RESULT_FIELDS), or None outside every grid."""
+        """Look one point up: a plain dict of RESULT_FIELDS, or None outside every grid."""
         coords = check_system(coords)
         lon, lat = float(lon), float(lat)
         if coords not in WGS84_ALIKE:
@@ -351,7 +363,7 @@ class GridIndex:
         return self._answer(g, int(s[0]), float(m[0]))
 
     def lookup_dicts(self, lon, lat, coords: str = "wgs84") -> list[dict | None]:
-        """Batch lookup as a list of answer dicts (None outside every grid), in input order."""
+        """Look points up as a list of answer dicts (None outside every grid), in input order."""
         coords = check_system(coords)
         x, y = self._wgs(lon, lat, coords)
         x, y = x.ravel(), y.ravel()
@@ -380,8 +392,10 @@ class GridIndex:
         return res
 
     def lookup_json(self, lon, lat, coords: str = "wgs84") -> bytes:
-        """Batch lookup serialized straight to a JSON array (``null`` outside every grid), in input
-        order — the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments."""
+        """Look points up, serialized straight to a JSON array (``null`` outside every grid).
+
+        In input order; the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments.
+        """
         import orjson
 
         coords = check_system(coords)
@@ -422,9 +436,11 @@ class GridIndex:
 
 
 def read_road(path, summary: dict | None = None) -> dict | None:
-    """The road-minutes tables of the plan in output directory ``path`` (None for a straight-line
-    plan). A network plan without its table (written before lookup answered along roads) is an
-    error: answering it in a straight line would contradict its households layer."""
+    """Read the road-minutes tables of the plan in output directory ``path`` (None: straight-line plan).
+
+    A network plan without its table (written before lookup answered along roads) is a ValueError:
+    answering it in a straight line would contradict its households layer.
+    """
     f = Path(path) / travel.NETWORK_MINUTES_FILE
     if f.exists():
         return travel.read_network_minutes(f)

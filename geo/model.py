@@ -33,6 +33,12 @@ ROSTER_COLUMNS = ["worker_id", "name", "role"]
 
 @dataclass
 class Dataset:
+    """The loaded inputs: units, households and the optional layers, in one metric CRS (see the module docstring).
+
+    ``problems`` lists what loading found (warnings and fatal ones); ``sources`` maps each role
+    (``"boundaries"``, ``"households"``, ...) to the file name the client gave.
+    """
+
     units: gpd.GeoDataFrame
     households: gpd.GeoDataFrame
     crs: CRS
@@ -46,4 +52,5 @@ class Dataset:
 
     @property
     def fatal(self) -> list[Problem]:
+        """The problems that stop the plan."""
         return [p for p in self.problems if p.fatal]

@@ -22,21 +22,21 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 def script_safe(text: str) -> str:
-    """Text that can sit inside ``<script>…</script>`` (JS): no ``</`` that would close the tag."""
+    """Make text safe inside ``<script>…</script>`` (JS): no ``</`` or ``<!--`` left to end the tag."""
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
 def json_script_safe(text: str) -> str:
-    """JSON text that can sit inside ``<script type="application/json">``: no ``<``, ``>`` or ``&``.
+    r"""Make JSON text safe inside ``<script type="application/json">``: no ``<``, ``>`` or ``&``.
 
-    They only occur inside JSON strings, where ``\\u003c`` etc. mean the same.
+    They only occur inside JSON strings, where ``\u003c`` etc. mean the same.
     """
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 @lru_cache(maxsize=1)
 def leaflet_assets() -> tuple[str, str]:
-    """(leaflet.js, leaflet.css) as text ready to inline: no source-map comment, CSS images as data URIs."""
+    """Return (leaflet.js, leaflet.css) as text ready to inline: no source-map comment, CSS images as data URIs."""
     js = (STATIC / "leaflet.js").read_text(encoding="utf-8")
     js = re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", js)
     css = (STATIC / "leaflet.css").read_text(encoding="utf-8")
@@ -53,12 +53,12 @@ def leaflet_assets() -> tuple[str, str]:
 
 @lru_cache(maxsize=1)
 def gridmap_js() -> str:
-    """The shared map helpers (``window.GP``: escaping, formatting, deviation colours, grid popups)."""
+    """Return the shared map helpers' script (``window.GP``: escaping, formatting, deviation colours, grid popups)."""
     return (STATIC / "gridmap.js").read_text(encoding="utf-8")
 
 
 def inline_assets() -> dict[str, Markup]:
-    """Template variables for the inlined assets: ``leaflet_css``, ``leaflet_js`` and ``gridmap_js``."""
+    """Return the template variables of the inlined assets: ``leaflet_css``, ``leaflet_js``, ``gridmap_js``."""
     js, css = leaflet_assets()
     return {"leaflet_css": Markup(css.replace("</", "<\\/")), "leaflet_js": Markup(script_safe(js)),
             "gridmap_js": Markup(script_safe(gridmap_js()))}
@@ -66,7 +66,7 @@ def inline_assets() -> dict[str, Markup]:
 
 @lru_cache(maxsize=None)
 def environment(template_dir: str | Path = TEMPLATES) -> jinja2.Environment:
-    """A Jinja2 environment over ``template_dir`` with autoescape on and compact, HTML-safe ``tojson``."""
+    """Return the Jinja2 environment over ``template_dir``: autoescape on, strict undefined, compact ``tojson``."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -9,14 +9,13 @@ to 6 decimals (~0.1 m) and simplified further when a layer has more vertices tha
 households are never embedded point by point (their counts are already in the grids, and their
 travel times are summarised as a histogram). Whatever was simplified or capped is said in the page.
 
-Public: ``render_report(layers, summary, title)``, ``leaflet_assets()`` (also used by ``/map``),
-``layer_geojson(...)`` and the SVG chart helpers ``svg_histogram`` and ``svg_bars``.
+The page is ``geo/templates/report.html.j2`` rendered through ``geo.pages``. Public: ``render_report``,
+``layer_geojson`` (from ``geo.embed``) and the SVG chart helpers ``svg_histogram`` and ``svg_bars``.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -24,14 +23,12 @@ import pandas as pd
 import shapely
 from markupsafe import Markup
 
+from geo.embed import EmbeddedLayer, layer_geojson, wgs84_frame
 from geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
-
 
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
 MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000}
 MAX_FEATURES = {"grids": 20_000, "service_areas": 3_000, "stations": 5_000, "units": 5_000}
-# simplification tolerances tried in turn (degrees; 1e-5 deg ~ 1.1 m)
-SIMPLIFY_STEPS = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
 MAX_LABELS = 120          # unit labels drawn on the map (more would be unreadable)
 MAX_UNIT_BARS = 60        # units shown in the coverage chart (the lowest first)
 MAX_PROBLEMS = 200        # problems listed in the page
@@ -41,81 +38,6 @@ GRID_COLUMNS = ["grid_code", "village_code", "township_code", "households", "pop
                 "area_km2", "polsby_popper", "deviation"]
 STATION_COLUMNS = ["station_id", "name", "existing", "village_code", "households_covered"]
 SERVICE_COLUMNS = ["station_id", "minutes", "mode"]
-
-
-# --------------------------------------------------------------------------------------------
-# layers → compact GeoJSON
-@dataclass
-class EmbeddedLayer:
-    geojson: str              # a FeatureCollection, as JSON text
-    features: int             # features embedded
-    total: int                # features in the layer
-    vertices: int             # vertices embedded
-    simplified_m: float       # simplification tolerance used (metres, approx.; 0 = none)
-
-
-def _json_value(v):
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if not math.isfinite(f):
-            return None
-        return round(f, 4) if abs(f) >= 1e-3 or f == 0 else float(f"{f:.3g}")
-    if isinstance(v, (pd.Timestamp,)):
-        return v.isoformat()
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _wgs84(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
-        return gdf.to_crs(4326)
-    return gdf
-
-
-def layer_geojson(gdf: gpd.GeoDataFrame | None, columns: list[str], max_vertices: int | None = None,
-                  max_features: int | None = None, precision: int = 6) -> EmbeddedLayer:
-    """A layer as compact GeoJSON: the given columns (those present), WGS 84, coordinates rounded to
-    ``precision`` decimals, simplified until at most ``max_vertices`` and capped at ``max_features``."""
-    if gdf is None or len(gdf) == 0 or gdf.geometry.name not in gdf.columns:
-        return EmbeddedLayer('{"type":"FeatureCollection","features":[]}', 0, 0, 0, 0.0)
-    gdf = _wgs84(gdf)
-    total = len(gdf)
-    geoms = gdf.geometry.values
-    keep = ~(shapely.is_missing(np.asarray(geoms)) | shapely.is_empty(np.asarray(geoms)))
-    gdf = gdf[keep]
-    if max_features is not None and len(gdf) > max_features:
-        gdf = gdf.iloc[:max_features]
-    geoms = np.asarray(gdf.geometry.values)
-    n_vertices = int(shapely.get_num_coordinates(geoms).sum()) if len(geoms) else 0
-    simplified = 0.0
-    if max_vertices is not None and n_vertices > max_vertices:
-        original = geoms   # always simplify the original: errors of successive passes would add up
-        for tol in SIMPLIFY_STEPS:
-            cand = shapely.simplify(original, tol, preserve_topology=True)
-            n = int(shapely.get_num_coordinates(cand).sum())
-            geoms, simplified, n_vertices = cand, tol * 111_000, n
-            if n <= max_vertices:
-                break
-    geoms = shapely.transform(geoms, lambda c: np.round(c, precision))
-    geo_texts = shapely.to_geojson(geoms)
-    cols = [c for c in columns if c in gdf.columns]
-    records = gdf[cols].to_dict("records") if cols else [{}] * len(gdf)
-    parts = []
-    for rec, g in zip(records, geo_texts):
-        props = json.dumps({k: _json_value(v) for k, v in rec.items()}, ensure_ascii=False, separators=(",", ":"))
-        parts.append('{"type":"Feature","properties":' + props + ',"geometry":' + g + "}")
-    text = '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
-    return EmbeddedLayer(text, len(parts), total, n_vertices, simplified)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +54,7 @@ def grid_deviation(grids: gpd.GeoDataFrame) -> np.ndarray:
 
 
 def unit_code_column(units: gpd.GeoDataFrame, summary: dict) -> str | None:
-    """The unit code column of the units layer (``village_code`` or the input's code field)."""
+    """Return the unit code column of the units layer (``village_code`` or the input's code field)."""
     opts = summary.get("options") or {}
     for c in (opts.get("code_field"), "village_code", "unit_code"):
         if c and c in units.columns:
@@ -175,7 +97,7 @@ def _charts():
 def svg_histogram(values, bins, *, band: tuple[float, float] | None = None, weights=None, xlabel: str = "",
                   ylabel: str = "count", pct_axis: bool = False, css_class: str = "gp-hist",
                   width: int = 520, height: int = 220) -> Markup:
-    """An inline SVG histogram (one ``<rect class="bar">`` per bin); ``band`` shades an x interval."""
+    """Draw an inline SVG histogram (one ``<rect class="bar">`` per bin); ``band`` shades an x interval."""
     values = np.asarray(values, dtype=float)
     ok = np.isfinite(values)
     values = values[ok]
@@ -210,7 +132,7 @@ def svg_histogram(values, bins, *, band: tuple[float, float] | None = None, weig
 
 def svg_bars(labels, values, *, threshold: float | None = None, css_class: str = "gp-bars", width: int = 520,
              vmax: float = 1.0, as_pct: bool = True) -> Markup:
-    """An inline SVG horizontal bar chart (one ``<rect class="bar">`` per label), optional threshold line."""
+    """Draw an inline SVG horizontal bar chart (one ``<rect class="bar">`` per label), optional threshold line."""
     labels = [str(v) for v in labels]
     values = [float(v) if v is not None and math.isfinite(float(v)) else 0.0 for v in values]
     row, ml, mr, mt, mb = 16, 150, 50, 6, 22
@@ -314,7 +236,7 @@ def _minutes_chart(households: gpd.GeoDataFrame | None, minutes_target) -> dict 
 
 
 def _embedded_layers(layers: dict, code_col: str | None, notes: list[str]) -> dict:
-    """The map's layers as compact GeoJSON (parsed), with a note for whatever was capped or simplified."""
+    """Return the map's layers as compact GeoJSON (parsed), noting whatever was capped or simplified."""
     grids = layers.get("grids")
     if grids is not None and len(grids):
         grids = grids.copy()
@@ -347,7 +269,7 @@ def _unit_labels(units: gpd.GeoDataFrame | None, code_col: str | None, notes: li
     if len(units) > MAX_LABELS:
         notes.append(f"Unit labels are left off the map ({len(units):,} units); click a grid to see its unit.")
         return labels
-    uw = _wgs84(units)
+    uw = wgs84_frame(units)
     pts = shapely.point_on_surface(np.asarray(uw.geometry.values))
     names = (uw["village_name"] if "village_name" in uw.columns else pd.Series([None] * len(uw), index=uw.index))
     codes = uw[code_col] if code_col else pd.Series([""] * len(uw), index=uw.index)

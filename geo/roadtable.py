@@ -20,9 +20,18 @@ _META_KEY = b"gridplan.network_minutes"
 
 
 class NodeJoin:
-    """How a point joins a road graph: its nearest node and the straight walk to it, by the model's
-    distance (``ecef`` chords of lon/lat when ``geodetic``, else planar x/y). One rule for the plan's
-    siting, its households and lookup."""
+    """How a point joins a road graph: its nearest node and the straight walk to it.
+
+    The walk is measured by the model's distance: ``ecef`` chords of lon/lat when ``geodetic``, else
+    planar x/y. One rule for the plan's siting, its households and lookup.
+
+    Parameters
+    ----------
+    node_coords : array_like
+        (N, 2) node coordinates, lon/lat when ``geodetic``, else metric x/y.
+    geodetic : bool
+        Whether the coordinates are lon/lat.
+    """
 
     def __init__(self, node_coords: np.ndarray, geodetic: bool = True):
         self.coords = np.asarray(node_coords, dtype=float).reshape(-1, 2)
@@ -30,7 +39,7 @@ class NodeJoin:
         self.tree = cKDTree(ecef(self.coords) if self.geodetic else self.coords) if len(self.coords) else None
 
     def join(self, pts) -> tuple[np.ndarray, np.ndarray]:
-        """(nearest node or -1, metres to it or inf) of each point (lon/lat when geodetic)."""
+        """Join points to the graph: (nearest node or -1, metres to it or inf) of each point (lon/lat when geodetic)."""
         pts = np.asarray(pts, dtype=float).reshape(-1, 2)
         q = ecef(pts) if self.geodetic else pts
         node = np.full(len(pts), -1, dtype=np.int64)
@@ -51,13 +60,14 @@ class NodeMinutes:
     ``nearest_lonlat`` on this table and saves it; lookup reads it back and answers the same way, so
     both agree to the bit.
     """
+
     join: NodeJoin                # node coordinates (lon/lat when geodetic) and the joining rule
     minutes: np.ndarray           # (N,) minutes from the node to its nearest site (inf: none reachable)
     site: np.ndarray              # (N,) index of that site (-1: none)
     speed_m_per_min: float
 
     def nearest_lonlat(self, lonlat) -> tuple[np.ndarray, np.ndarray]:
-        """(site index or -1, minutes or NaN) of WGS 84 points (or planar x/y for a planar table)."""
+        """Answer points: (site index or -1, minutes or NaN) of WGS 84 lon/lat (planar x/y for a planar table)."""
         node, off = self.join.join(lonlat)
         n = len(node)
         idx = np.full(n, -1, dtype=np.int64)
@@ -73,9 +83,12 @@ class NodeMinutes:
         return idx, mins
 
     def to_frame(self, site_ids, county_code=None):
-        """The table as a DataFrame: ``county_code``, ``lon``, ``lat`` (the node; planar x/y for a
-        planar table), ``minutes`` (NaN: unreachable), ``station_id`` (None: unreachable),
-        ``speed_m_per_min``, ``geodetic``."""
+        """Return the table as a DataFrame, one row per node.
+
+        Columns: ``county_code``, ``lon``, ``lat`` (the node; planar x/y for a planar table),
+        ``minutes`` (NaN: unreachable), ``station_id`` (None: unreachable; from ``site_ids``, which
+        ``site`` indexes), ``speed_m_per_min``, ``geodetic``.
+        """
         import pandas as pd
         ids = np.asarray(list(site_ids) + [None], dtype=object)
         c = self.join.coords
@@ -88,10 +101,14 @@ class NodeMinutes:
 
 
 def write_network_minutes(frame, path) -> None:
-    """Write a network plan's road-minutes table (``NodeMinutes.to_frame`` rows, one block per county)
-    as Parquet: ``county_code, lon, lat, minutes, station_id``; speed and joining rule per county in
-    the file's metadata."""
+    """Write a network plan's road-minutes table as Parquet.
+
+    ``frame`` holds ``NodeMinutes.to_frame`` rows, one block per county. The file holds
+    ``county_code, lon, lat, minutes, station_id``; the speed and joining rule of each county go
+    into the file's metadata.
+    """
     import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
     meta = {}
@@ -106,9 +123,21 @@ def write_network_minutes(frame, path) -> None:
 
 
 def read_network_minutes(path) -> dict[str | None, tuple[NodeMinutes, list]]:
-    """Read ``network_minutes.parquet``: {county_code or None: (NodeMinutes, station ids)}.
-    ``NodeMinutes.site`` indexes the returned station-id list."""
+    """Read a road-minutes table written by :func:`write_network_minutes`.
+
+    Returns
+    -------
+    dict
+        ``{county_code or None: (NodeMinutes, station ids)}``; ``NodeMinutes.site`` indexes the
+        station-id list.
+
+    Raises
+    ------
+    ValueError
+        When the file lacks gridplan's road-table metadata.
+    """
     import json
+
     import pyarrow.parquet as pq
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(_META_KEY)

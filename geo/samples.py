@@ -7,6 +7,15 @@ SAMPLES = ("sample", "sample_small")
 
 
 def sample_dir(name: str = "sample") -> Path:
+    """Return the directory of bundled sample ``name`` (one of ``SAMPLES``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown sample name.
+    FileNotFoundError
+        When the sample is neither installed nor in the checkout.
+    """
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {name!r}: expected one of {', '.join(SAMPLES)}")
     try:
@@ -23,7 +32,7 @@ def sample_dir(name: str = "sample") -> Path:
 
 
 def sample_paths(name: str = "sample") -> dict[str, Path]:
-    """{"boundaries", "households", "facilities", "roster"} -> paths of the bundled sample (those present)."""
+    """Map "boundaries", "households", "facilities", "roster" to the bundled sample's files (those present)."""
     d = sample_dir(name)
     files = {"boundaries": "boundaries.geojson", "households": "households.csv",
              "facilities": "facilities.csv", "roster": "roster.csv"}

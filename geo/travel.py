@@ -41,11 +41,22 @@ from scipy.spatial import cKDTree
 
 # the distance model and the road table live in their own modules; re-exported here, the one
 # interface the plan uses
-from geo.distance import (EPS_MIN, MINUTES_DECIMALS, StationFinder, as_xy, ecef, finite_rows,  # noqa: F401
-                          household_lonlat, lonlat_of, lonlat_of_xy, metres_per_minute, round_minutes,
-                          station_nearest, within_minutes)
-from geo.roadtable import (NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes,  # noqa: F401
-                           write_network_minutes)
+from geo.distance import (  # noqa: F401
+    EPS_MIN,
+    MINUTES_DECIMALS,
+    StationFinder,
+    as_xy,
+    ecef,
+    finite_rows,
+    household_lonlat,
+    lonlat_of,
+    lonlat_of_xy,
+    metres_per_minute,
+    round_minutes,
+    station_nearest,
+    within_minutes,
+)
+from geo.roadtable import NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes, write_network_minutes  # noqa: F401
 from geo.vocabulary import Mode
 
 PYROSM_NETWORK = {Mode.walk: "walking", Mode.bike: "cycling", Mode.ebike: "cycling", Mode.drive: "driving"}
@@ -98,7 +109,7 @@ def _pairs_to_csr(rows, cols, minutes, shape) -> sparse.csr_matrix:
 
 
 def coverage_minutes(cov: sparse.csr_matrix) -> np.ndarray:
-    """The minutes stored in a coverage matrix's ``data`` (undoing the storage offset)."""
+    """Return the minutes stored in a coverage matrix's ``data`` (undoing the storage offset)."""
     return cov.data - 1.0
 
 
@@ -119,6 +130,7 @@ class RoadNetwork:
     drawn in the metric CRS (``node_xy``, ``crs``). Built from planar lines alone (``from_lines``
     without lon/lat) lengths are planar.
     """
+
     node_xy: np.ndarray                 # (N, 2) metric
     graph: sparse.csr_matrix            # (N, N) symmetric, metres
     edge_uv: np.ndarray                 # (E, 2) node indices of each edge
@@ -159,9 +171,22 @@ class RoadNetwork:
 
     @classmethod
     def from_lines(cls, lines, source: str = "", snap_m: float = 0.01, lonlat_lines=None) -> "RoadNetwork":
-        """A graph from LineStrings: their end points are nodes (ends closer than ``snap_m`` merge);
-        every line's interior vertices also split it so crossings that share a vertex connect.
-        ``lonlat_lines``: the same lines in WGS 84 (vertex for vertex); lengths are then ellipsoid chords."""
+        """Build a graph from LineStrings.
+
+        Their end points are nodes (ends closer than ``snap_m`` merge); every line's interior vertices
+        also split it, so crossings that share a vertex connect.
+
+        Parameters
+        ----------
+        lines : array_like
+            Metric LineStrings (other geometry types are skipped).
+        source : str
+            Where the lines came from, kept on the network.
+        snap_m : float
+            Distance under which two vertices are one node.
+        lonlat_lines : array_like, optional
+            The same lines in WGS 84, vertex for vertex; lengths are then ellipsoid chords.
+        """
         lines = np.asarray(lines)
         line_ok = shapely.get_type_id(lines) == 1
         lines = lines[line_ok]

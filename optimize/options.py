@@ -18,11 +18,17 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from geo.vocabulary import (COORD_SYSTEMS, DEFAULT_SPEED_KMH, MODES, OUTPUT_COORD_SYSTEMS, CoordSystem, Mode,
-                            OutputCoordSystem)
+from geo.vocabulary import (
+    COORD_SYSTEMS,
+    DEFAULT_SPEED_KMH,
+    MODES,
+    OUTPUT_COORD_SYSTEMS,
+    CoordSystem,
+    Mode,
+    OutputCoordSystem,
+)
 
 __all__ = ["PlanOptions", "OptionsError", "Mode", "CoordSystem", "OutputCoordSystem", "DEFAULT_SPEED_KMH",
            "SPEED_KMH", "MODES", "COORDS", "OUTPUT_COORDS", "option_names", "option_default", "option_help"]
@@ -92,7 +98,7 @@ def _shown(value: Any) -> str:
 
 
 def _errors_of(exc: ValidationError) -> list[tuple[str, str]]:
-    """pydantic's errors -> (option, message) pairs in plain words ("must be ..., got ...")."""
+    """Pydantic's errors -> (option, message) pairs in plain words ("must be ..., got ...")."""
     known = ", ".join(option_names())
     out = []
     for e in exc.errors(include_url=False):
@@ -172,11 +178,11 @@ class PlanOptions(BaseModel):
 
     @property
     def effective_speed_kmh(self) -> float:
-        """``speed_kmh``, else the mode's default speed."""
+        """Return ``speed_kmh``, else the mode's default speed."""
         return float(self.speed_kmh or DEFAULT_SPEED_KMH[self.mode])
 
     def target_for(self, kind: str | None, unit_target: float | None) -> float:
-        """The target households per grid for one unit: its own column, its kind's, the global."""
+        """Return the target households per grid of one unit: its own column, else its kind's, else the global one."""
         if unit_target is not None and math.isfinite(unit_target) and unit_target > 0:
             return float(unit_target)
         if kind and kind in self.kind_targets:
@@ -184,11 +190,11 @@ class PlanOptions(BaseModel):
         return float(self.target_households)
 
     def with_(self, **changes: Any) -> "PlanOptions":
-        """A copy with ``changes`` applied and checked (:class:`OptionsError` if refused)."""
+        """Return a copy with ``changes`` applied and checked (:class:`OptionsError` if refused)."""
         return type(self)(**{**self.as_dict(), **changes})
 
     def as_dict(self) -> dict:
-        """Every option as plain JSON-ready values."""
+        """Return every option as plain JSON-ready values."""
         return self.model_dump()
 
     @classmethod
@@ -219,7 +225,7 @@ class PlanOptions(BaseModel):
 
     @classmethod
     def json_schema(cls, exclude: Iterable[str] = ()) -> dict:
-        """The options' JSON schema (types, bounds, defaults, descriptions), minus ``exclude``."""
+        """Return the options' JSON schema (types, bounds, defaults, descriptions), minus ``exclude``."""
         schema = cls.model_json_schema()
         for name in exclude:
             schema["properties"].pop(name, None)
@@ -227,18 +233,18 @@ class PlanOptions(BaseModel):
 
 
 def option_names() -> tuple[str, ...]:
-    """Every option's name, in declaration order."""
+    """Return every option's name, in declaration order."""
     return tuple(PlanOptions.model_fields)
 
 
 def option_default(name: str) -> Any:
-    """An option's default value."""
+    """Return an option's default value."""
     f = PlanOptions.model_fields[name]
     return f.get_default(call_default_factory=True)
 
 
 def option_help(name: str, extra: str = "", show_default: bool = True) -> str:
-    """An option's description (+ ``extra``) and default, ``"Travel mode. (default: walk)"``, for help texts."""
+    """Return an option's description (+ ``extra``) and default for help texts: ``"Travel mode. (default: walk)"``."""
     f = PlanOptions.model_fields[name]
     default = option_default(name)
     shown = "" if not show_default or default is None or default == {} else f" (default: {default})"

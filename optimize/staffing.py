@@ -57,9 +57,23 @@ def grid_workload(grids: gpd.GeoDataFrame, options: PlanOptions) -> np.ndarray:
 
 def resolve_budget(n_grids: int, population: float, options: PlanOptions,
                    roster_size: int | None = None) -> tuple[int, list[str]]:
-    """Total workers: ``workers_budget``, else the norm ``workers_per_10k`` x population / 10,000
-    (rounded), else the roster's size, else one per grid. Below one per grid -> ValueError; above two
-    per grid -> capped, with a note."""
+    """Decide the total number of workers.
+
+    ``workers_budget``, else the norm ``workers_per_10k`` x population / 10,000 (rounded), else the
+    roster's size, else one per grid.
+
+    Returns
+    -------
+    budget : int
+        The workers to allocate: above two per grid it is capped, with a note.
+    notes : list of str
+        What was changed and why.
+
+    Raises
+    ------
+    ValueError
+        When the budget is below one worker per grid.
+    """
     notes: list[str] = []
     if options.workers_budget is not None:
         budget, src = int(options.workers_budget), f"--workers-budget {options.workers_budget}"
@@ -95,6 +109,7 @@ def allocate_workers(workload: np.ndarray, budget: int) -> np.ndarray:
 
 
 def max_load(workload: np.ndarray, workers: np.ndarray) -> float:
+    """Return the largest workload per worker over the grids (0 for no grids)."""
     return float(np.max(np.asarray(workload, float) / np.asarray(workers, float))) if len(workload) else 0.0
 
 
@@ -106,10 +121,23 @@ PART_ON_FIRST = 1e8      # a part-timer holds a grid's first place only when ful
 
 def assign_roster(grids: gpd.GeoDataFrame, workers_per_grid: np.ndarray, roster: gpd.GeoDataFrame
                   ) -> gpd.GeoDataFrame:
-    """Named workers to grids. ``grids`` has ``grid_code`` and polygons; ``roster`` (same metric CRS)
-    has worker_id, name, role ("full"|"part") and home points. Returns one row per roster worker:
-    worker_id, grid_code (None when not needed), role, name, travel_m (home to a point inside the grid), slot
-    ("first"|"second"|None), geometry = home."""
+    """Assign named workers to grids.
+
+    Parameters
+    ----------
+    grids : geopandas.GeoDataFrame
+        ``grid_code`` and polygons.
+    workers_per_grid : numpy.ndarray
+        1 or 2 per grid, in ``grids`` order.
+    roster : geopandas.GeoDataFrame
+        In the same metric CRS: worker_id, name, role ("full"|"part") and home points.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per roster worker: worker_id, grid_code (None when not needed), role, name, travel_m
+        (home to a point inside the grid), slot ("first"|"second"|None), geometry = home.
+    """
     n = len(grids)
     wpg = np.asarray(workers_per_grid, dtype=np.int64)
     if len(wpg) != n:
@@ -167,6 +195,7 @@ def vacancies(grids: gpd.GeoDataFrame, assigned: gpd.GeoDataFrame) -> tuple[list
 
 
 def staffing_summary(workload: np.ndarray, workers: np.ndarray, budget: int, notes: list[str]) -> dict:
+    """Return the summary's ``staffing`` section: budget, workers, two-worker grids, loads per worker, notes."""
     per = np.asarray(workload, float) / np.maximum(np.asarray(workers, float), 1)
     return {"budget": int(budget), "workers": int(np.sum(workers)), "two_worker_grids": int(np.sum(workers == 2)),
             "max_load_per_worker": round(float(per.max()), 2) if len(per) else 0.0,

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from api.auth import create_key
-from tests.api_helpers import free_port, start_server, wait_job, write_inputs
+from tests.helpers.api import free_port, start_server, wait_job, write_inputs
 
 pytestmark = pytest.mark.slow
 
-BASE_ENV = {"GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner", "GRIDPLAN_TEST_SLOW_TARGET": "999"}
+BASE_ENV = {"GRIDPLAN_RUNNER": "tests.helpers.api:fake_runner", "GRIDPLAN_TEST_SLOW_TARGET": "999"}
 
 
 def _client(port, key):

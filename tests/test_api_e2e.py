@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
-from tests.api_helpers import wait_job
+from tests.helpers.api import wait_job
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
-from tests.api_helpers import wait_job, write_inputs
+from tests.helpers.api import wait_job, write_inputs
 
 KEYS: dict[str, str] = {}
 
@@ -20,7 +20,7 @@ KEYS: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
-    s = Settings(data_dir=str(d / "data"), runner="tests.api_helpers:fake_runner", poll_interval_s=0.05,
+    s = Settings(data_dir=str(d / "data"), runner="tests.helpers.api:fake_runner", poll_interval_s=0.05,
                  max_upload_bytes=1_000_000, max_batch_points=5000)
     KEYS["planner"] = create_key("planner", s.data_dir)
     app = create_app(s)

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
-from tests.api_helpers import free_port, write_inputs
+from tests.helpers.api import free_port, write_inputs
 
-RUNNER = "tests.api_helpers:fake_runner"
+RUNNER = "tests.helpers.api:fake_runner"
 CAP = 2 * 1024 * 1024
 PBF = Path(__import__("pyrosm").__file__).parent / "data" / "test.osm.pbf"
 BOUNDARY = "gp-test-boundary"

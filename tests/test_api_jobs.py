@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
-from tests.api_helpers import wait_job, write_inputs
+from tests.helpers.api import wait_job, write_inputs
 
-RUNNER = "tests.api_helpers:fake_runner"
+RUNNER = "tests.helpers.api:fake_runner"
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from api.app import create_app
 from api.auth import create_key
 from api.layerstream import Window, stream_layer
 from api.settings import Settings
-from tests.api_helpers import tiny_layers, wait_job, write_inputs
-from tests.db_helpers import private_pg_database
+from tests.helpers.api import tiny_layers, wait_job, write_inputs
+from tests.helpers.db import private_pg_database
 
 N = 700
 
@@ -115,7 +115,7 @@ def test_limit_offset_and_bbox_select_the_right_features(served):
 
 @pytest.mark.parametrize("bad", ["1,2,3", "a,b,c,d", "3,0,1,1", "nan,0,1,1", "0,0,inf,1"])
 def test_a_bad_window_is_a_422_naming_bbox(tmp_path, bad):
-    s = Settings(data_dir=str(tmp_path / "data"), runner="tests.api_helpers:fake_runner")
+    s = Settings(data_dir=str(tmp_path / "data"), runner="tests.helpers.api:fake_runner")
     key = create_key("reader", s.data_dir)
     with TestClient(create_app(s)) as c:
         r = c.get("/v1/jobs/whatever/layers/grids", params={"bbox": bad}, headers={"X-API-Key": key})

@@ -20,10 +20,10 @@ from api.auth import create_key
 from api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
 from api.settings import Settings
 from api.store import Store, jobs
-from tests.api_helpers import ROOT, free_port, start_server, wait_job, write_inputs
-from tests.db_helpers import private_pg_database
+from tests.helpers.api import ROOT, free_port, start_server, wait_job, write_inputs
+from tests.helpers.db import private_pg_database
 
-RUNNER = "tests.api_helpers:fake_runner"
+RUNNER = "tests.helpers.api:fake_runner"
 
 
 def _submit(c, inputs, key, params=None) -> str:

@@ -14,9 +14,9 @@ from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
 from geo.coords import from_wgs84
-from tests.api_helpers import tiny_layers, wait_job, write_inputs
+from tests.helpers.api import tiny_layers, wait_job, write_inputs
 
-RUNNER = "tests.api_helpers:fake_runner"
+RUNNER = "tests.helpers.api:fake_runner"
 
 
 @pytest.fixture(scope="module")

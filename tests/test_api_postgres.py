@@ -15,8 +15,8 @@ from api.app import create_app
 from api.auth import create_key
 from api.settings import Settings
 from api.store import PG_SCHEMA
-from tests.api_helpers import wait_job, write_inputs
-from tests.db_helpers import private_pg_database
+from tests.helpers.api import wait_job, write_inputs
+from tests.helpers.db import private_pg_database
 
 URL = os.environ.get("GRIDPLAN_TEST_DATABASE_URL")
 pytestmark = [pytest.mark.postgres,
@@ -31,7 +31,7 @@ def pg_url():
 
 
 def test_jobs_layers_lookup_and_restart_on_postgis(tmp_path, pg_url):
-    s = Settings(data_dir=str(tmp_path / "data"), database_url=pg_url, runner="tests.api_helpers:fake_runner",
+    s = Settings(data_dir=str(tmp_path / "data"), database_url=pg_url, runner="tests.helpers.api:fake_runner",
                  poll_interval_s=0.05)
     planner = create_key("planner", s.data_dir, pg_url)
     inputs = write_inputs(tmp_path / "in")

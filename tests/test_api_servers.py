@@ -18,14 +18,14 @@ import pytest
 from api.auth import create_key
 from api.settings import Settings
 from api.store import Store
-from tests.api_helpers import free_port, start_server, wait_job, write_inputs
-from tests.db_helpers import private_pg_database
+from tests.helpers.api import free_port, start_server, wait_job, write_inputs
+from tests.helpers.db import private_pg_database
 
 pytestmark = pytest.mark.slow
 
 # lease 5 s (heartbeat every 1.7 s) and 7 s runs: a job outlives its first lease, so it only stays
 # with its server if the heartbeat renews it
-ENV = {"GRIDPLAN_RUNNER": "tests.api_helpers:fake_runner", "GRIDPLAN_TEST_RUNNER_SLEEP": "7",
+ENV = {"GRIDPLAN_RUNNER": "tests.helpers.api:fake_runner", "GRIDPLAN_TEST_RUNNER_SLEEP": "7",
        "GRIDPLAN_LEASE_S": "5"}
 
 
@@ -132,7 +132,7 @@ def test_every_server_follows_the_newest_plan_made_or_purged_elsewhere(tmp_path)
     from api.app import create_app
 
     data = str(tmp_path / "data")
-    runs = Settings(data_dir=data, runner="tests.api_helpers:fake_runner", poll_interval_s=0.05)
+    runs = Settings(data_dir=data, runner="tests.helpers.api:fake_runner", poll_interval_s=0.05)
     serves = runs.with_(job_workers=0)  # this one never runs jobs: it only hears of them through the database
     key = create_key("planner", data)
     h = {"X-API-Key": key}

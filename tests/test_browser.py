@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import shapely
 
-from _report_data import synthetic_layers
+from tests.helpers.report_data import synthetic_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest_io_helpers import grid_units, households_csv, inside_points, one, points_frame
+from tests.helpers.io import grid_units, households_csv, inside_points, one, points_frame
 from geo.io import load_dataset, load_lines, read_table, validate
 
 SECRET = "TOPSECRET-7f3a"

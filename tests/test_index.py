@@ -120,7 +120,7 @@ def test_default_speed_from_mode_when_summary_has_none():
 
 
 def test_from_plan_dir_reads_the_written_plan(tmp_path):
-    from tests.api_helpers import write_tiny_plan
+    from tests.helpers.api import write_tiny_plan
     out = write_tiny_plan(tmp_path / "plan")
     idx = GridIndex.from_plan_dir(out)
     a = idx.lookup_one(120.001, 30.019)

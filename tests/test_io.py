@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
-from conftest_io_helpers import (X0, Y0, STEP, assert_households_at, grid_units, households_csv, inside_points,
+from tests.helpers.io import (X0, Y0, STEP, assert_households_at, grid_units, households_csv, inside_points,
                                  kinds, metric_xy, of_kind, one, points_frame)
 from geo.coords import from_wgs84, geometries_from_wgs84
 from geo.crs import choose_metric_crs

@@ -204,7 +204,7 @@ def test_coverage_target_zero_gives_the_same_answer_on_every_surface(sample_smal
     from api.settings import Settings
     from optimize import plan
     from test_cli import gridplan
-    from tests.api_helpers import wait_job
+    from tests.helpers.api import wait_job
 
     inputs = {r: sample_small[r] for r in ("boundaries", "households", "facilities")}
     answers = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_io_helpers import (assert_households_at, grid_units, households_csv, inside_points, one,
+from tests.helpers.io import (assert_households_at, grid_units, households_csv, inside_points, one,
                                  points_frame)
 from geo.io import load_dataset, read_table, validate
 

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings, strategies as st
 from shapely.geometry import box
 
 from geo.report import layer_geojson, leaflet_assets, render_report, script_safe, svg_bars, svg_histogram
-from _report_data import many_grids_layers, synthetic_layers
+from tests.helpers.report_data import many_grids_layers, synthetic_layers
 
 
 def embedded_data(html: str) -> dict:

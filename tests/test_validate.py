@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from conftest_io_helpers import X0, Y0, STEP, grid_units, households_csv, inside_points, kinds, of_kind, one
+from tests.helpers.io import X0, Y0, STEP, grid_units, households_csv, inside_points, kinds, of_kind, one
 from geo.io import load_dataset, validate
 from geo.problems import DataError
 from geo.validate import Rows, check_counts, polygonal_part, repair_polygons, resolve_overlaps

@@ -28,6 +28,8 @@ Coords = Literal[COORD_SYSTEMS]  # type: ignore[valid-type]
 
 
 class Answer(BaseModel):
+    """One point's answer: its grid and the grid's codes, workers, nearest station and coverage."""
+
     grid_code: Optional[str] = None
     village_code: Optional[str] = None
     township_code: Optional[str] = None
@@ -43,12 +45,16 @@ class Answer(BaseModel):
 
 
 class BatchIn(BaseModel):
+    """A batch of points to look up, in one coordinate system."""
+
     plan: Optional[str] = Field(None, max_length=64, description="job id; default the newest succeeded job")
     coords: Coords = "wgs84"
     points: list[tuple[float, float]] = Field(..., description="[[lon, lat], ...], up to 100,000 points")
 
 
 class BatchOut(BaseModel):
+    """The answers to a batch, in input order (null: outside every grid, or not a valid lon/lat)."""
+
     plan: Optional[str] = None
     results: list[Optional[Answer]]
 
@@ -73,6 +79,7 @@ async def lookup_one(request: Request,
                lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
                plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
                _role: str = Depends(reader)) -> Response:
+    """Answer one point: its grid, the grid's workers, the nearest station and whether it is covered."""
     plan_id, idx = await _index(request, plan)
     ans = idx.lookup_one(lon, lat, coords)
     request.app.state.ctx.metrics.lookup_points += 1
@@ -90,8 +97,11 @@ _BATCH_SCHEMA = BatchIn.model_json_schema()
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": _BATCH_SCHEMA}}}})
 async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Response:
-    """The body is parsed with orjson and numpy rather than pydantic (100,000 points in milliseconds);
-    its schema is ``BatchIn``."""
+    """Answer many points at once, in input order (null outside every grid or for an invalid lon/lat).
+
+    The body is parsed with orjson and numpy rather than pydantic (100,000 points in milliseconds);
+    its schema is ``BatchIn``.
+    """
     ctx = request.app.state.ctx
     raw = await request.body()
     try:

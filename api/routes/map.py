@@ -35,13 +35,14 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
 
 @lru_cache(maxsize=1)
 def map_page_html() -> str:
-    """The map page with Leaflet and the shared map script inlined (no request leaves the service's origin)."""
+    """Render the map page once, Leaflet and the shared map script inlined (no request leaves the origin)."""
     return render("map.html.j2", TEMPLATES)
 
 
 @router.get("/map", response_class=HTMLResponse, summary="The newest plan on a map; click to look up a grid",
             description=__doc__)
 def map_page() -> HTMLResponse:
+    """Serve the map page with a Content-Security-Policy that allows no other origin."""
     return HTMLResponse(map_page_html(), headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP,
                                                   "Referrer-Policy": "no-referrer",
                                                   "X-Content-Type-Options": "nosniff"})

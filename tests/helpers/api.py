@@ -1,6 +1,6 @@
 """Helpers for the HTTP service tests: tiny inputs, a tiny plan directory, stand-in job runners.
 
-The runners are imported by the job runner *subprocess* (``settings.runner = "tests.api_helpers:…"``),
+The runners are imported by the job runner *subprocess* (``settings.runner = "tests.helpers.api:…"``),
 so they read their knobs from environment variables, which the subprocess inherits.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import shapely
 from shapely.geometry import box
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]   # the repository root
 
 # two villages side by side near Hangzhou, each split into a 2 x 2 block of grids
 VILLAGES = {"330110001001": (120.00, 30.00, 120.02, 30.02), "330110001002": (120.02, 30.00, 120.04, 30.02)}

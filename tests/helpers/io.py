@@ -1,6 +1,6 @@
 """Builders for small input files used by tests/test_io.py and tests/test_validate.py.
 
-Not a conftest: import it (``from conftest_io_helpers import ...``); tests/ is on sys.path.
+Import it: ``from tests.helpers.io import ...``.
 """
 from __future__ import annotations
 
