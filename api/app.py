@@ -25,13 +25,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from api.auth import KeyCache
-from api.guard import GuardMiddleware, route_of  # noqa: F401 — route_of is re-exported
-from api.indexes import IndexRegistry
-from api.problems import ProblemError, error_item, hide_prefix, problem
-from api.settings import Settings
-from api.store import Store
-from api.worker import Dispatcher
+from gridplan.api.auth import KeyCache
+from gridplan.api.guard import GuardMiddleware, route_of  # noqa: F401 — route_of is re-exported
+from gridplan.api.indexes import IndexRegistry
+from gridplan.api.problems import ProblemError, error_item, hide_prefix, problem
+from gridplan.api.settings import Settings
+from gridplan.api.store import Store
+from gridplan.api.worker import Dispatcher
 
 log = logging.getLogger("gridplan.http")
 DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "docs"
@@ -176,13 +176,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
-    from api.routes import health, jobs, layers, lookup
+    from gridplan.api.routes import health, jobs, layers, lookup
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(layers.router)
     app.include_router(lookup.router)
     try:
-        from api.routes import (
+        from gridplan.api.routes import (
             map as map_routes,  # the report engineer's map page, when present
         )
         app.include_router(map_routes.router)

@@ -12,9 +12,9 @@ import time
 
 import sqlalchemy as sa
 
-from api.keyadmin import touch_key
-from api.settings import Settings
-from api.store import engine_for, keys
+from gridplan.api.keyadmin import touch_key
+from gridplan.api.settings import Settings
+from gridplan.api.store import engine_for, keys
 
 ROLES = ("planner", "reader")
 RANK = {"reader": 1, "planner": 2}
@@ -80,7 +80,7 @@ class KeyCache:
 from fastapi import Depends, Request  # noqa: E402
 from fastapi.security import APIKeyHeader  # noqa: E402
 
-from api.problems import ProblemError  # noqa: E402
+from gridplan.api.problems import ProblemError  # noqa: E402
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `gridplan keys create --role planner|reader`.")

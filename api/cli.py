@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from geo.vocabulary import CoordSystem, Mode, OutputCoordSystem
-from optimize.options import OptionsError, option_default, option_help
+from gridplan.geo.vocabulary import CoordSystem, Mode, OutputCoordSystem
+from gridplan.optimize.options import OptionsError, option_default, option_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Grid-governance plans: balanced grids, grid workers, service stations, point→grid lookup.")
@@ -125,9 +125,9 @@ def _print_problems(summary: dict) -> None:
 
 
 def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: bool) -> dict:
-    from geo.problems import DataError
-    from optimize.options import PlanOptions
-    from optimize.pipeline import STAGES, plan
+    from gridplan.geo.problems import DataError
+    from gridplan.optimize.options import PlanOptions
+    from gridplan.optimize.pipeline import STAGES, plan
 
     try:
         options = PlanOptions.from_mapping(opts)
@@ -168,7 +168,7 @@ def _run_plan(inputs: dict, opts: dict, out_dir: Path, quiet: bool, as_json: boo
         _fail(1, str(e))
     summary = p.summary
     # the summary on disk gets the output time too
-    from geo.output import summary_json
+    from gridplan.geo.output import summary_json
     (out_dir / "summary.json").write_text(summary_json(summary), encoding="utf-8")
     if as_json:
         out.print_json(summary_json(summary))
@@ -201,7 +201,7 @@ def demo(out: Path = typer.Option(Path("gridplan-demo"), "--out", help="Output d
          quiet: bool = typer.Option(False, "--quiet", "-q"),
          as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout.")):
     """The whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
-    from geo.samples import sample_paths
+    from gridplan.geo.samples import sample_paths
     try:
         inputs = sample_paths("sample_small" if small else "sample")
     except FileNotFoundError as e:
@@ -271,7 +271,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON to stdout."),
 ):
     """List every data problem found; exit 1 if any is fatal."""
-    from geo.io import validate as validate_files
+    from gridplan.geo.io import validate as validate_files
     _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster)
     problems = validate_files(boundaries, households, facilities, roster, coords=coords.value, code_field=code_field)
     fatal = [p for p in problems if p.fatal]
@@ -295,7 +295,7 @@ def lookup(
     coords: OutputCoordSystem = typer.Option(OutputCoordSystem.wgs84, "--coords", help="What the given lon/lat mean."),
 ):
     """Which grid (and worker, and station) is this point in? Offline, on an output directory."""
-    from geo.index import GridIndex
+    from gridplan.geo.index import GridIndex
     if (lon is None) != (lat is None):
         _fail(2, "give both LON and LAT, or --points F --out F")
     if lon is None and points is None:
@@ -324,7 +324,7 @@ def _lookup_file(idx, points: Path, out_file: Path, coords: str) -> None:
     import numpy as np
     import pandas as pd
 
-    from geo.io import read_table
+    from gridplan.geo.io import read_table
     df, problems = read_table(points, role="points")
     fatal = [p for p in problems if p.fatal]
     if fatal:
@@ -361,7 +361,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
           database_url: Optional[str] = typer.Option(None, "--database-url",
                                                      help="postgresql://… (PostGIS); default SQLite in --data-dir.")):
     """Run the HTTP service (jobs, results, lookup, keys)."""
-    from api.server import serve as run_server
+    from gridplan.api.server import serve as run_server
     run_server(host=host, port=port, data_dir=str(data_dir), database_url=database_url)
 
 
@@ -370,15 +370,15 @@ def keys_create(role: Role = typer.Option(..., "--role"),
                 data_dir: Path = typer.Option(Path("gridplan-data"), "--data-dir"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")):
     """Create an API key; the key is printed alone on the last line (stored hashed)."""
-    from api.auth import create_key
+    from gridplan.api.auth import create_key
     key = create_key(role.value, data_dir=str(data_dir), database_url=database_url)
     console.print(f"Created a {role.value} key (shown once; only its hash is stored):")
     print(key)
 
 
 def _key_engine(data_dir: Path, database_url: Optional[str]):
-    from api.settings import Settings
-    from api.store import engine_for
+    from gridplan.api.settings import Settings
+    from gridplan.api.store import engine_for
     url = database_url or os.environ.get("GRIDPLAN_DATABASE_URL") or None
     return engine_for(Settings(data_dir=str(data_dir), database_url=url))
 
@@ -392,7 +392,7 @@ def keys_list(data_dir: Path = typer.Option(Path("gridplan-data"), "--data-dir")
               database_url: Optional[str] = typer.Option(None, "--database-url"),
               as_json: bool = typer.Option(False, "--json", help="Print the keys as JSON to stdout.")):
     """List API keys: id, role, created, last used, revoked (never the key or its hash)."""
-    from api.keyadmin import list_keys
+    from gridplan.api.keyadmin import list_keys
     rows = list_keys(_key_engine(data_dir, database_url))
     if as_json:
         print(json.dumps(rows))
@@ -410,7 +410,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id, as `gridpl
                 data_dir: Path = typer.Option(Path("gridplan-data"), "--data-dir"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")):
     """Revoke an API key: within a second no server sharing the database accepts it."""
-    from api.keyadmin import revoke_key
+    from gridplan.api.keyadmin import revoke_key
     kid = key_id[3:].split("_", 1)[0] if key_id.startswith("gp_") else key_id  # a whole key names its id too
     done = revoke_key(_key_engine(data_dir, database_url), kid)
     if done is None:

@@ -25,10 +25,10 @@ import time
 
 from anyio import to_thread
 
-from api.auth import check_key
-from api.problems import ProblemError, problem_body
-from api.quota import check_queue
-from api.settings import Settings
+from gridplan.api.auth import check_key
+from gridplan.api.problems import ProblemError, problem_body
+from gridplan.api.quota import check_queue
+from gridplan.api.settings import Settings
 
 log = logging.getLogger("gridplan.http")
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from geo.index import GridIndex, read_road
+from gridplan.geo.index import GridIndex, read_road
 
 log = logging.getLogger("gridplan.index")
 

@@ -10,7 +10,7 @@ import time
 
 import sqlalchemy as sa
 
-from api.store import keys
+from gridplan.api.store import keys
 
 
 def list_keys(engine: sa.Engine) -> list[dict]:

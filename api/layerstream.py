@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import geopandas as gpd
 import shapely
 
-from api.store import PG_SCHEMA, Store
+from gridplan.api.store import PG_SCHEMA, Store
 
 HEAD = b'{"type": "FeatureCollection", "features": ['
 TAIL = b"]}"

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from api.store import Store
+from gridplan.api.store import Store
 
 log = logging.getLogger("gridplan.lifecycle")
 TEMP_SUFFIXES = (".part", ".tmp")

@@ -14,9 +14,9 @@ import hashlib
 
 import sqlalchemy as sa
 
-from api.problems import ProblemError
-from api.settings import Settings
-from api.store import jobs, metadata
+from gridplan.api.problems import ProblemError
+from gridplan.api.settings import Settings
+from gridplan.api.store import jobs, metadata
 
 job_keys = sa.Table(
     "gridplan_job_keys", metadata,

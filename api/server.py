@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from api.settings import Settings
+from gridplan.api.settings import Settings
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -25,7 +25,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str = "gridplan-d
           database_url: str | None = None, **overrides) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from gridplan.api.app import create_app
 
     os.umask(0o077)  # the data dir, database, uploads and outputs are the service's alone (runners inherit it)
     settings = Settings.from_env(data_dir=data_dir, database_url=database_url, **overrides)

@@ -53,7 +53,7 @@ class Settings:
     request_timeout_s: float = 60.0          # every request but uploads and downloads (504 past it)
     job_workers: int = 1                     # job runner processes at once
     max_attempts: int = 2                    # runs of one job before a crash marks it failed
-    runner: str = "api.worker:run_plan"      # "module:function" that computes a plan (tests swap it)
+    runner: str = "gridplan.api.worker:run_plan"      # "module:function" that computes a plan (tests swap it)
     job_timeout_s: float | None = None       # wall-clock cap for one job run (None: none)
     index_cache: int = 4                     # lookup indexes kept in memory (newest plan + recent others)
     poll_interval_s: float = 0.5             # dispatcher polling of the job queue

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from api.owners import owner_gone
-from api.settings import Settings
+from gridplan.api.owners import owner_gone
+from gridplan.api.settings import Settings
 
 LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

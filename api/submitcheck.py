@@ -2,7 +2,7 @@
 
 Reading a hostile upload can take a lot of memory and time (a 124 KB zip holding a 3,000,000-row
 CSV took 48.7 s and +1.9 GB). So the server never reads uploads itself: :func:`check_uploads`
-runs each check in a child process (``python -m api.submitcheck``) that caps its own address
+runs each check in a child process (``python -m gridplan.api.submitcheck``) that caps its own address
 space (``RLIMIT_AS``) and CPU time (``RLIMIT_CPU``) before it reads anything, with a wall-clock
 safety net on top, and at most ``submit_check_concurrency`` such children run at once per server
 (others wait their turn), so lookups keep their latency while uploads are checked.
@@ -22,10 +22,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.problems import ProblemError, error_item, scrub
-from api.settings import Settings
+from gridplan.api.problems import ProblemError, error_item, scrub
+from gridplan.api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# the folder that holds the gridplan package (a checkout, or site-packages): the child imports from it
+PKG_PARENT = Path(__import__("gridplan").__file__).resolve().parent.parent
 _MB = 1 << 20
 _sems: dict[int, asyncio.Semaphore] = {}
 
@@ -37,7 +39,7 @@ def run_validation(paths: dict, params: dict, names: dict | None = None, limits:
     The one place that calls the reading/validation code, so a change of its entry point is a change
     here alone. ``limits``: ``geo.io.ReadLimits`` fields (the service's ``read_*`` settings).
     """
-    from geo.io import ReadLimits, load_lines, validate
+    from gridplan.geo.io import ReadLimits, load_lines, validate
 
     lim = ReadLimits(**(limits or {}))
     names = names or {}
@@ -64,7 +66,7 @@ def _limit_self(memory_mb: int, cpu_s: float) -> None:
 
 def _check(req: dict) -> dict:
     try:
-        from api.problems import from_problems
+        from gridplan.api.problems import from_problems
 
         fatal = run_validation(req["paths"], req["params"], req.get("names"), req.get("limits"))
         return {"items": from_problems(fatal), "too_large": any(p.kind == "too_large" for p in fatal)}
@@ -79,7 +81,7 @@ def _check(req: dict) -> dict:
 
 
 def child_main() -> None:
-    """``python -m api.submitcheck``: the check process. It caps its own address space and CPU time
+    """``python -m gridplan.api.submitcheck``: the check process. It caps its own address space and CPU time
     first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout."""
     req = json.loads(sys.stdin.read())
     _limit_self(int(req["memory_mb"]), float(req["cpu_s"]))
@@ -103,8 +105,8 @@ def _too_big(what: str) -> ProblemError:
 
 def _run_child(req: dict, settings: Settings) -> tuple[dict | None, int | None, bool]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               GDAL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    p = subprocess.Popen([sys.executable, "-m", "api.submitcheck"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+               GDAL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(PKG_PARENT), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.Popen([sys.executable, "-m", "gridplan.api.submitcheck"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT))
     try:
         out, _ = p.communicate(json.dumps(req).encode(), timeout=settings.submit_check_wall_s)
@@ -161,7 +163,7 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
     """
     items = []
     if "network" in paths:
-        from geo.formats import check_network   # reads the first blob header only (at most 70 KB)
+        from gridplan.geo.formats import check_network   # reads the first blob header only (at most 70 KB)
         items += [error_item(p.source, p.row, f"network: {p.message}")
                   for p in check_network(paths["network"], names.get("network") or "network")]
     if "boundaries" not in paths or "households" not in paths:

@@ -29,19 +29,21 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
-from api.owners import new_owner_id
-from api.settings import Settings
-from api.store import Store, secure_tree
+from gridplan.api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
+from gridplan.api.owners import new_owner_id
+from gridplan.api.settings import Settings
+from gridplan.api.store import Store, secure_tree
 
 log = logging.getLogger("gridplan.worker")
 ROOT = Path(__file__).resolve().parent.parent
+# the folder that holds the gridplan package (a checkout, or site-packages): children import from it
+PKG_PARENT = Path(__import__("gridplan").__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------- the default runner
 def run_plan(inputs: dict[str, Path], params: dict, out_dir: Path, progress: Callable[[str, float], None]) -> dict:
     """Compute a plan from the uploaded files and write the output directory."""
-    from optimize import plan
+    from gridplan.optimize import plan
 
     roles = ("boundaries", "households", "facilities", "roster", "network", "barriers")
     args = {r: (str(inputs[r]) if r in inputs else None) for r in roles}
@@ -106,7 +108,7 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
     except Cancelled:
         return 0
     except Exception as e:  # noqa: BLE001 — every failure is recorded on the job
-        from geo.problems import DataError
+        from gridplan.geo.problems import DataError
 
         if isinstance(e, DataError):
             fatal = [p for p in e.problems if p.fatal] or e.problems
@@ -217,7 +219,7 @@ class Dispatcher:
 
     def _runner_env(self) -> dict:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONPATH"] = os.pathsep.join([str(PKG_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env.pop(DB_URL_ENV, None)
         if self.settings.database_url:  # the environment, not argv: /proc/PID/environ is owner-only
             env[DB_URL_ENV] = self.settings.database_url
@@ -225,7 +227,7 @@ class Dispatcher:
 
     def _spawn(self, job: dict) -> None:
         s = self.settings
-        cmd = [sys.executable, "-m", "api.worker", job["id"], "--data-dir", str(s.data_path.resolve()),
+        cmd = [sys.executable, "-m", "gridplan.api.worker", job["id"], "--data-dir", str(s.data_path.resolve()),
                "--runner", s.runner, "--parent", str(os.getpid()), "--attempt", str(job["attempts"])]
         jdir = self.store.job_dir(job["id"])
         jdir.mkdir(parents=True, exist_ok=True, mode=0o700)

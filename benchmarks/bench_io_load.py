@@ -27,8 +27,8 @@ import geopandas as gpd  # noqa: E402
 import shapely  # noqa: E402
 
 from benchmarks.record import record  # noqa: E402
-from geo.coords import from_wgs84  # noqa: E402
-from geo.io import load_dataset  # noqa: E402
+from gridplan.geo.coords import from_wgs84  # noqa: E402
+from gridplan.geo.io import load_dataset  # noqa: E402
 
 
 def build(tmp: Path, rows: int, coords: str, seed: int = 0) -> tuple[Path, Path]:
@@ -73,7 +73,7 @@ def bench_bomb() -> None:
     central directory. Peak RSS is measured before and after (run this first in its process)."""
     import zipfile
 
-    from geo.io import read_table
+    from gridplan.geo.io import read_table
 
     with tempfile.TemporaryDirectory() as d:
         bomb = Path(d) / "households.zip"
@@ -98,7 +98,7 @@ def bench_formats(rows: int, seed: int = 0) -> None:
     """read_table (the allow-listed readers) against pyogrio/GDAL reading the same file."""
     import pyogrio
 
-    from geo.io import read_table
+    from gridplan.geo.io import read_table
 
     rng = np.random.default_rng(seed)
     g = gpd.GeoDataFrame({"id": [f"H{i:07d}" for i in range(rows)], "households": rng.integers(1, 4, rows)},
@@ -154,7 +154,7 @@ def main() -> None:
     print(f"{'step':<36}{'seconds':>10}{'x baseline':>12}")
     print(f"{'pandas.read_csv (baseline)':<36}{base:>10.2f}{1.0:>12.2f}")
     print(f"{'read_csv + points_from_xy (naive)':<36}{naive:>10.2f}{naive / base:>12.2f}")
-    print(f"{'geo.io.load_dataset':<36}{load:>10.2f}{load / base:>12.2f}")
+    print(f"{'gridplan.geo.io.load_dataset':<36}{load:>10.2f}{load / base:>12.2f}")
     for p in ds.problems:
         print(" ", str(p)[:160])
     record("bench_io_load", {"rows": a.rows, "coords": a.coords, "units": len(ds.units), "kept": len(ds.households),

@@ -29,12 +29,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pyproj import Geod, Transformer  # noqa: E402
 
 from benchmarks.record import record  # noqa: E402
-from geo import coords  # noqa: E402
-from geo import coords_kernels  # noqa: E402  the kernels (thread settings)
+from gridplan.geo import coords  # noqa: E402
+from gridplan.geo import coords_kernels  # noqa: E402  the kernels (thread settings)
 
 
-from geo.coords_reference import gcj_to_wgs as py_gcj_to_wgs  # noqa: E402  the per-point baseline
-from geo.coords_reference import wgs_to_gcj as py_wgs_to_gcj  # noqa: E402
+from gridplan.geo.coords_reference import gcj_to_wgs as py_gcj_to_wgs  # noqa: E402  the per-point baseline
+from gridplan.geo.coords_reference import wgs_to_gcj as py_wgs_to_gcj  # noqa: E402
 
 
 def best_of(repeat: int, fn) -> tuple[float, object]:

@@ -62,7 +62,7 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(ROOT), GRIDPLAN_LOG_LEVEL="warning", GRIDPLAN_JOB_WORKERS="0")
         env.update(env_extra or {})
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "api.server", "--host", HOST, "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "gridplan.api.server", "--host", HOST, "--port", str(self.port),
                                       "--data-dir", str(data_dir)], cwd=str(ROOT), env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         try:
@@ -303,8 +303,8 @@ def part_d(server: Server, keys: dict, job_id: str, n: int) -> dict:
 
 # --------------------------------------------------------------------------- main
 def newest_job(data_dir: Path) -> str:
-    from api.settings import Settings
-    from api.store import Store
+    from gridplan.api.settings import Settings
+    from gridplan.api.store import Store
     jobs = Store(Settings(data_dir=str(data_dir))).list_jobs(None, 1, 0)
     return jobs[0]["id"]
 
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     parts = set(a.parts.lower())
 
-    from api.auth import create_key
+    from gridplan.api.auth import create_key
     from benchmarks.http_lookup import make_data_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="gridplan-hostile-"))

@@ -46,11 +46,11 @@ def make_data_dir(d: Path, n_grids: int, households: int = 0):
     ``households`` > 0, a households layer of that many random points). Returns (reader key, extent)."""
     import geopandas as gpd
 
-    from api.auth import create_key
-    from api.settings import Settings
-    from api.store import Store
+    from gridplan.api.auth import create_key
+    from gridplan.api.settings import Settings
+    from gridplan.api.store import Store
     from benchmarks.lookup_speed import synthetic_plan
-    from geo.output import write_plan_dir
+    from gridplan.geo.output import write_plan_dir
 
     grids, stations, ext = synthetic_plan(n_grids)
     layers = {"grids": grids, "stations": stations}
@@ -131,7 +131,7 @@ def main():
         key, ext = make_data_dir(tmp / "data", a.grids)
         port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT), GRIDPLAN_LOG_LEVEL="warning")
-        proc = subprocess.Popen([sys.executable, "-m", "api.server", "--port", str(port), "--data-dir",
+        proc = subprocess.Popen([sys.executable, "-m", "gridplan.api.server", "--port", str(port), "--data-dir",
                                  str(tmp / "data")], cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         wait_healthy(port, proc, timeout=120)

@@ -37,8 +37,8 @@ def make_job(data: Path, n: int) -> str:
     import pyogrio
     import shapely
 
-    from api.settings import Settings
-    from api.store import Store
+    from gridplan.api.settings import Settings
+    from gridplan.api.store import Store
     from tests.helpers.api import write_tiny_plan
 
     store = Store(Settings(data_dir=str(data)))
@@ -64,7 +64,7 @@ def main() -> None:
     a = ap.parse_args()
     import httpx
 
-    from api.auth import create_key
+    from gridplan.api.auth import create_key
     from tests.helpers.api import free_port, start_server
 
     tmp = Path(tempfile.mkdtemp(prefix="gridplan-layer-bench-"))

@@ -51,7 +51,7 @@ def cold(grids, stations, sub, q, pts):
     fresh copy of the grids whose spatial index is not built yet)."""
     import geopandas as gpd
 
-    from geo.index import GridIndex
+    from gridplan.geo.index import GridIndex
 
     t0 = time.perf_counter()
     idx = GridIndex(grids, stations, minutes=20, mode="walk")
@@ -107,8 +107,8 @@ def main():
              (measure(lambda: tree.query(qp, predicate="intersects"), rep), n),
          "baseline per-point STRtree loop (grid only)": (measure(loop, rep), nl)}
     if a.road_nodes:
-        from geo import travel
-        from geo.index import GridIndex
+        from gridplan.geo import travel
+        from gridplan.geo.index import GridIndex
         nodes = rng.uniform(ext[:2], ext[2:], (a.road_nodes, 2))
         table = travel.NodeMinutes(join=travel.NodeJoin(nodes), minutes=rng.uniform(0, 40, a.road_nodes),
                                    site=rng.integers(0, len(stations), a.road_nodes),

@@ -34,8 +34,8 @@ def load(folder):
 
 
 def _one(args):
-    from optimize.options import PlanOptions
-    from optimize.partition import partition_unit
+    from gridplan.optimize.options import PlanOptions
+    from gridplan.optimize.partition import partition_unit
     geom, xy, h, target, opts = args
     return partition_unit(geom, xy, h, target, PlanOptions(**opts))
 
@@ -53,7 +53,7 @@ def unit_tasks(units, pts, opts):
 
 def score(units, tasks, results, tol):
     import shapely
-    from geo.grids import polsby_popper
+    from gridplan.geo.grids import polsby_popper
     within, devs, pps, types, gap, over, outside, notes = [], [], [], {}, 0.0, 0.0, 0.0, 0
     for (geom, xy, h, _, _), r in zip(tasks, results):
         gh = np.bincount(r.labels, weights=h, minlength=r.k) if len(h) else np.zeros(r.k)
@@ -71,7 +71,7 @@ def score(units, tasks, results, tol):
         over += sum(p.area for p in r.polygons) - u.area
         # households reported per grid == points inside each polygon
         if len(xy):
-            from geo.grids import assign_points
+            from gridplan.geo.grids import assign_points
             lab = assign_points(r.polygons, xy)
             assert (lab == r.labels).all(), "labels disagree with polygons"
         notes += bool(r.notes)

@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.record import record  # noqa: E402
 from benchmarks.timing import measure  # noqa: E402
-from geo.cells import build_cells  # noqa: E402
-from geo.grids import dissolve_cells, polsby_popper  # noqa: E402
+from gridplan.geo.cells import build_cells  # noqa: E402
+from gridplan.geo.grids import dissolve_cells, polsby_popper  # noqa: E402
 
 
 def village(houses: int, seed: int):
@@ -76,8 +76,8 @@ def cell_frame(g):
 
 
 def run_gridplan(unit, xy, k, target, tol, repeat=1):
-    from optimize.options import PlanOptions
-    from optimize.partition import partition_unit
+    from gridplan.optimize.options import PlanOptions
+    from gridplan.optimize.partition import partition_unit
     t = measure(lambda: partition_unit(unit, xy, np.ones(len(xy), int), target, PlanOptions(tolerance=tol)),
                 repeat, warmup=0)
     r = t.result
@@ -175,8 +175,8 @@ def sample_rows(folder, target, seed, tol=0.05):
     """Instance 2: gridplan / GerryChain / k-means unit by unit over the sample's rural units."""
     import warnings
 
-    from optimize.options import PlanOptions
-    from optimize.partition import choose_k, partition_unit
+    from gridplan.optimize.options import PlanOptions
+    from gridplan.optimize.partition import choose_k, partition_unit
     from partition_sample import load
     warnings.simplefilter("ignore", DeprecationWarning)
     units, pts = load(folder)

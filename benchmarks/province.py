@@ -89,7 +89,7 @@ def child_plan(cfg: dict) -> dict:
     """Run one plan configuration (in a fresh process); returns the figures."""
     import numpy as np
 
-    from optimize import plan
+    from gridplan.optimize import plan
 
     d = Path(cfg["data"])
     kwargs = dict(cfg["options"])
@@ -156,7 +156,7 @@ def child_lookup(cfg: dict) -> dict:
     import pandas as pd
     import psutil
 
-    from geo.index import GridIndex
+    from gridplan.geo.index import GridIndex
 
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
@@ -263,7 +263,7 @@ def run_child(kind: str, cfg: dict, log: Path, timeout_s: float | None = None) -
 
 def cli_command(data: Path, out_dir: Path, jobs: str, options: dict, facilities: bool, roster: bool) -> list[str]:
     """``gridplan plan`` on the province's files as a ``python -m api.cli`` command line."""
-    cmd = [sys.executable, "-m", "api.cli", "plan", "--boundaries", str(data / "boundaries.gpkg"),
+    cmd = [sys.executable, "-m", "gridplan.api.cli", "plan", "--boundaries", str(data / "boundaries.gpkg"),
            "--households", str(data / "households.parquet"), "--out", str(out_dir), "--jobs", str(jobs), "--quiet"]
     if facilities:
         cmd += ["--facilities", str(data / "facilities.csv")]

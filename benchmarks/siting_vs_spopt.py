@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.record import record  # noqa: E402
-from geo import travel  # noqa: E402
-from optimize import siting_models as sm  # noqa: E402
+from gridplan.geo import travel  # noqa: E402
+from gridplan.optimize import siting_models as sm  # noqa: E402
 
 SPEED = 4000.0 / 60.0
 MINUTES = 20.0

@@ -37,10 +37,10 @@ from pyproj import Transformer
 from shapely.geometry import MultiPoint, Point, Polygon, shape
 
 try:  # the repo root, when run as ``python data/make_sample.py`` from a checkout
-    import geo.coords  # noqa: F401
+    import gridplan.geo.coords  # noqa: F401
 except ImportError:  # pragma: no cover - depends on how the script is started
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from geo.coords import geometries_to_wgs84  # noqa: E402
+from gridplan.geo.coords import geometries_to_wgs84  # noqa: E402
 
 SEED = 469025
 COUNTY_CODE = "469025"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.source import Raw
+from gridplan.geo.source import Raw
 
 LON_NAMES = ("lon", "lng", "long", "longitude", "x", "point_x", "经度")
 LAT_NAMES = ("lat", "latitude", "y", "point_y", "纬度")

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import shapely
 
-from geo.coords_kernels import (
+from gridplan.geo.coords_kernels import (
     _apply,
     _arrays,
     _bd_forward_block,
@@ -42,7 +42,7 @@ from geo.coords_kernels import (
     _k_wgs_to_gcj,
     out_of_china,  # noqa: F401 - public, re-exported
 )
-from geo.vocabulary import COORD_SYSTEMS as SYSTEMS, CoordSystem
+from gridplan.geo.vocabulary import COORD_SYSTEMS as SYSTEMS, CoordSystem
 
 
 def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:

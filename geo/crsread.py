@@ -7,10 +7,10 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-from geo import validate as V
-from geo.crs import WGS84
-from geo.problems import Problem
-from geo.source import short_error
+from gridplan.geo import validate as V
+from gridplan.geo.crs import WGS84
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import short_error
 
 _local = threading.local()
 

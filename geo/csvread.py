@@ -8,10 +8,10 @@ from typing import Iterable
 
 import numpy as np
 
-from geo import validate as V
-from geo.columns import NUMERIC_NAMES
-from geo.problems import Problem
-from geo.source import Raw, failed, short_error
+from gridplan.geo import validate as V
+from gridplan.geo.columns import NUMERIC_NAMES
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import Raw, failed, short_error
 
 
 def sniff_csv(path: Path) -> tuple[str, str, list[str]]:

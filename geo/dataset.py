@@ -16,21 +16,21 @@ import shapely
 from pyproj import CRS
 from shapely import STRtree
 
-from geo import validate as V
-from geo.columns import (EXISTING_NAMES, FACILITY_ID_NAMES, HH_COUNT_NAMES, HH_ID_NAMES, NAME_NAMES,
+from gridplan.geo import validate as V
+from gridplan.geo.columns import (EXISTING_NAMES, FACILITY_ID_NAMES, HH_COUNT_NAMES, HH_ID_NAMES, NAME_NAMES,
                          POPULATION_NAMES, ROLE_NAMES, WEIGHT_NAMES, WORKER_ID_NAMES, available_columns,
                          find_column)
-from geo.coords import check_system, to_wgs84
-from geo.crs import WGS84, choose_metric_crs
-from geo.crsread import parse_crs
-from geo.formats import ReadLimits, check_network
-from geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS, Dataset
-from geo.points_load import (Points, id_checks, locate_points, no_valid, prepare_points, read_ids,
+from gridplan.geo.coords import check_system, to_wgs84
+from gridplan.geo.crs import WGS84, choose_metric_crs
+from gridplan.geo.crsread import parse_crs
+from gridplan.geo.formats import ReadLimits, check_network
+from gridplan.geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS, Dataset
+from gridplan.geo.points_load import (Points, id_checks, locate_points, no_valid, prepare_points, read_ids,
                              row_ids)
-from geo.problems import DataError, Problem
-from geo.read import read_input
-from geo.source import Raw, source_name
-from geo.units_load import Units, finish_units, prepare_units
+from gridplan.geo.problems import DataError, Problem
+from gridplan.geo.read import read_input
+from gridplan.geo.source import Raw, source_name
+from gridplan.geo.units_load import Units, finish_units, prepare_units
 
 
 # ============================================================================ the dataset

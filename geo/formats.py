@@ -18,8 +18,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from geo import validate as V
-from geo.problems import Problem
+from gridplan.geo import validate as V
+from gridplan.geo.problems import Problem
 
 MiB = 1024 * 1024
 

@@ -19,10 +19,10 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from geo import validate as V
-from geo.formats import ReadLimits, too_large
-from geo.problems import Problem
-from geo.source import Raw, failed, from_frame
+from gridplan.geo import validate as V
+from gridplan.geo.formats import ReadLimits, too_large
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import Raw, failed, from_frame
 
 _ENVELOPE = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from geo.cells import GRID_SIZE
-from geo.validate import polygonal_part
+from gridplan.geo.cells import GRID_SIZE
+from gridplan.geo.validate import polygonal_part
 
 
 def polygon_parts(geom) -> list:

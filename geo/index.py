@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from geo import travel
-from geo.coords import check_system, geometries_to_wgs84, to_wgs84
-from geo.gridraster import build_raster
-from geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
+from gridplan.geo import travel
+from gridplan.geo.coords import check_system, geometries_to_wgs84, to_wgs84
+from gridplan.geo.gridraster import build_raster
+from gridplan.geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
 GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
 RESULT_FIELDS = GRID_FIELDS + ("workers", "worker_ids", "station_id", "station_name", "minutes", "covered")

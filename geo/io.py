@@ -22,10 +22,10 @@ boundaries' WGS 84 extent); households keep their WGS 84 ``lon``/``lat``.
 """
 from __future__ import annotations
 
-from geo.dataset import load_dataset, validate
-from geo.formats import DEFAULT_LIMITS, ReadLimits, check_network, sniff
-from geo.lines import LINE_TYPES, POLYGON_TYPES, load_lines
-from geo.read import ROLES, read_table
+from gridplan.geo.dataset import load_dataset, validate
+from gridplan.geo.formats import DEFAULT_LIMITS, ReadLimits, check_network, sniff
+from gridplan.geo.lines import LINE_TYPES, POLYGON_TYPES, load_lines
+from gridplan.geo.read import ROLES, read_table
 
 __all__ = ["DEFAULT_LIMITS", "LINE_TYPES", "POLYGON_TYPES", "ROLES", "ReadLimits", "check_network", "load_dataset",
            "load_lines", "read_table", "sniff", "validate"]

@@ -5,14 +5,14 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from geo import validate as V
-from geo.coords import check_system, geometries_to_wgs84
-from geo.crs import WGS84
-from geo.crsread import is_wgs84, parse_crs, projected_problem, transform_geoms
-from geo.columns import geometries_of
-from geo.formats import ReadLimits
-from geo.problems import Problem
-from geo.read import read_input
+from gridplan.geo import validate as V
+from gridplan.geo.coords import check_system, geometries_to_wgs84
+from gridplan.geo.crs import WGS84
+from gridplan.geo.crsread import is_wgs84, parse_crs, projected_problem, transform_geoms
+from gridplan.geo.columns import geometries_of
+from gridplan.geo.formats import ReadLimits
+from gridplan.geo.problems import Problem
+from gridplan.geo.read import read_input
 
 LINE_TYPES = ("LineString", "MultiLineString", "LinearRing")
 POLYGON_TYPES = ("Polygon", "MultiPolygon")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 from pyproj import CRS
 
-from geo.problems import Problem
+from gridplan.geo.problems import Problem
 
 UNIT_COLUMNS = ["unit_code", "village_name", "township_code", "county_code", "kind", "target_households"]
 HOUSEHOLD_COLUMNS = ["hh_id", "households", "population", "weight", "unit_idx", "lon", "lat", "src_row"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
-from geo.coords import geometries_from_wgs84
+from gridplan.geo.coords import geometries_from_wgs84
 
 # geometry type written for an empty layer (GeoPackage needs one)
 EMPTY_GEOMETRY_TYPE = {"grids": "Polygon", "stations": "Point", "service_areas": "MultiPolygon",
@@ -88,10 +88,10 @@ def write_plan_dir(path, layers: dict[str, gpd.GeoDataFrame], summary: dict, out
             write_layer(gdf, gpkg, name)
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         if network_minutes is not None:
-            from geo.travel import NETWORK_MINUTES_FILE, write_network_minutes
+            from gridplan.geo.travel import NETWORK_MINUTES_FILE, write_network_minutes
             write_network_minutes(network_minutes, tmp / NETWORK_MINUTES_FILE)
         if report:
-            from geo.report import render_report
+            from gridplan.geo.report import render_report
             # the report draws in WGS 84 whatever the output coordinates, so it overlays true positions
             wgs = {name: (gdf.to_crs(4326) if gdf.crs is not None else gdf) for name, gdf in layers.items()}
             html = render_report(wgs, _jsonable(summary), title=title or "gridplan")

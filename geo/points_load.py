@@ -12,14 +12,14 @@ import shapely
 from pyproj import CRS
 from shapely import STRtree
 
-from geo import validate as V
-from geo.columns import LAT_NAMES, LON_NAMES, WKT_NAMES, available_columns, find_column, geometries_of
-from geo.coords import to_wgs84
-from geo.crs import WGS84
-from geo.crsread import is_wgs84, projected_problem, transform_xy, transformer
-from geo.problems import Problem
-from geo.source import Raw
-from geo.units_load import TYPE_NAMES
+from gridplan.geo import validate as V
+from gridplan.geo.columns import LAT_NAMES, LON_NAMES, WKT_NAMES, available_columns, find_column, geometries_of
+from gridplan.geo.coords import to_wgs84
+from gridplan.geo.crs import WGS84
+from gridplan.geo.crsread import is_wgs84, projected_problem, transform_xy, transformer
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import Raw
+from gridplan.geo.units_load import TYPE_NAMES
 
 
 @dataclass

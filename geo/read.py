@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo import validate as V
-from geo.columns import geometries_of
-from geo.csvread import read_csv
-from geo.formats import DEFAULT_LIMITS, NAMES, ReadLimits, human_bytes, sniff, too_large
-from geo.gpkg import read_gpkg
-from geo.problems import Problem
-from geo.readers import read_gdal, read_geojson, read_parquet
-from geo.source import Raw, failed, from_frame, source_name
-from geo.unzip import unpack
+from gridplan.geo import validate as V
+from gridplan.geo.columns import geometries_of
+from gridplan.geo.csvread import read_csv
+from gridplan.geo.formats import DEFAULT_LIMITS, NAMES, ReadLimits, human_bytes, sniff, too_large
+from gridplan.geo.gpkg import read_gpkg
+from gridplan.geo.problems import Problem
+from gridplan.geo.readers import read_gdal, read_geojson, read_parquet
+from gridplan.geo.source import Raw, failed, from_frame, source_name
+from gridplan.geo.unzip import unpack
 
 log = logging.getLogger("gridplan.read")
 ROLES = ("boundaries", "households", "facilities", "roster")

@@ -24,11 +24,11 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from geo import validate as V
-from geo.formats import NAMES, ReadLimits, human_bytes, too_large
-from geo.gdal_guard import gdal_locked_down
-from geo.problems import Problem
-from geo.source import Raw, failed, from_frame
+from gridplan.geo import validate as V
+from gridplan.geo.formats import NAMES, ReadLimits, human_bytes, too_large
+from gridplan.geo.gdal_guard import gdal_locked_down
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import Raw, failed, from_frame
 
 _CRS_NAME = re.compile(r"^(?:EPSG:{1,2}(\d+)|urn:ogc:def:crs:EPSG:[\d.]*:(\d+)|urn:ogc:def:crs:OGC:[\d.]*:CRS84|"
                        r"OGC:CRS84|CRS84)$", re.IGNORECASE)

@@ -23,8 +23,8 @@ import pandas as pd
 import shapely
 from markupsafe import Markup
 
-from geo.embed import EmbeddedLayer, layer_geojson, wgs84_frame
-from geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
+from gridplan.geo.embed import EmbeddedLayer, layer_geojson, wgs84_frame
+from gridplan.geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
 
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
 MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from geo.distance import ecef, finite_rows
+from gridplan.geo.distance import ecef, finite_rows
 
 NETWORK_MINUTES_FILE = "network_minutes.parquet"
 _META_KEY = b"gridplan.network_minutes"

@@ -1,4 +1,4 @@
-"""Where the bundled sample data lives (installed as the ``gridplan_data`` package, or the checkout's data/)."""
+"""Where the bundled sample data lives (installed as the ``gridplan.data`` package, or the checkout's data/)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +20,7 @@ def sample_dir(name: str = "sample") -> Path:
         raise ValueError(f"unknown sample {name!r}: expected one of {', '.join(SAMPLES)}")
     try:
         from importlib.resources import files
-        p = Path(str(files("gridplan_data"))) / name
+        p = Path(str(files("gridplan.data"))) / name
         if p.is_dir():
             return p
     except (ModuleNotFoundError, TypeError):
@@ -28,7 +28,7 @@ def sample_dir(name: str = "sample") -> Path:
     p = Path(__file__).resolve().parents[1] / "data" / name
     if p.is_dir():
         return p
-    raise FileNotFoundError(f"the bundled sample {name!r} is not installed (looked in gridplan_data and {p})")
+    raise FileNotFoundError(f"the bundled sample {name!r} is not installed (looked in gridplan.data and {p})")
 
 
 def sample_paths(name: str = "sample") -> dict[str, Path]:

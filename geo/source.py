@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS
 
-from geo import validate as V
-from geo.problems import Problem
+from gridplan.geo import validate as V
+from gridplan.geo.problems import Problem
 
 
 @dataclass

@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 
 # the distance model and the road table live in their own modules; re-exported here, the one
 # interface the plan uses
-from geo.distance import (  # noqa: F401
+from gridplan.geo.distance import (  # noqa: F401
     EPS_MIN,
     MINUTES_DECIMALS,
     StationFinder,
@@ -56,8 +56,8 @@ from geo.distance import (  # noqa: F401
     station_nearest,
     within_minutes,
 )
-from geo.roadtable import NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes, write_network_minutes  # noqa: F401
-from geo.vocabulary import Mode
+from gridplan.geo.roadtable import NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes, write_network_minutes  # noqa: F401
+from gridplan.geo.vocabulary import Mode
 
 PYROSM_NETWORK = {Mode.walk: "walking", Mode.bike: "cycling", Mode.ebike: "cycling", Mode.drive: "driving"}
 ISO_MARGIN_M = {Mode.walk: 40.0, Mode.bike: 40.0, Mode.ebike: 40.0, Mode.drive: 60.0}

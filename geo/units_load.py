@@ -9,14 +9,14 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from geo import validate as V
-from geo.columns import UNIT_NAME_NAMES, available_columns, find_column, geometries_of
-from geo.coords import geometries_to_wgs84
-from geo.crs import WGS84
-from geo.crsread import is_wgs84, projected_problem, transform_geoms
-from geo.model import UNIT_COLUMNS
-from geo.problems import Problem
-from geo.source import Raw
+from gridplan.geo import validate as V
+from gridplan.geo.columns import UNIT_NAME_NAMES, available_columns, find_column, geometries_of
+from gridplan.geo.coords import geometries_to_wgs84
+from gridplan.geo.crs import WGS84
+from gridplan.geo.crsread import is_wgs84, projected_problem, transform_geoms
+from gridplan.geo.model import UNIT_COLUMNS
+from gridplan.geo.problems import Problem
+from gridplan.geo.source import Raw
 
 
 @dataclass

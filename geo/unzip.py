@@ -14,9 +14,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from geo import validate as V
-from geo.formats import ReadLimits, human_bytes, too_large
-from geo.problems import Problem
+from gridplan.geo import validate as V
+from gridplan.geo.formats import ReadLimits, human_bytes, too_large
+from gridplan.geo.problems import Problem
 
 SHP_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 DATA_EXTS = (".geojson", ".json", ".gpkg", ".fgb", ".parquet", ".geoparquet", ".csv", ".tsv", ".tab", ".txt")

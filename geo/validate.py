@@ -33,7 +33,7 @@ import pandas as pd
 import shapely
 from shapely import STRtree
 
-from geo.problems import LIST_LIMIT, Problem, Rows, file_problem, rows_problem  # noqa: F401 - re-exported
+from gridplan.geo.problems import LIST_LIMIT, Problem, Rows, file_problem, rows_problem  # noqa: F401 - re-exported
 
 
 

@@ -2,14 +2,14 @@
 
 ``from optimize import plan`` is the notebook entry point (see optimize.pipeline.plan).
 """
-from optimize.options import PlanOptions
-from optimize.result import Plan
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.result import Plan
 
 __all__ = ["plan", "plan_dataset", "Plan", "PlanOptions"]
 
 
 def __getattr__(name):  # lazy: importing the options or Plan class must not pull in OR-Tools
     if name in ("plan", "plan_dataset"):
-        from optimize import pipeline
+        from gridplan.optimize import pipeline
         return getattr(pipeline, name)
     raise AttributeError(f"module 'optimize' has no attribute {name!r}")

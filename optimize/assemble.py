@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.crs import Reprojector
-from geo.grids import polsby_popper
-from geo.model import Dataset
-from geo.travel import round_minutes
-from optimize.options import PlanOptions
-from optimize.partition import UnitPartition, choose_k
+from gridplan.geo.crs import Reprojector
+from gridplan.geo.grids import polsby_popper
+from gridplan.geo.model import Dataset
+from gridplan.geo.travel import round_minutes
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import UnitPartition, choose_k
 
 
 def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOptions,

@@ -22,12 +22,12 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from geo.coords import geometries_to_wgs84
-from geo.grids import order_for_codes, polygon_parts
-from geo.output import read_plan_dir
-from geo.vocabulary import OFFSET_COORD_SYSTEMS
-from optimize.options import PlanOptions
-from optimize.partition import UnitPartition, choose_k, partition_unit
+from gridplan.geo.coords import geometries_to_wgs84
+from gridplan.geo.grids import order_for_codes, polygon_parts
+from gridplan.geo.output import read_plan_dir
+from gridplan.geo.vocabulary import OFFSET_COORD_SYSTEMS
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
 
 MIN_PIECE_M2 = 1.0   # pieces of leftover area smaller than this are slivers of clipping, not land
 

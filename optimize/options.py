@@ -20,7 +20,7 @@ from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from geo.vocabulary import (
+from gridplan.geo.vocabulary import (
     COORD_SYSTEMS,
     DEFAULT_SPEED_KMH,
     MODES,

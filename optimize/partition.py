@@ -48,8 +48,8 @@ from ortools.sat.python import cp_model
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from geo.cells import MIN_SHARED, CellGraph, build_cells, coarsen
-from geo.grids import assign_points, dissolve_cells, order_for_codes, smooth_grids
+from gridplan.geo.cells import MIN_SHARED, CellGraph, build_cells, coarsen
+from gridplan.geo.grids import assign_points, dissolve_cells, order_for_codes, smooth_grids
 
 # CP-SAT deterministic time units per wall-clock second of one worker, measured on the reference
 # machine (2 shared cores): max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit.
@@ -166,7 +166,7 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
 
 def _try_tree(graph: CellGraph, mp, hh: np.ndarray, k: int, options):
     """(polygons in code order, household labels, max deviation) from optimize.treecut, or None."""
-    from optimize.treecut import tree_partition
+    from gridplan.optimize.treecut import tree_partition
     lab = tree_partition(graph.n, graph.edges, graph.households, k, float(options.tolerance), seed=int(options.seed))
     if lab is None:
         return None
@@ -205,8 +205,8 @@ def _power_wins(power: UnitPartition, k: int, cell_dev: float, tol: float) -> bo
 
 def _try_power(geometry, xy, hh, k, options, t0) -> UnitPartition | None:
     """The power-diagram model (optimize.power); None when it finds no balanced single-Polygon tiling."""
-    from geo.cells import merge_points
-    from optimize.power import power_partition
+    from gridplan.geo.cells import merge_points
+    from gridplan.optimize.power import power_partition
     mp = merge_points(xy, hh)
     if mp.m < k:
         return None

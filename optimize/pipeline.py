@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.crs import Reprojector, local_crs_by_group
-from geo.model import Dataset
-from geo.problems import Problem
-from optimize.assemble import assemble_grids, households_layer, units_layer
-from optimize.executors import run_tasks
-from optimize.options import PlanOptions
-from optimize.partition import UnitPartition, choose_k, partition_unit
-from optimize.result import Plan
-from optimize.summary import build_summary
+from gridplan.geo.crs import Reprojector, local_crs_by_group
+from gridplan.geo.model import Dataset
+from gridplan.geo.problems import Problem
+from gridplan.optimize.assemble import assemble_grids, households_layer, units_layer
+from gridplan.optimize.executors import run_tasks
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
+from gridplan.optimize.result import Plan
+from gridplan.optimize.summary import build_summary
 
 Progress = Callable[[str, float], None]
 
@@ -66,7 +66,7 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
     """
     note = None
     if task.old is not None and len(task.old):
-        from optimize.baseline import replan_unit
+        from gridplan.optimize.baseline import replan_unit
         try:
             res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
             if res is not None:
@@ -109,7 +109,7 @@ def task_timeout(opts: PlanOptions) -> float:
 
 def model_budget(opts: PlanOptions) -> dict:
     """The per-unit model budget, as the summary states it."""
-    from optimize import partition as P
+    from gridplan.optimize import partition as P
     fn = getattr(P, "model_budget", None)
     if callable(fn):
         out = dict(fn(opts))
@@ -140,7 +140,7 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     Raises :class:`geo.problems.DataError` listing every fatal data problem, ``ValueError`` for
     bad options.
     """
-    from geo.io import load_dataset
+    from gridplan.geo.io import load_dataset
     opts = options_from(options, kwargs)
     t0 = time.perf_counter()
     _report(progress, "load", 0.0)
@@ -148,8 +148,8 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
                       code_field=opts.code_field)
     lines = None
     if barriers is not None:
-        from geo.io import load_lines
-        from geo.problems import DataError
+        from gridplan.geo.io import load_lines
+        from gridplan.geo.problems import DataError
         lines, line_problems = load_lines(barriers, ds.crs, coords=opts.coords)
         if any(p.fatal for p in line_problems):
             raise DataError(ds.problems + line_problems)
@@ -229,7 +229,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     seqs: dict[int, list[int]] = {}
     baseline = None
     if opts.baseline:
-        from optimize.baseline import load_baseline
+        from gridplan.optimize.baseline import load_baseline
         baseline = load_baseline(opts.baseline, ds.crs)
 
     def collect(res):
@@ -251,14 +251,14 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     hh["grid_code"] = hh_grid
     baseline_summary = None
     if baseline is not None:
-        from optimize.baseline import changed_households
+        from gridplan.optimize.baseline import changed_households
         xy = np.column_stack([hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()])
         baseline_summary = changed_households(xy, hh["households"].to_numpy(float), hh_grid, baseline)
         baseline_summary.update(path=str(opts.baseline), kept_units=sum(1 for p in results.values() if p.status == "baseline"),
                                 resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
                                 replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
     # --- staffing --------------------------------------------------------------------------
-    from optimize import staffing
+    from gridplan.optimize import staffing
     t = time.perf_counter()
     _report(progress, "staffing", 0.0)
     roster = ds.roster
@@ -289,7 +289,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     _report(progress, "staffing", 1.0)
 
     # --- siting ----------------------------------------------------------------------------
-    from optimize.regions import site_by_county
+    from gridplan.optimize.regions import site_by_county
     t = time.perf_counter()
     _report(progress, "siting", 0.0)
     sres = site_by_county(hh, units, opts, facilities=ds.facilities, network=ds.network)

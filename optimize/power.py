@@ -29,7 +29,7 @@ import numpy as np
 import shapely
 from ortools.graph.python import min_cost_flow
 
-from geo.grids import polygon_parts
+from gridplan.geo.grids import polygon_parts
 
 ROUNDS = 14              # capacitated Lloyd rounds per start
 STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
@@ -303,7 +303,7 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
                 polys = repair_fragments(c_cells, xy, h)
                 if polys is None:
                     continue
-                from geo.grids import assign_points
+                from gridplan.geo.grids import assign_points
                 lab = assign_points(polys, xy)
                 if repaired is None:
                     repaired = (lab, polys)

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo import travel
-from optimize.executors import run_tasks
-from optimize.options import PlanOptions
-from optimize.siting import SitingResult, site_stations, uncovered_clusters
+from gridplan.geo import travel
+from gridplan.optimize.executors import run_tasks
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.siting import SitingResult, site_stations, uncovered_clusters
 
 MAX_CLUSTERS = 50
 

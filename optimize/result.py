@@ -36,7 +36,7 @@ class Plan:
 
     def to_dir(self, path: str | Path, report: bool = True) -> Path:
         """Write plan.gpkg, summary.json and report.html into ``path`` (created if needed)."""
-        from geo.output import write_plan_dir
+        from gridplan.geo.output import write_plan_dir
         oc = getattr(self.options, "output_coords", "wgs84")
         return write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report,
                               network_minutes=self.network_minutes)
@@ -57,3 +57,27 @@ class Plan:
         return (f"Plan({s.get('units', len(self.units))} units, {s.get('grids', len(self.grids))} grids, "
                 f"{s.get('households', '?')} households, {s.get('stations', len(self.stations))} stations, "
                 f"coverage {s.get('coverage', {}).get('share', float('nan')):.3f})")
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read a gridplan output directory (``plan.gpkg`` + ``summary.json``) back into a :class:`Plan`.
+
+    Parameters
+    ----------
+    path : str or Path
+        An output directory written by ``Plan.to_dir``, ``gridplan plan`` or a job's download.
+
+    Returns
+    -------
+    Plan
+        The layers as GeoDataFrames (a layer the directory lacks is empty) and the summary dict.
+    """
+    import pandas as pd
+
+    from gridplan.geo.output import empty_frame, read_plan_dir
+    from gridplan.geo.roadtable import NETWORK_MINUTES_FILE
+    layers, summary = read_plan_dir(path)
+    frames = {name: layers.get(name, empty_frame([])) for name in LAYER_NAMES}
+    table = Path(path) / NETWORK_MINUTES_FILE   # a network plan's road minutes, written back as they were
+    network_minutes = pd.read_parquet(table) if table.is_file() else None
+    return Plan(**frames, summary=summary, network_minutes=network_minutes)

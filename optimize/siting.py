@@ -30,9 +30,9 @@ import shapely
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from geo import travel
-from optimize.options import PlanOptions
-from optimize import siting_models as sm
+from gridplan.geo import travel
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize import siting_models as sm
 
 MAX_CLUSTERS = 20
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from optimize.options import PlanOptions
+from gridplan.optimize.options import PlanOptions
 
 POP_FACTOR = 0.1        # a resident adds a tenth of a household's visits
 TRAVEL_MINUTES = 60.0   # an hour's walk across the grid doubles its workload

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from geo.problems import Problem
-from optimize.partition import choose_k
+from gridplan.geo.problems import Problem
+from gridplan.optimize.partition import choose_k
 
 STATUSES = ("within", "certified", "miss", "failed", "single", "empty")
 EPS = 1e-9

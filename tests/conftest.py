@@ -60,20 +60,20 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_small() -> dict:
-    from geo.samples import sample_paths
+    from gridplan.geo.samples import sample_paths
     return sample_paths("sample_small")
 
 
 @pytest.fixture(scope="session")
 def sample_full() -> dict:
-    from geo.samples import sample_paths
+    from gridplan.geo.samples import sample_paths
     return sample_paths("sample")
 
 
 @pytest.fixture(scope="session")
 def small_plan(sample_small):
     """The whole pipeline on the one-township sample (made once per test process)."""
-    from optimize import plan
+    from gridplan.optimize import plan
     return plan(sample_small["boundaries"], sample_small["households"], sample_small.get("facilities"),
                 sample_small.get("roster"), time_limit_per_unit=3.0)
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from api.auth import create_key
+from gridplan.api.auth import create_key
 from tests.helpers.api import free_port, start_server, wait_job, write_inputs
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from api.app import create_app
-from api.auth import create_key
-from api.settings import Settings
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
 from tests.helpers.api import wait_job, write_inputs
 
 KEYS: dict[str, str] = {}

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.settings import Settings
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
 from tests.helpers.api import free_port, write_inputs
 
 RUNNER = "tests.helpers.api:fake_runner"
@@ -46,7 +46,7 @@ def _server(s: Settings):
     """A real uvicorn server (h11 or httptools, as ``gridplan serve`` picks) on an ephemeral port."""
     import uvicorn
 
-    from api.server import _loop_and_http
+    from gridplan.api.server import _loop_and_http
 
     port = free_port()
     _, http = _loop_and_http()
@@ -212,7 +212,7 @@ def test_a_garbage_network_file_is_422_naming_it(env):
     assert any(e["source"] == "roads.osm.pbf" and "network" in e["problem"] for e in r.json()["errors"])
     r = _post(c, keys, "planner3", _files(inputs, network=("roads.osm.pbf", b"\x00\x00\x00\x0d\x0a\x09OSMData" + b"\0" * 64)))
     assert r.status_code == 422, r.text
-    from geo.formats import check_network
+    from gridplan.geo.formats import check_network
     assert check_network(PBF) == []
 
 
@@ -288,7 +288,7 @@ def test_errors_never_show_server_paths_or_class_names(env, files):
 
 
 def test_scrub_removes_paths_class_names_and_gdal_prefixes():
-    from api.problems import scrub
+    from gridplan.api.problems import scrub
     for raw, gone, kept in [
         ("'/vsizip//srv/data/jobs/0123456789abcdef/input/boundaries.zip/a.shp' not recognized", "/vsizip", "a.shp"),
         ("DataSourceError: /srv/gp/jobs/x/input/households.csv: No such file", "DataSourceError", "households.csv"),
@@ -341,7 +341,7 @@ def test_metrics_needs_a_key_unless_opened(env, tmp_path):
 def test_upload_checks_run_one_at_a_time_and_the_server_keeps_answering(env, tmp_path, monkeypatch):
     """With ``submit_check_concurrency=1`` a second and third upload wait for the first check, and
     the server answers other requests meanwhile (the check runs off the event loop)."""
-    import api.submitcheck as sc
+    import gridplan.api.submitcheck as sc
 
     _, _, inputs, _ = env
     s = _settings(tmp_path, max_upload_bytes=8 * 1024 * 1024, submit_check_concurrency=1)

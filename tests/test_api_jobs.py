@@ -8,9 +8,9 @@ import zipfile
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.settings import Settings
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
 from tests.helpers.api import wait_job, write_inputs
 
 RUNNER = "tests.helpers.api:fake_runner"
@@ -66,8 +66,8 @@ def test_keys_are_hashed_at_rest(env):
     # SQLite's POSIX locks held by the in-process server
     c, keys, _, _ = env
     import sqlalchemy as sa
-    from api.auth import hash_key
-    from api.store import keys as keys_table
+    from gridplan.api.auth import hash_key
+    from gridplan.api.store import keys as keys_table
     with c.app.state.ctx.store.engine.connect() as conn:
         rows = [tuple(map(str, r)) for r in conn.execute(sa.select(keys_table))]
     assert len(rows) == 2

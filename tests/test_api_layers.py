@@ -12,10 +12,10 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.layerstream import Window, stream_layer
-from api.settings import Settings
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.layerstream import Window, stream_layer
+from gridplan.api.settings import Settings
 from tests.helpers.api import tiny_layers, wait_job, write_inputs
 from tests.helpers.db import private_pg_database
 
@@ -24,7 +24,7 @@ N = 700
 
 def many_households_runner(inputs, params, out_dir, progress) -> dict:
     """The tiny plan with N households (some without a grid or station: nulls) and non-ASCII ids."""
-    from geo.output import write_plan_dir
+    from gridplan.geo.output import write_plan_dir
 
     layers, summary = tiny_layers()
     rng = np.random.default_rng(7)

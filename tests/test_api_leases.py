@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from api.owners import new_owner_id, owner_gone
-from api.settings import Settings
-from api.store import Store
+from gridplan.api.owners import new_owner_id, owner_gone
+from gridplan.api.settings import Settings
+from gridplan.api.store import Store
 
 FAR = "elsewhere-host:4242:1:abcdef"   # a server on another machine: only its lease speaks for it
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
-from api.settings import Settings
-from api.store import Store, jobs
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_retention
+from gridplan.api.settings import Settings
+from gridplan.api.store import Store, jobs
 from tests.helpers.api import ROOT, free_port, start_server, wait_job, write_inputs
 from tests.helpers.db import private_pg_database
 
@@ -215,7 +215,7 @@ def test_a_shared_sticky_directory_is_not_locked_down(tmp_path):
 # ---------------------------------------------------------------------------------- keys
 def gridplan(*args):
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "api.cli", *map(str, args)], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gridplan.api.cli", *map(str, args)], check=False, capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=120)
 
 
@@ -237,7 +237,7 @@ def test_keys_list_and_revoke_take_effect_on_every_server_within_a_second(tmp_pa
         assert rows[kid]["last_used"] is not None and rows[kid]["created_at"] <= rows[kid]["last_used"]
         assert rows[other.split("_")[1]]["last_used"] is None
         table = gridplan("keys", "list", "--data-dir", s.data_dir)
-        from api.auth import hash_key
+        from gridplan.api.auth import hash_key
         for secret in (key, key.split("_", 2)[2], hash_key(key), other):
             assert secret not in r.stdout + table.stdout + table.stderr
         assert kid in table.stdout and "reader" in table.stdout

@@ -10,10 +10,10 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.settings import Settings
-from geo.coords import from_wgs84
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
+from gridplan.geo.coords import from_wgs84
 from tests.helpers.api import tiny_layers, wait_job, write_inputs
 
 RUNNER = "tests.helpers.api:fake_runner"

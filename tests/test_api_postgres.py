@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import create_key
-from api.settings import Settings
-from api.store import PG_SCHEMA
+from gridplan.api.app import create_app
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
+from gridplan.api.store import PG_SCHEMA
 from tests.helpers.api import wait_job, write_inputs
 from tests.helpers.db import private_pg_database
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth import create_key
-from api.settings import Settings
-from api.store import Store
+from gridplan.api.auth import create_key
+from gridplan.api.settings import Settings
+from gridplan.api.store import Store
 from tests.helpers.api import free_port, start_server, wait_job, write_inputs
 from tests.helpers.db import private_pg_database
 
@@ -87,7 +87,7 @@ def test_two_servers_one_database_run_each_job_once(tmp_path, db_url):
             wait_job(ca.get, first, statuses=("running",))
             runner = int(_wait_file(marker))
             argv = Path(f"/proc/{runner}/cmdline").read_bytes().split(b"\0")
-            assert b"api.worker" in argv
+            assert b"gridplan.api.worker" in argv
             assert not any(db_url.encode() in arg or b"://" in arg for arg in argv), argv
             # a second server starts on the same database while the first one's job runs
             b = start_server(data, pb, env, database_url=db_url, log=tmp_path / "b.log")
@@ -129,7 +129,7 @@ def test_a_killed_servers_job_is_taken_over_by_the_other(tmp_path, db_url):
 def test_every_server_follows_the_newest_plan_made_or_purged_elsewhere(tmp_path):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from gridplan.api.app import create_app
 
     data = str(tmp_path / "data")
     runs = Settings(data_dir=data, runner="tests.helpers.api:fake_runner", poll_interval_s=0.05)

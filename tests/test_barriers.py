@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from geo.coords import wgs84_to_gcj02
-from geo.crs import choose_metric_crs
-from geo.io import load_lines
+from gridplan.geo.coords import wgs84_to_gcj02
+from gridplan.geo.crs import choose_metric_crs
+from gridplan.geo.io import load_lines
 
 METRIC = "EPSG:4546"
 ORIGIN = (560_000.0, 2_130_000.0)        # near Baisha, Hainan, in EPSG:4546
@@ -64,7 +64,7 @@ def river_village(tmp_path_factory):
 
 
 def test_no_grid_straddles_the_river(river_village):
-    from optimize import plan
+    from gridplan.optimize import plan
     bpath, hpath, rpath, unit, river = river_village
     p = plan(bpath, hpath, barriers=rpath, coverage_target=None, time_limit_per_unit=5.0)
     grids = p.grids.to_crs(METRIC)
@@ -84,9 +84,9 @@ def test_http_job_validates_an_unusable_barriers_file(tmp_path, river_village):
     """An upload whose barriers are metres with no CRS is a 422 naming the file, before any job runs."""
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from api.auth import create_key
-    from api.settings import Settings
+    from gridplan.api.app import create_app
+    from gridplan.api.auth import create_key
+    from gridplan.api.settings import Settings
     bpath, hpath, _, _, _ = river_village
     data = tmp_path / "srv"
     key = create_key("planner", data_dir=str(data))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import shapely
 
-from optimize.baseline import replan_unit
-from optimize.options import PlanOptions
+from gridplan.optimize.baseline import replan_unit
+from gridplan.optimize.options import PlanOptions
 
 OPTS = PlanOptions(time_limit_per_unit=1.0)
 CRS = 4545

@@ -131,7 +131,7 @@ def check_report(pg, report: Path, grids, stations, shot: str) -> None:
 
 
 def test_report_offline_renders_and_answers_clicks(page, tmp_path):
-    from geo.report import render_report
+    from gridplan.geo.report import render_report
     layers, summary = synthetic_layers()
     report = tmp_path / "report.html"
     report.write_text(render_report(layers, summary, title="synthetic"), encoding="utf-8")
@@ -168,9 +168,9 @@ def write_small_inputs(d: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("api.app", reason="the HTTP service (api/app.py) is not there")
+    pytest.importorskip("gridplan.api.app", reason="the HTTP service (api/app.py) is not there")
     httpx = pytest.importorskip("httpx")
-    from api.auth import create_key
+    from gridplan.api.auth import create_key
     d = tmp_path_factory.mktemp("serve")
     data_dir = d / "data"
     data_dir.mkdir()

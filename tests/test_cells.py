@@ -4,7 +4,7 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from geo.cells import build_cells, coarsen, merge_points
+from gridplan.geo.cells import build_cells, coarsen, merge_points
 
 
 def random_unit(seed: int, concave: bool):

@@ -14,7 +14,7 @@ from conftest import ROOT
 
 def gridplan(*args, cwd=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "api.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gridplan.api.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
@@ -73,8 +73,8 @@ def test_bad_option_value_is_a_usage_error_naming_the_flag(sample_small, tmp_pat
 
 
 def test_help_shows_the_schemas_defaults_and_the_vocabularys_choices():
-    from geo.vocabulary import MODES
-    from optimize.options import option_default
+    from gridplan.geo.vocabulary import MODES
+    from gridplan.optimize.options import option_default
     r = gridplan("plan", "--help")
     assert r.returncode == 0
     text = " ".join(r.stdout.split())

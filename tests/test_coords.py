@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from geo import coords_kernels as coords  # the kernels and their constants
-from geo.coords import (bd09_to_gcj02, bd09_to_wgs84, check_system, from_wgs84, gcj02_to_bd09,
+from gridplan.geo import coords_kernels as coords  # the kernels and their constants
+from gridplan.geo.coords import (bd09_to_gcj02, bd09_to_wgs84, check_system, from_wgs84, gcj02_to_bd09,
                         gcj02_to_wgs84, geometries_from_wgs84, geometries_to_wgs84, out_of_china,
                         to_wgs84, wgs84_to_bd09, wgs84_to_gcj02)
 
@@ -28,8 +28,8 @@ CHINA = dict(lon=(72.1, 137.7), lat=(0.9, 55.7))
 
 
 # --- the published formulas, point by point (oracle): geo/coords_reference.py ----------------
-from geo.coords_reference import gcj_to_bd as ref_gcj_to_bd  # noqa: E402
-from geo.coords_reference import wgs_to_gcj as ref_wgs_to_gcj  # noqa: E402
+from gridplan.geo.coords_reference import gcj_to_bd as ref_gcj_to_bd  # noqa: E402
+from gridplan.geo.coords_reference import wgs_to_gcj as ref_wgs_to_gcj  # noqa: E402
 
 
 def metres(lon1, lat1, lon2, lat2) -> np.ndarray:

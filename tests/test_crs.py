@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import CRS, Geod, Transformer
 
-from geo.crs import choose_metric_crs, gk3_cm_epsg, in_china_box, is_geographic, utm_epsg
+from gridplan.geo.crs import choose_metric_crs, gk3_cm_epsg, in_china_box, is_geographic, utm_epsg
 
 GEOD = Geod(ellps="WGS84")
 HAINAN_BOUNDS = (108.6, 18.15, 111.05, 20.16)
@@ -117,7 +117,7 @@ def test_hainan_west_tip_scale_error_is_the_worst_case_and_under_0_1_percent():
 def test_one_crs_per_county_each_on_its_own_meridian():
     """A province 21° wide: each county gets the GK zone of its own centre, not the province's."""
     import shapely
-    from geo.crs import local_crs_by_group
+    from gridplan.geo.crs import local_crs_by_group
     geoms = [shapely.box(100.1, 25.0, 100.3, 25.2), shapely.box(100.2, 25.1, 100.4, 25.3),
              shapely.box(121.1, 30.0, 121.3, 30.2), shapely.box(-74.1, 40.6, -73.9, 40.8)]
     got = local_crs_by_group(geoms, ["A", "A", "B", "C"])
@@ -129,7 +129,7 @@ def test_one_crs_per_county_each_on_its_own_meridian():
 
 def test_reprojector_round_trips_and_is_identity_for_the_same_crs():
     import shapely
-    from geo.crs import Reprojector
+    from gridplan.geo.crs import Reprojector
     a, b = CRS.from_epsg(4545), CRS.from_epsg(4546)
     poly = shapely.Polygon([(400000, 2100000), (402000, 2100000), (402000, 2102000)])
     there = Reprojector(a, b).geom(poly)

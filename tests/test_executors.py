@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from optimize.executors import run_tasks
+from gridplan.optimize.executors import run_tasks
 
 
 def square_or_misbehave(task):

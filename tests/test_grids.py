@@ -4,8 +4,8 @@ import math
 import numpy as np
 import shapely
 
-from geo.cells import build_cells
-from geo.grids import assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper, smooth_grids
+from gridplan.geo.cells import build_cells
+from gridplan.geo.grids import assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper, smooth_grids
 
 
 def test_polsby_popper_known_shapes():

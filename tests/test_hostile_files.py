@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers.io import grid_units, households_csv, inside_points, one, points_frame
-from geo.io import load_dataset, load_lines, read_table, validate
+from gridplan.geo.io import load_dataset, load_lines, read_table, validate
 
 SECRET = "TOPSECRET-7f3a"
 
@@ -288,7 +288,7 @@ def test_zip_with_a_huge_directory_is_refused_before_listing(tmp_path, units, mo
 
 
 def test_limits_are_named_in_the_problem(tmp_path, units):
-    from geo.formats import ReadLimits
+    from gridplan.geo.formats import ReadLimits
 
     lon, lat, _ = inside_points(30)
     h = households_csv(tmp_path / "h.csv", lon, lat)
@@ -335,7 +335,7 @@ def test_limits_are_named_in_the_problem(tmp_path, units):
 
 
 def test_limits_fit_the_generated_province(tmp_path):
-    from geo.formats import DEFAULT_LIMITS
+    from gridplan.geo.formats import DEFAULT_LIMITS
 
     # benchmarks/make_province.py writes households.parquet: 932,791 rows (id, lon, lat, households,
     # population, weight), zstd, ~22 MB; a table of that shape is read whole under the defaults
@@ -391,7 +391,7 @@ def test_lockdown_is_per_call_and_thread_local(tmp_path, server):
     other threads) GDAL may fetch URLs again — e.g. a client reading the service over HTTP."""
     import pyogrio
 
-    from geo.gdal_guard import gdal_locked_down, thread_option
+    from gridplan.geo.gdal_guard import gdal_locked_down, thread_option
 
     lon, lat, _ = inside_points(3)
     points_frame(lon, lat, id=["a", "b", "c"]).to_file(tmp_path / "h.shp")
@@ -417,9 +417,9 @@ def test_lockdown_is_per_call_and_thread_local(tmp_path, server):
 def test_http_upload_of_a_vrt_is_a_4xx_and_fetches_nothing(tmp_path, units, households, server, secret_csv):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from api.auth import create_key
-    from api.settings import Settings
+    from gridplan.api.app import create_app
+    from gridplan.api.auth import create_key
+    from gridplan.api.settings import Settings
 
     data = tmp_path / "srv"
     key = create_key("planner", data_dir=str(data))

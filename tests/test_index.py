@@ -9,8 +9,8 @@ import shapely
 from hypothesis import given, settings, strategies as st
 from shapely.geometry import box
 
-from geo.coords import from_wgs84
-from geo.index import GridIndex
+from gridplan.geo.coords import from_wgs84
+from gridplan.geo.index import GridIndex
 
 
 def voronoi_grids(n: int, seed: int, extent=(110.0, 30.0, 110.2, 30.15), holes: bool = False) -> gpd.GeoDataFrame:
@@ -158,7 +158,7 @@ def test_lookup_answers_every_household_as_the_households_layer(road_area, tmp_p
     layer's (and its covered households sum to the summary's), through every lookup path."""
     import orjson
     import pyogrio
-    from optimize import plan
+    from gridplan.optimize import plan
     units, hh, pbf = road_area
     if counties == 1:
         units = units.assign(county_code="110101")
@@ -196,7 +196,7 @@ def test_lookup_answers_every_household_as_the_households_layer(road_area, tmp_p
 
 
 def test_a_network_plan_without_its_road_table_is_refused(road_area, tmp_path):
-    from optimize import plan
+    from gridplan.optimize import plan
     units, hh, pbf = road_area
     out = plan(units, hh.iloc[:100], network=pbf, minutes=5, target_households=60).to_dir(tmp_path / "p", report=False)
     (out / "network_minutes.parquet").unlink()

@@ -14,11 +14,11 @@ from pyproj import CRS
 
 from tests.helpers.io import (X0, Y0, STEP, assert_households_at, grid_units, households_csv, inside_points,
                                  kinds, metric_xy, of_kind, one, points_frame)
-from geo.coords import from_wgs84, geometries_from_wgs84
-from geo.crs import choose_metric_crs
-from geo.io import load_dataset, read_table, validate
-from geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS
-from geo.problems import DataError
+from gridplan.geo.coords import from_wgs84, geometries_from_wgs84
+from gridplan.geo.crs import choose_metric_crs
+from gridplan.geo.io import load_dataset, read_table, validate
+from gridplan.geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS
+from gridplan.geo.problems import DataError
 
 
 @pytest.fixture
@@ -390,7 +390,7 @@ def test_point_on_a_shared_border_goes_to_the_lowest_code():
 
 
 def test_locate_breaks_border_ties_by_code_then_row():
-    from geo.validate import locate
+    from gridplan.geo.validate import locate
 
     boxes = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.box(0, 1, 2, 2)]
     pts = shapely.points([1, 0.5, 1.5, 1, 5], [0.5, 0.5, 1, 1, 5])

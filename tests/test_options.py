@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from optimize.options import (COORDS, MODES, OUTPUT_COORDS, SPEED_KMH, OptionsError, PlanOptions, option_default,
+from gridplan.optimize.options import (COORDS, MODES, OUTPUT_COORDS, SPEED_KMH, OptionsError, PlanOptions, option_default,
                               option_help, option_names)
 
 # the values an attacker sent in issue 10, each accepted (202) before: option -> a hostile value
@@ -72,7 +72,7 @@ def test_good_values_pass_and_stay_plain():
     assert o.target_for("urban", None) == 400.0 and o.target_for("rural", float("nan")) == 300.0
     assert o.target_for("urban", 250.0) == 250.0
     # enum members from the vocabulary are accepted and stored as their names
-    from geo.vocabulary import CoordSystem, Mode
+    from gridplan.geo.vocabulary import CoordSystem, Mode
     o2 = PlanOptions(mode=Mode.drive, coords=CoordSystem.gcj02)
     assert o2.mode == "drive" and type(o2.coords) is str and o2.effective_speed_kmh == SPEED_KMH["drive"]
     assert json.loads(json.dumps(o2.as_dict()))["coords"] == "gcj02"
@@ -106,7 +106,7 @@ def test_coverage_target_zero_means_report_only(value):
 
 
 def test_params_schema_is_derived_from_the_options():
-    from api.routes.jobs import FORBIDDEN_PARAMS, PARAMS_DESCRIPTION
+    from gridplan.api.routes.jobs import FORBIDDEN_PARAMS, PARAMS_DESCRIPTION
     schema = PlanOptions.json_schema(exclude=FORBIDDEN_PARAMS)
     assert set(schema["properties"]) == set(option_names()) - FORBIDDEN_PARAMS
     assert schema["properties"]["mode"]["enum"] == list(MODES)
@@ -149,9 +149,9 @@ def test_each_vocabulary_is_listed_in_one_module():
 
 
 def test_the_vocabulary_is_what_every_surface_uses():
-    from api import cli
-    from api.routes import lookup
-    from geo import coords, vocabulary
+    from gridplan.api import cli
+    from gridplan.api.routes import lookup
+    from gridplan.geo import coords, vocabulary
     assert vocabulary.COORD_SYSTEMS == coords.SYSTEMS == lookup.COORDS == COORDS
     assert set(vocabulary.Mode) == set(MODES) == set(vocabulary.DEFAULT_SPEED_KMH)
     assert cli.Mode is vocabulary.Mode and cli.CoordSystem is vocabulary.CoordSystem
@@ -162,7 +162,7 @@ def test_the_vocabulary_is_what_every_surface_uses():
 def test_settings_read_every_field_from_the_environment(monkeypatch):
     from dataclasses import fields
 
-    from api.settings import Settings
+    from gridplan.api.settings import Settings
     monkeypatch.setenv("GRIDPLAN_INDEX_CACHE", "9")
     monkeypatch.setenv("GRIDPLAN_POLL_INTERVAL_S", "0.25")
     monkeypatch.setenv("GRIDPLAN_JOB_TIMEOUT_S", "120")
@@ -181,7 +181,7 @@ def test_settings_read_every_field_from_the_environment(monkeypatch):
 
 
 def test_settings_refuse_a_malformed_variable_by_name():
-    from api.settings import Settings
+    from gridplan.api.settings import Settings
     with pytest.raises(ValueError, match="GRIDPLAN_JOB_WORKERS"):
         Settings.from_env({"GRIDPLAN_JOB_WORKERS": "two"})
     with pytest.raises(ValueError, match="GRIDPLAN_REQUEST_TIMEOUT_S"):
@@ -199,10 +199,10 @@ def test_coverage_target_zero_gives_the_same_answer_on_every_surface(sample_smal
     import geopandas as gpd
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from api.auth import create_key
-    from api.settings import Settings
-    from optimize import plan
+    from gridplan.api.app import create_app
+    from gridplan.api.auth import create_key
+    from gridplan.api.settings import Settings
+    from gridplan.optimize import plan
     from test_cli import gridplan
     from tests.helpers.api import wait_job
 

@@ -5,9 +5,9 @@ import shapely
 import shapely.affinity
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from geo.grids import assign_points
-from optimize.options import PlanOptions
-from optimize.partition import choose_k, partition_unit
+from gridplan.geo.grids import assign_points
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import choose_k, partition_unit
 from tests.test_cells import points_in, random_unit
 
 OPT = PlanOptions(time_limit_per_unit=2.0)

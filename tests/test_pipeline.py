@@ -60,7 +60,7 @@ def test_grids_nest_tile_and_count(small_plan):
 
 def test_grid_codes_run_in_reading_order(small_plan):
     """Sequence numbers follow rows north→south, west→east inside a row (geo.grids.order_for_codes)."""
-    from geo.grids import order_for_codes
+    from gridplan.geo.grids import order_for_codes
     grids = small_plan.grids.to_crs(small_plan.summary["crs"])   # the plan's own metric CRS
     for _, sub in grids.groupby("village_code"):
         sub = sub.sort_values("grid_code")
@@ -78,7 +78,7 @@ def test_output_dir_passes_the_contract_checker(small_plan_dir, sample_small):
 
 
 def test_same_seed_same_plan_across_executors(sample_small, small_plan):
-    from optimize import plan
+    from gridplan.optimize import plan
     p2 = plan(sample_small["boundaries"], sample_small["households"], sample_small.get("facilities"),
               sample_small.get("roster"), time_limit_per_unit=3.0, jobs=2)
     a = small_plan.grids[["grid_code", "households"]].reset_index(drop=True)
@@ -90,7 +90,7 @@ def test_same_seed_same_plan_across_executors(sample_small, small_plan):
 @pytest.mark.slow
 def test_dask_local_cluster_gives_identical_grids(sample_small, small_plan):
     distributed = pytest.importorskip("dask.distributed")
-    from optimize import plan
+    from gridplan.optimize import plan
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         p3 = plan(sample_small["boundaries"], sample_small["households"], sample_small.get("facilities"),
                   sample_small.get("roster"), time_limit_per_unit=3.0, scheduler=cl.scheduler_address)
@@ -100,7 +100,7 @@ def test_dask_local_cluster_gives_identical_grids(sample_small, small_plan):
 
 
 def test_bad_options_are_value_errors(sample_small):
-    from optimize import plan
+    from gridplan.optimize import plan
     with pytest.raises(ValueError, match="tolerance"):
         plan(sample_small["boundaries"], sample_small["households"], tolerance=1.5)
     with pytest.raises(ValueError, match="unknown plan option"):
@@ -108,7 +108,7 @@ def test_bad_options_are_value_errors(sample_small):
 
 
 def test_baseline_keeps_balanced_grids_and_codes(small_plan, small_plan_dir, sample_small, tmp_path):
-    from optimize import plan
+    from gridplan.optimize import plan
     # same data against last year's plan: every grid is kept with its code and shape, nobody moves
     same = plan(sample_small["boundaries"], sample_small["households"], sample_small.get("facilities"),
                 sample_small.get("roster"), time_limit_per_unit=3.0, baseline=str(small_plan_dir))

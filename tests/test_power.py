@@ -7,11 +7,11 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 
-from geo.cells import merge_points
-from geo.grids import assign_points
-from optimize.options import PlanOptions
-from optimize.partition import partition_unit
-from optimize.power import _flow, balanced_flow, power_cells, power_partition, power_weights, repair_fragments
+from gridplan.geo.cells import merge_points
+from gridplan.geo.grids import assign_points
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import partition_unit
+from gridplan.optimize.power import _flow, balanced_flow, power_cells, power_partition, power_weights, repair_fragments
 from tests.test_partition import houses_in, unit_of
 
 OPT = PlanOptions(time_limit_per_unit=2.0)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.io import (assert_households_at, grid_units, households_csv, inside_points, one,
                                  points_frame)
-from geo.io import load_dataset, read_table, validate
+from gridplan.geo.io import load_dataset, read_table, validate
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_geojson_read_without_gdal_keeps_ids_types_and_named_crs(tmp_path, units
 def test_network_file_is_recognised_by_its_first_blob_header(tmp_path):
     import pyrosm
 
-    from geo.formats import check_network, is_osm_pbf_head
+    from gridplan.geo.formats import check_network, is_osm_pbf_head
 
     real = Path(pyrosm.get_data("test_pbf"))
     assert is_osm_pbf_head(real.read_bytes()[:70_000])

@@ -11,7 +11,7 @@ import shapely
 from hypothesis import example, given, settings, strategies as st
 from shapely.geometry import box
 
-from geo.report import layer_geojson, leaflet_assets, render_report, script_safe, svg_bars, svg_histogram
+from gridplan.geo.report import layer_geojson, leaflet_assets, render_report, script_safe, svg_bars, svg_histogram
 from tests.helpers.report_data import many_grids_layers, synthetic_layers
 
 

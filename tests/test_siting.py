@@ -10,10 +10,10 @@ import pytest
 import shapely
 from scipy import sparse
 
-from geo import travel
-from optimize import siting_models as sm
-from optimize.options import PlanOptions
-from optimize.siting import site_stations
+from gridplan.geo import travel
+from gridplan.optimize import siting_models as sm
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.siting import site_stations
 
 spopt = pytest.importorskip("spopt")
 SF = Path(spopt.__file__).parent / "tests" / "test_locate" / "data"

@@ -8,8 +8,8 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimize.options import PlanOptions
-from optimize.staffing import allocate_workers, assign_roster, grid_workload, max_load, resolve_budget
+from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.staffing import allocate_workers, assign_roster, grid_workload, max_load, resolve_budget
 
 
 def brute_force_best(w, budget):
@@ -109,7 +109,7 @@ def test_roster_rules_full_first_part_second_nearest_home():
 
 
 def test_roster_with_too_few_full_time_workers_staffs_what_it_can_and_names_the_gaps():
-    from optimize.staffing import vacancies
+    from gridplan.optimize.staffing import vacancies
     g = _grids(3)
     r = _roster(["full", "part", "part"], [0.0, 1.0, 2.0])
     out = assign_roster(g, np.array([1, 1, 1]), r)

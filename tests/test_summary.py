@@ -14,9 +14,9 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from optimize import pipeline, plan
-from optimize.partition import UnitPartition
-from optimize.summary import STATUSES, unit_balance
+from gridplan.optimize import pipeline, plan
+from gridplan.optimize.partition import UnitPartition
+from gridplan.optimize.summary import STATUSES, unit_balance
 
 GEOD = Geod(ellps="WGS84")
 SIDE = 0.02   # degrees: a unit is a ~2 km square
@@ -93,7 +93,7 @@ def test_a_crashed_or_hung_worker_fails_its_unit_and_the_plan_finishes(monkeypat
         monkeypatch.setenv("GRIDPLAN_TEST_HANG", "1")
     monkeypatch.setattr(pipeline, "solve_unit", crash_or_hang_on_the_big_unit)
     monkeypatch.setattr(pipeline, "task_timeout", lambda opts: 3.0)
-    from optimize import executors
+    from gridplan.optimize import executors
     monkeypatch.setattr(executors, "_mp_context", lambda: __import__("multiprocessing").get_context("spawn"))
     p = _plan(units, hh, jobs=2)
     s = p.summary
@@ -181,7 +181,7 @@ def test_each_county_is_measured_in_its_own_crs():
 def test_cli_summary_heads_with_the_strict_share_and_names_failed_units(monkeypatch):
     from rich.console import Console
 
-    from api import cli
+    from gridplan.api import cli
     rec = Console(record=True, width=200)
     monkeypatch.setattr(cli, "console", rec)
     summary = {"households": 1500, "units": 2, "grids": 3,
@@ -207,7 +207,7 @@ def test_cli_summary_heads_with_the_strict_share_and_names_failed_units(monkeypa
 
 
 def test_labels_come_from_the_polygons():
-    from optimize.assemble import _labels_from_polygons
+    from gridplan.optimize.assemble import _labels_from_polygons
     polys = np.array([shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)], dtype=object)
     x, y = np.array([5.0, 15.0, 10.0, 30.0, 12.0]), np.array([5.0, 5.0, 5.0, 5.0, 1.0])
     labels = np.array([0, 0, 1, 1, 1])    # point 1 lies in grid 1; point 2 on the shared edge; 3 outside

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from geo import travel
+from gridplan.geo import travel
 
 coords = arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.floats(0, 5000, allow_nan=False))
 
@@ -213,8 +213,8 @@ def test_missing_network_file_is_a_clear_error(tmp_path):
 def test_site_stations_along_roads(net, points):
     import geopandas as gpd
     from pyproj import CRS
-    from optimize.options import PlanOptions
-    from optimize.siting import site_stations
+    from gridplan.optimize.options import PlanOptions
+    from gridplan.optimize.siting import site_stations
     dem, _ = points
     crs = CRS.from_epsg(32635)
     hh = gpd.GeoDataFrame({"households": np.ones(len(dem), int)}, geometry=shapely.points(dem), crs=crs)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from optimize.treecut import tree_partition
+from gridplan.optimize.treecut import tree_partition
 
 
 def lattice(rows: int, cols: int, holes: np.ndarray) -> tuple[int, np.ndarray]:

@@ -10,9 +10,9 @@ import pytest
 import shapely
 
 from tests.helpers.io import X0, Y0, STEP, grid_units, households_csv, inside_points, kinds, of_kind, one
-from geo.io import load_dataset, validate
-from geo.problems import DataError
-from geo.validate import Rows, check_counts, polygonal_part, repair_polygons, resolve_overlaps
+from gridplan.geo.io import load_dataset, validate
+from gridplan.geo.problems import DataError
+from gridplan.geo.validate import Rows, check_counts, polygonal_part, repair_polygons, resolve_overlaps
 
 
 @pytest.fixture

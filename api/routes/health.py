@@ -7,8 +7,8 @@ import time
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import PlainTextResponse, Response
 
-from api.app import BUCKETS
-from api.auth import api_key_header, check_key
+from gridplan.api.app import BUCKETS
+from gridplan.api.auth import api_key_header, check_key
 
 router = APIRouter(tags=["health"])
 _OK = b'{"status":"ok"}'

@@ -17,11 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from api.auth import planner, reader
-from api.problems import ProblemError, error_item, scrub
-from api.quota import check_queue, record_submitter
-from api.submitcheck import check_uploads
-from optimize.options import OptionsError, PlanOptions
+from gridplan.api.auth import planner, reader
+from gridplan.api.problems import ProblemError, error_item, scrub
+from gridplan.api.quota import check_queue, record_submitter
+from gridplan.api.submitcheck import check_uploads
+from gridplan.optimize.options import OptionsError, PlanOptions
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -213,7 +213,7 @@ def cancel_job(request: Request, job_id: str,
 
 def _purge(ctx, job_id: str) -> Response:
     """DELETE ?purge=true: a published plan stays (409); anything else goes, running or not."""
-    from api.lifecycle import purge_job
+    from gridplan.api.lifecycle import purge_job
 
     if ctx.store.was_published(job_id):
         raise ProblemError(409, f"job {job_id} is or was a published plan: published plans are kept",

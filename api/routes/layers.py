@@ -10,10 +10,10 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from api.auth import reader
-from api.layerstream import Window, parse_bbox, stream_layer
-from api.problems import ProblemError, error_item
-from api.routes.jobs import get_job_or_404
+from gridplan.api.auth import reader
+from gridplan.api.layerstream import Window, parse_bbox, stream_layer
+from gridplan.api.problems import ProblemError, error_item
+from gridplan.api.routes.jobs import get_job_or_404
 
 router = APIRouter(prefix="/v1/jobs", tags=["results"])
 

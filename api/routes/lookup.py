@@ -18,9 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.auth import reader
-from api.problems import ProblemError, error_item
-from geo.vocabulary import COORD_SYSTEMS
+from gridplan.api.auth import reader
+from gridplan.api.problems import ProblemError, error_item
+from gridplan.geo.vocabulary import COORD_SYSTEMS
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
 COORDS = COORD_SYSTEMS

@@ -24,7 +24,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from geo.pages import render
+from gridplan.geo.pages import render
 
 router = APIRouter(tags=["map"])
 

@@ -68,7 +68,7 @@ def tiny_layers() -> tuple[dict[str, gpd.GeoDataFrame], dict]:
 
 
 def write_tiny_plan(out: Path, tag: str | None = None) -> Path:
-    from geo.output import write_plan_dir
+    from gridplan.geo.output import write_plan_dir
 
     layers, summary = tiny_layers()
     if tag:
@@ -86,7 +86,7 @@ def fake_runner(inputs, params, out_dir, progress) -> dict:
     if marker:
         Path(marker).write_text(str(os.getpid()))
     if os.environ.get("GRIDPLAN_TEST_RUNNER_FAIL"):
-        from geo.problems import DataError, Problem
+        from gridplan.geo.problems import DataError, Problem
         raise DataError([Problem("households.csv", "row 3", "bad_point", "the point has no coordinates", True)])
     steps = 10
     for i in range(steps):
@@ -108,7 +108,7 @@ def start_server(data_dir: Path, port: int, env_extra: dict | None = None, datab
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     env.update(env_extra or {})
-    cmd = [sys.executable, "-m", "api.server", "--port", str(port), "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "gridplan.api.server", "--port", str(port), "--data-dir", str(data_dir)]
     if database_url:
         cmd += ["--database-url", database_url]
     out = open(log, "ab") if log else subprocess.DEVNULL

@@ -26,7 +26,7 @@ def private_pg_database():
     try:
         yield f"{base}/{name}"
     finally:
-        from api.store import _ENGINES
+        from gridplan.api.store import _ENGINES
         for url in [u for u in _ENGINES if name in u]:
             _ENGINES.pop(url).dispose()
         with psycopg.connect(admin, autocommit=True) as c:

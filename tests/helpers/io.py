@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.problems import Problem
+from gridplan.geo.problems import Problem
 from pyproj import Transformer
 
 # a 2 x 2 block of 0.01° villages just west of Haikou (lon 110.0-110.02, lat 19.5-19.52)
