@@ -96,3 +96,17 @@ def _split(nodes: np.ndarray, k: int, edges: np.ndarray, weights: np.ndarray, ep
         if v != c and pred[v] >= 0 and inside[pred[v]]:
             inside[v] = True
     return (nodes[inside], kc), (nodes[~inside], k - kc)
+
+
+def tree_grids(graph, k: int, tolerance: float, seed: int = 0, attempts: int = ATTEMPTS) -> list | None:
+    """Grid polygons (not in code order) of a tree bisection of a ``geo.cells.CellGraph``.
+
+    None when no balanced split was found or a grid is not one Polygon."""
+    from geo.grids import dissolve_cells
+    lab = tree_partition(graph.n, graph.edges, graph.households, k, tolerance, seed=seed, attempts=attempts)
+    if lab is None:
+        return None
+    polys = dissolve_cells(graph.polygons, lab, k)
+    if any(p.geom_type != "Polygon" or p.is_empty for p in polys):
+        return None
+    return polys
