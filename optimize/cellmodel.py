@@ -70,36 +70,44 @@ class CellResult:
     notes: tuple[str, ...]
     mp: MergedPoints
     graph: CellGraph
+    labels: np.ndarray
 
 
-def cell_partition(geometry, xy: np.ndarray, households: np.ndarray, k: int, options,
-                   barriers=None) -> CellResult:
+def build_graph(geometry, xy: np.ndarray, households: np.ndarray, k: int, barriers=None):
+    """(merged points, cell graph) of a unit, with empty lattice seeds sized for ``k`` grids."""
+    fill = None
+    if FILL_CELLS_PER_GRID:
+        fill = math.sqrt(float(shapely.area(geometry)) / (FILL_CELLS_PER_GRID * k))
+    return build_cells(geometry, xy, households, barriers=barriers, fill_spacing=fill)
+
+
+def cell_partition(mp: MergedPoints, graph: CellGraph, k: int, options) -> CellResult:
     """Split one unit into ``k`` grids with the CP-SAT cell model (see the module docstring).
 
     Parameters
     ----------
-    geometry : shapely Polygon or MultiPolygon
-        The unit, metric CRS.
-    xy, households : arrays
-        Household points (n, 2) and their counts (n,); k must not exceed the merged points.
+    mp, graph : MergedPoints, CellGraph
+        The unit's merged points and cell graph (``build_graph``); k must not exceed mp.m.
     k : int
         Grids wanted (>= 2).
     options : PlanOptions
         ``tolerance``, ``time_limit_per_unit`` (the deterministic budget) and ``seed``.
-    barriers : optional line geometries no grid may straddle.
     """
-    fill = None
-    if FILL_CELLS_PER_GRID:
-        fill = math.sqrt(float(shapely.area(geometry)) / (FILL_CELLS_PER_GRID * k))
-    mp, graph = build_cells(geometry, xy, households, barriers=barriers, fill_spacing=fill)
     cell_lab, status, k, notes = _partition_graph(graph, k, options)
+    polys, more = grid_polygons(mp, graph, cell_lab, k, float(options.tolerance))
+    return CellResult(polys, status, int(k), tuple(notes + more), mp, graph, cell_lab)
+
+
+def grid_polygons(mp: MergedPoints, graph: CellGraph, cell_lab: np.ndarray, k: int, tol: float):
+    """(k grid polygons from a label per cell — unions of cells, shared edges straightened where
+    that keeps the balance —, notes)."""
     polys = dissolve_cells(graph.polygons, cell_lab, k)
-    point_lab = cell_lab[graph.point_cell]
+    notes = []
     if SMOOTH:
-        polys, point_lab, used = _smooth(polys, mp, point_lab, graph, k, float(options.tolerance))
+        polys, _, used = _smooth(polys, mp, cell_lab[graph.point_cell], graph, k, tol)
         if used:
             notes.append(f"grid edges straightened (coverage simplification, {used:.1f} m)")
-    return CellResult(polys, status, int(k), tuple(notes), mp, graph)
+    return polys, notes
 
 
 def _smooth(polys, mp, point_lab, graph, k, tol):

@@ -38,9 +38,9 @@ from time import perf_counter
 import numpy as np
 import shapely
 
-from geo.cells import merge_points
+from geo.cells import GRID_SIZE, merge_points
 from geo.grids import assign_points, order_for_codes, polsby_popper, polygon_parts
-from optimize import cellmodel, certify, power, treecut
+from optimize import cellmodel, certify, power, rebalance, treecut
 
 
 @dataclass(frozen=True)
@@ -171,16 +171,7 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
                 return _result(p, notes, "within", None, t0)
             cert = certify.certify(hh, k, tol, seed=int(options.seed))
     if not _settled(answers, cert):
-        cell = _run(failures, "cells", cellmodel.cell_partition, geometry, xy, hh, k, options, barriers)
-        if cell is not None:
-            answers.append(_answer(cell.status, cell.polygons, xy, hh, cell.notes, cell.graph.n))
-            if not _within(answers, tol) and cell.graph.n_components == 1 and cell.k == k:
-                band = tol if cert is None or cert.best_band is None else max(tol, cert.best_band)
-                polys = _run(failures, "tree", treecut.tree_grids, cell.graph, k, band, int(options.seed))
-                if polys is not None:
-                    answers.append(_answer("tree", polys, xy, hh, ("balanced by recursive spanning-tree "
-                                           "bisection: the compact models missed the tolerance here",),
-                                           cell.graph.n))
+        _graph_models(answers, failures, geometry, xy, hh, k, options, barriers, cert)
     if not answers:
         raise RuntimeError("; ".join(failures) or "no model gave grids")
     best = min(answers, key=lambda a: _rank(a, k0, tol))
@@ -192,6 +183,67 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     return _result(best, notes + [_miss_note(best, answers, cert, tol)],
                    "certified" if cert.reachable is False else "miss",
                    cert.best_band if cert.reachable is False else None, t0)
+
+
+def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, options, barriers, cert) -> None:
+    """The models on the cell graph, appended to ``answers``: the power grids rebalanced on the
+    cells, then (while nothing is within the tolerance) the CP-SAT cell model (rebalanced too
+    when out of tolerance) and the spanning-tree bisection."""
+    tol = float(options.tolerance)
+    built = _run(failures, "cell graph", cellmodel.build_graph, geometry, xy, hh, k, barriers)
+    if built is None:
+        return
+    mp, graph = built
+    nbrs = graph.neighbours()
+    lo, hi = certify.band(int(hh.sum()), k, tol)
+
+    def rebalanced(status: str, cell_lab: np.ndarray, notes=(), base=None) -> None:
+        lab0 = rebalance.connect(cell_lab, graph.households, nbrs, k)
+        lab = rebalance.rebalance(lab0, graph.households, graph.centroid, nbrs, k, lo, hi)
+        polys = _patched(base, graph, mp, cell_lab, lab, k) if base is not None else None
+        a = _answer(status, polys, xy, hh, notes, graph.n) if polys is not None else None
+        if a is None or a.dev > tol + 1e-9:
+            polys, more = cellmodel.grid_polygons(mp, graph, lab, k, tol)
+            b = _answer(status, polys, xy, hh, tuple(notes) + tuple(more), graph.n)
+            a = b if a is None or _rank(b, k, tol) < _rank(a, k, tol) else a
+        answers.append(a)
+
+    power_answer = next((a for a in answers if a.status == "power"), None)
+    if power_answer is not None:
+        rep = shapely.get_coordinates(shapely.point_on_surface(graph.polygons))
+        rep[graph.point_cell] = mp.xy
+        _run(failures, "rebalance", rebalanced, "power+rebalanced", assign_points(power_answer.polygons, rep),
+             ("power grids rebalanced by moving boundary cells",), power_answer.polygons)
+    if _within(answers, tol):
+        return
+    cell = _run(failures, "cells", cellmodel.cell_partition, mp, graph, k, options)
+    if cell is not None:
+        answers.append(_answer(cell.status, cell.polygons, xy, hh, cell.notes, graph.n))
+        if answers[-1].dev > tol + 1e-9 and cell.k == k:
+            _run(failures, "rebalance", rebalanced, cell.status + "+rebalanced", cell.labels, cell.notes)
+    if not _within(answers, tol) and graph.n_components == 1:
+        band = tol if cert is None or cert.best_band is None else max(tol, cert.best_band)
+        polys = _run(failures, "tree", treecut.tree_grids, graph, k, band, int(options.seed))
+        if polys is not None:
+            answers.append(_answer("tree", polys, xy, hh, ("balanced by recursive spanning-tree bisection: the "
+                                                           "compact models missed the tolerance here",), graph.n))
+
+
+def _patched(base: list, graph, mp, lab0: np.ndarray, lab: np.ndarray, k: int) -> list | None:
+    """The ``base`` grids with the moved cells cut out and given to their new grids (straight edges
+    kept elsewhere); None when that does not give k single Polygons."""
+    moved = np.flatnonzero(lab != lab0)
+    if not len(moved):
+        return list(base)
+    cut = shapely.union_all(graph.polygons[moved], grid_size=GRID_SIZE)
+    out = []
+    for j in range(k):
+        g = shapely.difference(base[j], cut, grid_size=GRID_SIZE)
+        add = graph.polygons[moved[lab[moved] == j]]
+        g = shapely.union_all(np.r_[np.array([g], dtype=object), add], grid_size=GRID_SIZE) if len(add) else g
+        out.append(g)
+    # pieces cut off join the neighbour sharing most border (the caller recounts the balance)
+    return power.repair_fragments(out, mp.xy, mp.households)
 
 
 def _run(failures: list[str], name: str, fn, *args):
