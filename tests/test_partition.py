@@ -88,7 +88,8 @@ def test_single_houses_give_balanced_connected_tiling(seed, n, k, kind, clustere
 
 def test_single_houses_balanced_on_deep_interleaved_spikes():
     """A star with deep interleaved spikes: power cells straddle two spikes and the CP-SAT cell model
-    misses the band (max dev 0.63); the spanning-tree bisection (optimize.treecut) balances it."""
+    misses the band (max dev 0.63); moving boundary cells (optimize.rebalance) or the spanning-tree
+    bisection (optimize.treecut) balances it."""
     r0 = np.random.default_rng(34)
     ang = np.sort(r0.uniform(0, 2 * np.pi, 16))
     rad = r0.uniform(150, 1000, 16)
@@ -100,7 +101,7 @@ def test_single_houses_balanced_on_deep_interleaved_spikes():
     res = partition_unit(unit, xy, h, h.sum() / k, OPT)
     check_tiling(unit, res, xy, h)
     assert res.max_abs_dev <= OPT.tolerance + 1e-9
-    assert res.status == "tree" and any("spanning-tree" in n for n in res.notes)
+    assert res.status == "tree" or res.status.endswith("+rebalanced"), res.status
 
 
 def test_deterministic_for_a_seed():
@@ -218,3 +219,23 @@ def test_every_household_lies_in_the_grid_its_label_names(seed, kind, towers, pa
     assert r.balance in ("within", "certified", "miss", "single")
     if r.balance == "certified":
         assert r.best_band is not None and r.best_band > OPT.tolerance
+
+
+def test_the_choice_prefers_within_tolerance_then_compactness_then_balance():
+    """Issue 11: a 12.4% power answer beat a 7.9% cell answer. Now: single Polygons and the intended
+    k first; within the tolerance before out of it; the most compact within; the most balanced without."""
+    from optimize.partition import _Answer, _rank
+    box = shapely.box(0, 0, 1, 1)
+
+    def ans(status, dev, pp, k=3, single=True):
+        return _Answer(status, [box] * k, np.zeros(0, np.int64), np.zeros(k, np.int64), dev, pp, single, (), 0)
+
+    power, cells = ans("power", 0.124, 0.75), ans("optimal", 0.079, 0.45)
+    assert min([power, cells], key=lambda a: _rank(a, 3, 0.10)) is cells
+    tree, rebalanced = ans("tree", 0.02, 0.35), ans("power+rebalanced", 0.095, 0.62)
+    assert min([tree, rebalanced, power], key=lambda a: _rank(a, 3, 0.10)) is rebalanced
+    worse, better = ans("power", 0.30, 0.8), ans("tree", 0.17, 0.3)
+    assert min([worse, better], key=lambda a: _rank(a, 3, 0.10)) is better
+    islands = ans("optimal", 0.0, 0.9, single=False)
+    assert min([islands, worse], key=lambda a: _rank(a, 3, 0.10)) is worse
+    assert min([ans("optimal", 0.0, 0.9, k=4), worse], key=lambda a: _rank(a, 3, 0.10)) is worse
