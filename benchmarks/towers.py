@@ -125,7 +125,7 @@ def through_cli(folder: Path, jobs: int, tol: float, out: Path) -> dict:
     res.update(_recount(folder, out))
     chk = _checker()
     if chk is not None:
-        c = subprocess.run([sys.executable, str(chk), "--out", str(out), "--boundaries",
+        c = subprocess.run([sys.executable, str(chk), str(out), "--boundaries",
                             str(folder / "boundaries.gpkg"), "--households", str(folder / "households.parquet"),
                             "--tolerance", str(tol), "--certify", "--target-households", "300"],
                            env=env, capture_output=True, text=True, cwd=ROOT)

@@ -39,8 +39,10 @@ import numpy as np
 import shapely
 
 from geo.cells import GRID_SIZE, merge_points
-from geo.grids import assign_points, order_for_codes, polsby_popper, polygon_parts
+from geo.grids import assign_points, clear_points, order_for_codes, polsby_popper, polygon_parts
 from optimize import cellmodel, certify, power, rebalance, treecut
+
+CLEARANCE = 0.1   # m: each household this far inside its grid (less only between points 0.2 m apart)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class _Answer:
     single: bool            # every grid one Polygon
     notes: tuple[str, ...]
     cells: int
+    xy: np.ndarray = None   # the rows' points (for the final clearance)
 
 
 def _answer(status: str, polys, xy: np.ndarray, hh: np.ndarray, notes=(), cells: int = 0) -> _Answer:
@@ -114,7 +117,7 @@ def _answer(status: str, polys, xy: np.ndarray, hh: np.ndarray, notes=(), cells:
                                 "parts (islands) that no grid can reach by a shared edge",)
     single = not multi
     return _Answer(status, polys, labels.astype(np.int64), gh, dev, float(np.mean(polsby_popper(polys))),
-                   single, tuple(notes), int(cells))
+                   single, tuple(notes), int(cells), xy)
 
 
 def _rank(a: _Answer, k0: int, tol: float) -> tuple:
@@ -281,7 +284,8 @@ def _miss_note(best: _Answer, answers: list[_Answer], cert, tol: float) -> str:
 
 
 def _result(a: _Answer, notes: list[str], balance: str, best_band, t0: float) -> UnitPartition:
-    return UnitPartition(a.labels, a.polygons, len(a.polygons), a.status, a.dev, perf_counter() - t0,
+    polys = clear_points(a.polygons, a.xy, a.labels, CLEARANCE)
+    return UnitPartition(a.labels, polys, len(a.polygons), a.status, a.dev, perf_counter() - t0,
                          tuple(notes) + a.notes, tuple(int(v) for v in a.households), a.cells,
                          balance=balance, best_band=best_band)
 
