@@ -216,6 +216,14 @@ def test_every_household_lies_in_the_grid_its_label_names(seed, kind, towers, pa
     assert (cover.sum(axis=0) == 1).all(), "a household sits on a grid edge: its grid is ambiguous"
     inside = (cover * h[None, :]).sum(axis=1)
     assert tuple(int(v) for v in inside) == r.households
+    # and not by a hair: each point ~0.1 m from every other grid (0.45 × the gap to a point of another grid)
+    from scipy.spatial import cKDTree
+    d, j = cKDTree(xy).query(xy, k=min(len(xy), 16))
+    gap = np.where(r.labels[j] != r.labels[:, None], d, np.inf).min(axis=1)
+    need = np.minimum(0.1, 0.45 * gap) - 1e-6
+    for g, p in enumerate(r.polygons):
+        other = r.labels != g
+        assert (shapely.distance(p, pts[other]) >= need[other]).all()
     assert r.balance in ("within", "certified", "miss", "single")
     if r.balance == "certified":
         assert r.best_band is not None and r.best_band > OPT.tolerance
