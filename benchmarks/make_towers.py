@@ -18,7 +18,8 @@ the point they came from. Entrance coordinates are written unrounded
 (float64), so the decimetre gaps survive.
 
 Writes into ``--out`` what ``gridplan plan`` reads: ``boundaries.gpkg`` (``village_code`` ...),
-``households.parquet`` (``id, lon, lat, households, population, weight``), ``facilities.csv``,
+``households.parquet`` and the same rows as ``households.csv`` (``id, lon, lat, households,
+population, weight``; the checker reads CSV), ``facilities.csv``,
 ``roster.csv`` and ``manifest.json`` (make_province's, with a ``towers`` section: seed, counts,
 the largest tower, the grid counts k the units get at 300 households per grid).
 """
@@ -123,6 +124,7 @@ def generate(out: Path, seed: int = SEED, households: int = HOUSEHOLDS, county: 
     hh, info = towerize(hh, rng)
     assert int(hh["households"].sum()) == before
     hh.to_parquet(out / "households.parquet", index=False, compression="zstd")
+    hh.to_csv(out / "households.csv", index=False, float_format="%.9f")   # what check_plan.py reads
     # k per unit at 300 households per grid, for the manifest
     units = gpd.read_file(out / "boundaries.gpkg")
     pts = gpd.GeoDataFrame(hh, geometry=gpd.points_from_xy(hh.lon, hh.lat), crs=4326)

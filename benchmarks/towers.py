@@ -114,7 +114,7 @@ def through_cli(folder: Path, jobs: int, tol: float, out: Path) -> dict:
     """``gridplan plan --jobs N`` timed end to end, then the checker's figures and a label recount."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "api.cli", "plan", "-b", str(folder / "boundaries.gpkg"),
-           "-h", str(folder / "households.parquet"), "-o", str(out), "--jobs", str(jobs),
+           "-h", str(folder / "households.csv"), "-o", str(out), "--jobs", str(jobs),
            "--tolerance", str(tol), "--quiet"]
     t0 = time.perf_counter()
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -126,7 +126,7 @@ def through_cli(folder: Path, jobs: int, tol: float, out: Path) -> dict:
     chk = _checker()
     if chk is not None:
         c = subprocess.run([sys.executable, str(chk), str(out), "--boundaries",
-                            str(folder / "boundaries.gpkg"), "--households", str(folder / "households.parquet"),
+                            str(folder / "boundaries.gpkg"), "--households", str(folder / "households.csv"),
                             "--tolerance", str(tol), "--certify", "--target-households", "300"],
                            env=env, capture_output=True, text=True, cwd=ROOT)
         try:
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument("--partition-only", action="store_true")
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/towers.json")
     a = ap.parse_args(argv)
-    if not (a.data / "households.parquet").exists():
+    if not (a.data / "households.csv").exists():
         import make_towers
         make_towers.generate(a.data)
     load_before = os.getloadavg()
