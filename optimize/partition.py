@@ -1,24 +1,31 @@
 """Balanced, contiguous, compact grids inside one unit: the models and the choice between them.
 
-Three models split a unit into k = ``choose_k(households, target)`` grids:
+Models split a unit into k = ``choose_k(households, target)`` grids:
 
 - ``optimize.power`` (status "power"): a capacity-constrained power diagram — the balanced
   assignment by min-cost flow, grids as power cells clipped to the unit (straight edges), Lloyd
   rounds for compactness. Tried first (not with barrier lines).
-- ``optimize.cellmodel`` (status "optimal" | "feasible" | "heuristic"): CP-SAT on the Voronoi cell
-  graph with contiguity constraints; handles barriers, islands and concave outlines.
+- ``optimize.rebalance`` (status "power+rebalanced"): the power grids mapped onto the Voronoi cell
+  graph (``geo.cells``), boundary cells moved between neighbouring grids until the band is met
+  (every grid stays connected); the moved cells are cut out of the straight power grids.
+- ``optimize.cellmodel`` (status "optimal" | "feasible" | "heuristic", "+rebalanced" when the
+  descent finished it): CP-SAT on the same cell graph with contiguity constraints; handles
+  barriers, islands and concave outlines.
 - ``optimize.treecut`` (status "tree"): recursive spanning-tree bisection of the same cell graph;
   straggly shapes, but balance where the compact models cannot reach it.
 
 The choice: a power answer within the tolerance is kept (it is the most compact model). Otherwise
-every model runs, each within its deterministic budget (``model_budget``), and the answers are
-ranked: single Polygons before MultiPolygons, the intended k before another, then within the
-tolerance before out of it; among answers within the tolerance the most compact (Polsby-Popper
-mean) wins, among answers out of it the most balanced (then the most compact).
+the models run in the order above, each within its deterministic budget (``model_budget``), until
+one is within the tolerance (the tree only when none is), and the answers are ranked: single
+Polygons before MultiPolygons, the intended k before another, then within the tolerance before
+out of it; among answers within the tolerance the most compact (Polsby-Popper mean) wins, among
+answers out of it the most balanced (then the most compact).
 
 Balance of every answer is counted from the polygons: each household row is labelled with the
 grid polygon it lies in (``geo.grids.assign_points``), so the households layer, the grid counts and
-a point-in-polygon lookup always agree, whatever the model did with merged points.
+a point-in-polygon lookup always agree, whatever the model did with merged points; and each
+household is kept ``CLEARANCE`` inside its grid (``geo.grids.clear_points``), so a reprojection
+cannot move it across an edge.
 
 An answer out of tolerance is then put to ``optimize.certify``: the unit's household rows into k
 groups within the band, geometry ignored. Proven impossible → balance "certified" (the note says
@@ -83,6 +90,7 @@ def model_budget(options) -> dict:
                       "lloyd_rounds": power.ROUNDS},
             "cells": {"cp_sat_deterministic_time": cellmodel.DTIME_PER_SECOND * float(options.time_limit_per_unit),
                       "rounds": cellmodel.ROUNDS},
+            "rebalance": {"moves": rebalance.MAX_MOVES},
             "tree": {"spanning_trees_per_split": treecut.ATTEMPTS},
             "certificate": {"cp_sat_deterministic_time_per_model": certify.DTIME}}
 
