@@ -6,8 +6,9 @@ onto the Voronoi cell graph of ``geo.cells``), a deterministic descent moves one
 time to a neighbouring grid:
 
 - a move must lower the potential (excess over the band, Σ (h_j − mean)²) lexicographically, so
-  the descent ends; among those moves the one lowering the excess most wins, then the one costing
-  least compactness (|p_c − centroid_to|² − |p_c − centroid_from|²);
+  the descent ends; among those moves the ones lowering the excess come first, and among them the
+  one costing least compactness (|p_c − centroid_to|² − |p_c − centroid_from|²) wins — taking the
+  largest excess cut first grows tentacles that later block the way (a property test found one);
 - the grid giving the cell must stay connected (its cells minus the moved one: one component),
   the receiving grid is adjacent, so every grid stays connected;
 - it stops as soon as every grid is within the band, or after ``max_moves`` moves (an
@@ -110,7 +111,7 @@ def rebalance(labels: np.ndarray, households: np.ndarray, centroid: np.ndarray, 
             break
         cost = ((centroid[c] - cen[to]) ** 2).sum(1) - ((centroid[c] - cen[fr]) ** 2).sum(1)
         idx = np.flatnonzero(ok)
-        order = idx[np.lexsort((c[idx], cost[idx], d_ex[idx]))]
+        order = idx[np.lexsort((c[idx], cost[idx], d_ex[idx] >= 0))]
         done = False
         tried = set()
         for t in order:
