@@ -2,7 +2,7 @@
 
 A unit (village / community polygon) is cut into *cells*: the Voronoi cells of its household
 points, clipped to the unit, so that the cells tile the unit exactly. Coincident points are
-merged first (an apartment block stays one indivisible point). A clipped Voronoi cell may fall
+merged first (``merge_points``: only points a few centimetres apart). A clipped Voronoi cell may fall
 apart into several pieces (a concave unit, a multipart unit, a barrier line cutting through it):
 the piece holding the point carries its households, the other pieces are *empty cells* (0
 households) that still belong to the tiling and are attached to some grid by the optimizer.
@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 GRID_SIZE = 1e-3        # metres: every clipped cell is snapped to this precision so shared edges match exactly
 MIN_SHARED = 1e-2       # metres of common boundary below which two cells only "touch" (corner contact)
 BARRIER_EPS = 5e-3      # metres: a shared edge within this distance of a barrier line runs along it
+MERGE_RADIUS = 0.05     # metres: points this close are one indivisible point (doubled rows, GPS noise)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,14 @@ class CellGraph:
         return [np.array(sorted(x), dtype=np.int64) for x in nb]
 
 
-def merge_points(xy, households=None, snap: float = 0.5) -> MergedPoints:
-    """Merge points closer than ``snap`` metres (same snapped grid square) into one indivisible point.
+def merge_points(xy, households=None, snap: float = MERGE_RADIUS) -> MergedPoints:
+    """Merge points closer than ``snap`` metres (chains of them, single linkage) into one point.
 
-    The merged location is the household-weighted mean of its members; merged points are ordered
-    by their snapped coordinates (deterministic, independent of input order).
+    Only points no grid edge could reasonably pass between are merged (a doubled row, GPS noise):
+    entrances of one building 0.2 m apart stay separate points, so a grid edge may run between
+    them, as it may between the rows that ``check_plan.py --certify`` splits. The merged location
+    is the household-weighted mean of its members; merged points are ordered by their members'
+    smallest coordinates (deterministic, independent of input order).
     """
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     n = len(xy)
@@ -98,10 +102,21 @@ def merge_points(xy, households=None, snap: float = 0.5) -> MergedPoints:
     if (h < 1).any():
         bad = int(np.flatnonzero(h < 1)[0])
         raise ValueError(f"household row {bad}: households must be >= 1, got {h[bad]}")
-    key = np.floor(xy / snap).astype(np.int64)
-    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    m = len(first)
+    from scipy.spatial import cKDTree
+    pairs = cKDTree(xy).query_pairs(r=snap, output_type="ndarray") if n > 1 else np.zeros((0, 2), np.int64)
+    if len(pairs):
+        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+    else:
+        comp = np.arange(n)
+    # order groups by their lexicographically smallest member (input order plays no part)
+    o = np.lexsort((xy[:, 1], xy[:, 0]))
+    first_pos = np.full(int(comp.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first_pos, comp[o], np.arange(n))
+    rank = np.empty(len(first_pos), dtype=np.int64)
+    rank[np.argsort(first_pos, kind="stable")] = np.arange(len(first_pos))
+    inv = rank[comp]
+    m = len(first_pos)
     hs = np.bincount(inv, weights=h, minlength=m)
     sx = np.bincount(inv, weights=h * xy[:, 0], minlength=m) / hs
     sy = np.bincount(inv, weights=h * xy[:, 1], minlength=m) / hs
@@ -180,7 +195,7 @@ def fill_seeds(unit, xy: np.ndarray, spacing: float, limit: int = 5000) -> np.nd
     return cand
 
 
-def build_cells(geometry, xy, households=None, barriers=None, snap: float = 0.5,
+def build_cells(geometry, xy, households=None, barriers=None, snap: float = MERGE_RADIUS,
                 fill_spacing: float | None = None) -> tuple[MergedPoints, CellGraph]:
     """Merged points and the cell graph of one unit.
 

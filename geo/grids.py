@@ -139,3 +139,49 @@ def assign_points(polygons, xy) -> np.ndarray:
         _, near = tree.query_nearest(pts[lost], all_matches=False)
         out[lost] = near
     return out
+
+
+def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
+    """Grids that keep every point at least ~``clearance`` metres inside the grid its label names.
+
+    A household a millimetre from a grid edge belongs to whichever grid the next reprojection or
+    the next point-in-polygon test says; here each point closer than ``clearance`` to another
+    grid gets a small disk (radius ``clearance``, or 0.45 × the distance to the nearest point
+    labelled otherwise, if smaller) cut from the other grids and given to its own grid, inside
+    the union of the grids. Labels do not change; the grids still tile the same area. Returns the
+    input polygons when the result would not be valid single-part grids as before.
+    """
+    polys = list(polygons)
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(polys) < 2 or not len(xy):
+        return polys
+    g = np.asarray(polys, dtype=object)
+    pts = shapely.points(xy)
+    pi, gi = shapely.STRtree(g).query(pts, predicate="dwithin", distance=clearance)
+    near = np.unique(pi[gi != labels[pi]])
+    near = near[shapely.covers(g[labels[near]], pts[near])]     # points outside every grid stay as they are
+    if not len(near):
+        return polys
+    from scipy.spatial import cKDTree
+    kk = min(len(xy), 16)
+    d, j = cKDTree(xy).query(xy[near], k=kk)
+    d, j = np.atleast_2d(d), np.atleast_2d(j)
+    other = labels[j] != labels[near][:, None]
+    nearest = np.where(other, d, np.inf).min(axis=1)
+    radius = np.minimum(clearance, 0.45 * nearest)
+    # a 16-gon around each point, circumscribed so that it holds the whole circle of that radius
+    disks = shapely.buffer(pts[near], radius / np.cos(np.pi / 16), quad_segs=4)
+    whole = shapely.union_all(g, grid_size=GRID_SIZE)
+    out = []
+    for k in range(len(polys)):
+        mine = labels[near] == k
+        p = polys[k]
+        if (~mine).any():
+            p = shapely.difference(p, shapely.union_all(disks[~mine]))
+        if mine.any():
+            p = shapely.union_all([p, shapely.intersection(shapely.union_all(disks[mine]), whole)])
+        out.append(p)
+    if any(q.geom_type != polys[i].geom_type or not q.is_valid or q.is_empty for i, q in enumerate(out)):
+        return polys
+    return out

@@ -1,76 +1,64 @@
-"""Balanced, contiguous, compact grids inside one unit (OR-Tools min-cost flow and CP-SAT).
+"""Balanced, contiguous, compact grids inside one unit: the models and the choice between them.
 
-First model (``optimize.power``, status "power"): a capacity-constrained power diagram — the exact
-balanced assignment by min-cost flow, grids as power cells clipped to the unit (straight edges),
-capacitated Lloyd rounds for compactness. It is used whenever it tiles the unit with single
-Polygons within the tolerance. When tower blocks keep it out of tolerance (or it fails: islands,
-barrier lines), the CP-SAT cell model below runs, and replaces the power grids only when it is
-clearly more balanced (by half the tolerance) or the power model found nothing. If both still miss the
-tolerance on a connected unit, a recursive spanning-tree bisection (``optimize.treecut``, status "tree")
-is tried last and kept when it is more balanced.
+Models split a unit into k = ``choose_k(households, target)`` grids:
 
-The CP-SAT cell model, per unit:
+- ``optimize.power`` (status "power"): a capacity-constrained power diagram — the balanced
+  assignment by min-cost flow, grids as power cells clipped to the unit (straight edges), Lloyd
+  rounds for compactness. Tried first (not with barrier lines).
+- ``optimize.rebalance`` (status "power+rebalanced"): the power grids mapped onto the Voronoi cell
+  graph (``geo.cells``), boundary cells moved between neighbouring grids until the band is met
+  (every grid stays connected); the moved cells are cut out of the straight power grids.
+- ``optimize.cellmodel`` (status "optimal" | "feasible" | "heuristic", "+rebalanced" when the
+  descent finished it): CP-SAT on the same cell graph with contiguity constraints; handles
+  barriers, islands and concave outlines.
+- ``optimize.treecut`` (status "tree"): recursive spanning-tree bisection of the same cell graph;
+  straggly shapes, but balance where the compact models cannot reach it.
 
-1. ``geo.cells.build_cells``: merged household points → Voronoi cells clipped to the unit →
-   adjacency graph (shared edges of positive length, never across a barrier line). Units with many
-   cells are coarsened into compact *atoms* (``geo.cells.coarsen``) so that the model stays small.
-2. k = ``choose_k(households, target)``, apportioned over the graph's connected components (unit
-   parts, areas cut off by barriers); a component too small for a grid of its own is attached to a
-   neighbouring grid afterwards (reported in ``notes``).
-3. Centers from a seeded, weighted k-means (k-means++ start) snapped to nodes; then a few
-   Lloyd-like rounds, each solving with CP-SAT the capacitated p-median assignment
-     lexicographic min (D, Σ c_ij x_ij),    c_ij = (½ h_i/H + ½ a_i/A) · |p_i − p_cj|² / (A/k)
-     s.t. Σ_j x_ij = 1;  x_cj,j = 1;  lo − D ≤ Σ_i h_i x_ij ≤ hi + D  (lo, hi = mean·(1 ∓ tol))
-          x_ij ≤ Σ_{l ∈ N(i), d_j(l) < d_j(i)} x_lj          (Zoltners–Sinha contiguity)
-   with x restricted to each node's few nearest centers along the graph. D = 0 is the hard balance
-   when it is feasible; when indivisible points make it infeasible, D (the excess deviation of the
-   worst grid) is minimized first. The Zoltners–Sinha constraints make every grid connected. The
-   previous round's solution is the CP-SAT hint (warm start); centers move to the node nearest
-   their grid's weighted centroid; the best round (deviation, then moment of inertia) is kept.
-4. Fallback (CP-SAT found nothing within its deterministic limit): the shortest-path Voronoi
-   assignment of the centers, connected by construction.
-5. Grid polygons = union of their cells (``geo.grids.dissolve_cells``), so the grids tile the
-   unit exactly; ordered for codes with ``geo.grids.order_for_codes``.
+The choice: a power answer within the tolerance is kept (it is the most compact model). Otherwise
+the models run in the order above, each within its deterministic budget (``model_budget``), until
+one is within the tolerance (the tree only when none is), and the answers are ranked: single
+Polygons before MultiPolygons, the intended k before another, then within the tolerance before
+out of it; among answers within the tolerance the most compact (Polsby-Popper mean) wins, among
+answers out of it the most balanced (then the most compact).
 
-Determinism: one CP-SAT worker, fixed seed, and a *deterministic* time limit
-(``max_deterministic_time``), so the same input gives the same grids on a loaded or idle machine.
-A wall-clock cap of several times the budget exists only as a safety net.
+Balance of every answer is counted from the polygons: each household row is labelled with the
+grid polygon it lies in (``geo.grids.assign_points``), so the households layer, the grid counts and
+a point-in-polygon lookup always agree, whatever the model did with merged points; and each
+household is kept ``CLEARANCE`` inside its grid (``geo.grids.clear_points``), so a reprojection
+cannot move it across an edge.
+
+An answer out of tolerance is then put to ``optimize.certify``: the unit's household rows into k
+groups within the band, geometry ignored. Proven impossible → balance "certified" (the note says
+"tolerance unreachable" and gives the smallest achievable band, ``best_band``); otherwise
+"miss" — a model miss, named as such. When the certificate is proven and an answer already reaches
+the smallest achievable band, the remaining models are skipped (nothing could be more balanced).
+
+Determinism: every model has iteration counts and CP-SAT deterministic time limits (one worker,
+fixed seed); nothing depends on the wall clock or the machine's load.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
 import shapely
-from ortools.sat.python import cp_model
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
-from gridplan.geo.cells import MIN_SHARED, CellGraph, build_cells, coarsen
-from gridplan.geo.grids import assign_points, dissolve_cells, order_for_codes, smooth_grids
+from gridplan.geo.cells import GRID_SIZE, merge_points
+from gridplan.geo.grids import assign_points, clear_points, order_for_codes, polsby_popper, polygon_parts
+from gridplan.optimize import cellmodel, certify, power, rebalance, treecut
 
-# CP-SAT deterministic time units per wall-clock second of one worker, measured on the reference
-# machine (2 shared cores): max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit.
-DTIME_PER_SECOND = 0.5
-FILL_CELLS_PER_GRID = 25  # empty lattice seeds per grid cut empty land into cells (0: off)
-MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
-ROUNDS = 4                # Lloyd-like center updates
-RESTARTS = 0              # extra k-means starts tried while the balance band is out of reach
-CANDIDATES = 5            # nearest centers (along the graph) a node may join
-SMOOTH = (3.0, 2.0, 1.0, 0.5, 0.25, 0.12)  # edge simplification tolerances tried, in typical cell spacings (): off
-BAND = 0.8                # the model's hard band is BAND·tolerance; the rest is slack for smoothing
-AREA_WEIGHT = 0.5         # share of area (vs households) in the moment-of-inertia weights
-RELATIVE_GAP = 0.01       # stop a CP-SAT round within 1% of the proven bound
+CLEARANCE = 0.1   # m: each household this far inside its grid (less only between points 0.2 m apart)
 
 
 @dataclass(frozen=True)
 class UnitPartition:
+    """One unit's grids: what the pipeline writes and counts."""
     labels: np.ndarray          # grid index 0..k-1 of each input household row, in input order
     polygons: list              # k Polygons (metric CRS), index = grid index, in code order, tiling the unit
     k: int
-    status: str                 # "optimal" | "feasible" | "heuristic" | "single" | "empty"
+    status: str                 # the model: "power" | "optimal" | "feasible" | "heuristic" | "tree" | "single" | "empty"
     max_abs_dev: float          # max |h - mean| / mean over the k grids
     seconds: float
     notes: tuple[str, ...] = ()
@@ -78,7 +66,7 @@ class UnitPartition:
     cells: int = 0                     # cells in the unit's graph (after merging coincident points)
     # What is known about balance (filled by the chooser; read by the pipeline's summary):
     #   "within"  every grid within the tolerance;
-    #   "certified"  out of tolerance, and a geometry-free model proves no k-grouping of the points
+    #   "certified"  out of tolerance, and a geometry-free model proves no k-grouping of the rows
     #                can meet it (best_band is then the smallest achievable max deviation);
     #   "miss"  out of tolerance without such a proof: a model miss;
     #   "failed"  the models raised (the unit is one grid; the cause is in notes);
@@ -95,515 +83,237 @@ def choose_k(total_households: float, target: float) -> int:
     return max(1, int(math.floor(max(t, 0.0) / float(target) + 0.5)))
 
 
+def model_budget(options) -> dict:
+    """The deterministic per-unit budget of each model (for the summary): iteration counts and
+    CP-SAT deterministic time units."""
+    return {"power": {"starts": power.STARTS, "starts_while_out_of_tolerance": power.MORE_STARTS,
+                      "lloyd_rounds": power.ROUNDS},
+            "cells": {"cp_sat_deterministic_time": cellmodel.DTIME_PER_SECOND * float(options.time_limit_per_unit),
+                      "rounds": cellmodel.ROUNDS},
+            "rebalance": {"moves": rebalance.MAX_MOVES},
+            "tree": {"spanning_trees_per_split": treecut.ATTEMPTS},
+            "certificate": {"cp_sat_deterministic_time_per_model": certify.DTIME}}
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One model's grids, counted from the polygons."""
+    status: str
+    polygons: list          # code order
+    labels: np.ndarray      # grid of each input row
+    households: np.ndarray  # per grid
+    dev: float
+    pp: float
+    single: bool            # every grid one Polygon
+    notes: tuple[str, ...]
+    cells: int
+    xy: np.ndarray = None   # the rows' points (for the final clearance)
+
+
+def _answer(status: str, polys, xy: np.ndarray, hh: np.ndarray, notes=(), cells: int = 0) -> _Answer:
+    """Put grids in code order and label every household row with the polygon holding it."""
+    k = len(polys)
+    order = order_for_codes(polys)
+    polys = [polys[j] for j in order]
+    labels = assign_points(polys, xy) if len(xy) else np.zeros(0, dtype=np.int64)
+    gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
+    mean = gh.sum() / k if k else 0.0
+    dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
+    multi = [i for i, p in enumerate(polys) if p.geom_type != "Polygon"]
+    if multi:
+        notes = tuple(notes) + (f"grid(s) {', '.join(str(i) for i in multi)} are MultiPolygons: the unit has "
+                                "parts (islands) that no grid can reach by a shared edge",)
+    single = not multi
+    return _Answer(status, polys, labels.astype(np.int64), gh, dev, float(np.mean(polsby_popper(polys))),
+                   single, tuple(notes), int(cells), xy)
+
+
+def _rank(a: _Answer, k0: int, tol: float) -> tuple:
+    """Sort key of the choice (smaller is better); see the module docstring."""
+    within = a.dev <= tol + 1e-9
+    return (not a.single, len(a.polygons) != k0, not within, 0.0 if within else round(a.dev, 9), -a.pp)
+
+
 def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float, options,
                    barriers=None) -> UnitPartition:
-    """Split one unit into k balanced, contiguous, compact grids. See the module docstring."""
+    """Split one unit into k balanced, contiguous, compact grids (see the module docstring).
+
+    Parameters
+    ----------
+    geometry : shapely Polygon or MultiPolygon
+        The unit in a metric CRS.
+    xy : (n, 2) array
+        Household rows' points (metric CRS).
+    households : (n,) array of int
+        Households of each row.
+    target : float
+        Households per grid wanted.
+    options : PlanOptions
+        ``tolerance``, ``time_limit_per_unit`` (deterministic budget), ``seed``.
+    barriers : optional
+        Lines no grid may straddle.
+
+    Returns
+    -------
+    UnitPartition
+        Every return path sets ``balance`` (and ``best_band`` when certified).
+    """
     t0 = perf_counter()
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
     total = int(hh.sum())
-    k = choose_k(total, target)
-    power = None
-    if k > 1 and barriers is None and total > 0:
-        power = _try_power(geometry, xy, hh, k, options, t0)
-        tol = float(options.tolerance)
-        if power is not None and (power.max_abs_dev <= tol + 1e-9 or not _worth_cell_model(power, tol)):
-            if power.max_abs_dev > tol + 1e-9:
-                return replace(power, notes=power.notes + (_unreachable(power.max_abs_dev),))
-            return power
-        # a tower block keeps the power grids well out of tolerance: the cell model may balance it
-        # better (e.g. a grid ringing the block), so it runs too and the more balanced one wins
-    fill = None
-    if k > 1 and FILL_CELLS_PER_GRID:
-        area = float(shapely.area(geometry))
-        fill = math.sqrt(area / (FILL_CELLS_PER_GRID * k))
-    mp, graph = build_cells(geometry, xy, hh, barriers=barriers, fill_spacing=fill)
+    tol = float(options.tolerance)
+    k = k0 = choose_k(total, target)
+    mp = merge_points(xy, hh)
     notes: list[str] = []
     if mp.m and k > mp.m:
         notes.append(f"k reduced from {k} to {mp.m}: only {mp.m} distinct household locations")
-        k = mp.m
+        k = k0 = mp.m
     if mp.m == 0 or k == 1:
-        cell_lab = np.zeros(graph.n, dtype=np.int64)
-        status = "empty" if mp.m == 0 else "single"
-    else:
-        cell_lab, status, k, more = _partition_graph(graph, k, options)
-        notes.extend(more)
-    polys = dissolve_cells(graph.polygons, cell_lab, k)
-    point_lab = cell_lab[graph.point_cell] if mp.m else np.zeros(0, dtype=np.int64)
-    if k > 1 and SMOOTH:
-        polys, point_lab, used = _smooth(polys, mp, point_lab, graph, k, float(options.tolerance))
-        if used:
-            notes.append(f"grid edges straightened (coverage simplification, {used:.1f} m)")
-    order = order_for_codes(polys)
-    rank = np.empty(k, dtype=np.int64)
-    rank[order] = np.arange(k)
-    polys = [polys[j] for j in order]
-    point_lab = rank[point_lab]
-    multi = [i for i, p in enumerate(polys) if p.geom_type != "Polygon"]
-    if multi:
-        notes.append(f"grid(s) {', '.join(str(i) for i in multi)} are MultiPolygons: the unit has parts "
-                     "(islands) that no grid can reach by a shared edge")
-    labels = point_lab[mp.index] if len(xy) else np.zeros(0, dtype=np.int64)
-    gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64) if len(xy) else np.zeros(k, np.int64)
-    mean = total / k
-    dev = float(np.max(np.abs(gh - mean)) / mean) if mean > 0 else 0.0
-    if k > 1 and dev > float(options.tolerance) + 1e-9 and graph.n_components == 1 and mp.m >= k:
-        tree = _try_tree(graph, mp, hh, k, options)
-        if tree is not None and tree[2] < dev - 1e-9:
-            polys, labels, dev = tree
-            gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64)
-            status, multi = "tree", []
-            notes = [n for n in notes if "tolerance" not in n and "straightened" not in n]
-            notes.append("balanced by recursive spanning-tree bisection: the compact models missed the "
-                         "tolerance on this outline")
-    if power is not None and (_power_wins(power, k, dev, float(options.tolerance)) or multi):
-        return replace(power, seconds=perf_counter() - t0, notes=power.notes + (_unreachable(power.max_abs_dev),))
-    if power is not None and power.k == k and dev > float(options.tolerance):
-        notes.append(_unreachable(dev))
-    return UnitPartition(labels.astype(np.int64), polys, int(k), status, dev, perf_counter() - t0,
-                         tuple(notes), tuple(int(v) for v in gh), int(graph.n))
+        return _whole(geometry, xy, hh, "empty" if mp.m == 0 else "single", notes, mp.m, t0)
+    answers: list[_Answer] = []
+    failures: list[str] = []
+    cert = None
+    if barriers is None:
+        p = _run(failures, "power", _power, geometry, mp, xy, hh, k, tol, options)
+        if p is not None:
+            answers.append(p)
+            if p.dev <= tol + 1e-9:
+                return _result(p, notes, "within", None, t0)
+            cert = certify.certify(hh, k, tol, seed=int(options.seed))
+    if not _settled(answers, cert):
+        _graph_models(answers, failures, geometry, xy, hh, k, options, barriers, cert)
+    if not answers:
+        raise RuntimeError("; ".join(failures) or "no model gave grids")
+    best = min(answers, key=lambda a: _rank(a, k0, tol))
+    notes.extend(failures)
+    if best.dev <= tol + 1e-9:
+        return _result(best, notes, "within", None, t0)
+    if cert is None or len(best.polygons) != k:
+        cert = certify.certify(hh, len(best.polygons), tol, seed=int(options.seed))
+    return _result(best, notes + [_miss_note(best, answers, cert, tol)],
+                   "certified" if cert.reachable is False else "miss",
+                   cert.best_band if cert.reachable is False else None, t0)
 
 
-def _try_tree(graph: CellGraph, mp, hh: np.ndarray, k: int, options):
-    """(polygons in code order, household labels, max deviation) from optimize.treecut, or None."""
-    from gridplan.optimize.treecut import tree_partition
-    lab = tree_partition(graph.n, graph.edges, graph.households, k, float(options.tolerance), seed=int(options.seed))
-    if lab is None:
+def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, options, barriers, cert) -> None:
+    """The models on the cell graph, appended to ``answers``: the power grids rebalanced on the
+    cells, then (while nothing is within the tolerance) the CP-SAT cell model (rebalanced too
+    when out of tolerance) and the spanning-tree bisection."""
+    tol = float(options.tolerance)
+    built = _run(failures, "cell graph", cellmodel.build_graph, geometry, xy, hh, k, barriers)
+    if built is None:
+        return
+    mp, graph = built
+    nbrs = graph.neighbours()
+    lo, hi = certify.band(int(hh.sum()), k, tol)
+
+    def rebalanced(status: str, cell_lab: np.ndarray, notes=(), base=None) -> None:
+        lab0 = rebalance.connect(cell_lab, graph.households, nbrs, k)
+        lab = rebalance.rebalance(lab0, graph.households, graph.centroid, nbrs, k, lo, hi)
+        polys = _patched(base, graph, mp, cell_lab, lab, k) if base is not None else None
+        a = _answer(status, polys, xy, hh, notes, graph.n) if polys is not None else None
+        if a is None or a.dev > tol + 1e-9:
+            polys, more = cellmodel.grid_polygons(mp, graph, lab, k, tol)
+            b = _answer(status, polys, xy, hh, tuple(notes) + tuple(more), graph.n)
+            a = b if a is None or _rank(b, k, tol) < _rank(a, k, tol) else a
+        answers.append(a)
+
+    power_answer = next((a for a in answers if a.status == "power"), None)
+    if power_answer is not None:
+        rep = shapely.get_coordinates(shapely.point_on_surface(graph.polygons))
+        rep[graph.point_cell] = mp.xy
+        _run(failures, "rebalance", rebalanced, "power+rebalanced", assign_points(power_answer.polygons, rep),
+             ("power grids rebalanced by moving boundary cells",), power_answer.polygons)
+    if _within(answers, tol):
+        return
+    cell = _run(failures, "cells", cellmodel.cell_partition, mp, graph, k, options)
+    if cell is not None:
+        answers.append(_answer(cell.status, cell.polygons, xy, hh, cell.notes, graph.n))
+        if answers[-1].dev > tol + 1e-9 and cell.k == k:
+            _run(failures, "rebalance", rebalanced, cell.status + "+rebalanced", cell.labels, cell.notes)
+    if not _within(answers, tol) and graph.n_components == 1:
+        band = tol if cert is None or cert.best_band is None else max(tol, cert.best_band)
+        polys = _run(failures, "tree", treecut.tree_grids, graph, k, band, int(options.seed))
+        if polys is not None:
+            answers.append(_answer("tree", polys, xy, hh, ("balanced by recursive spanning-tree bisection: the "
+                                                           "compact models missed the tolerance here",), graph.n))
+
+
+def _patched(base: list, graph, mp, lab0: np.ndarray, lab: np.ndarray, k: int) -> list | None:
+    """The ``base`` grids with the moved cells cut out and given to their new grids (straight edges
+    kept elsewhere); None when that does not give k single Polygons."""
+    moved = np.flatnonzero(lab != lab0)
+    if not len(moved):
+        return list(base)
+    cut = shapely.union_all(graph.polygons[moved], grid_size=GRID_SIZE)
+    out = []
+    for j in range(k):
+        g = shapely.difference(base[j], cut, grid_size=GRID_SIZE)
+        add = graph.polygons[moved[lab[moved] == j]]
+        g = shapely.union_all(np.r_[np.array([g], dtype=object), add], grid_size=GRID_SIZE) if len(add) else g
+        out.append(g)
+    # pieces cut off join the neighbour sharing most border (the caller recounts the balance)
+    return power.repair_fragments(out, mp.xy, mp.households)
+
+
+def _run(failures: list[str], name: str, fn, *args):
+    """One model; its exception becomes a note (the other models still run)."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 — one model failing must not lose the others' answers
+        failures.append(f"the {name} model failed ({type(e).__name__}: {e})")
         return None
-    polys = dissolve_cells(graph.polygons, lab, k)
-    if any(p.geom_type != "Polygon" or p.is_empty for p in polys):
-        return None
-    order = order_for_codes(polys)
-    rank = np.empty(k, dtype=np.int64)
-    rank[order] = np.arange(k)
-    labels = rank[lab[graph.point_cell]][mp.index]
-    gh = np.bincount(labels, weights=hh, minlength=k)
-    mean = gh.sum() / k
-    return [polys[j] for j in order], labels, float(np.max(np.abs(gh - mean)) / mean)
 
 
-def _unreachable(dev: float) -> str:
-    return f"tolerance unreachable with indivisible points: max deviation {dev:.1%} exceeds it (the smallest found)"
+def _within(answers: list[_Answer], tol: float) -> bool:
+    return any(a.dev <= tol + 1e-9 and a.single for a in answers)
 
 
-def _worth_cell_model(power: UnitPartition, tol: float) -> bool:
-    """Whether the CP-SAT cell model is worth running after a power result out of tolerance.
-
-    It costs seconds per unit (cells, adjacency, CP-SAT), which across a province's hundreds of
-    tower-block communities is most of the run; it pays where a single block distorts a unit of
-    few grids (k <= 4: a ring around the block can halve the deviation) or where the power
-    grids are far out (beyond three times the tolerance)."""
-    return power.k <= 4 or power.max_abs_dev > 3 * tol
+def _settled(answers: list[_Answer], cert) -> bool:
+    """The certificate proves the band unreachable and an answer already reaches the best band."""
+    return (cert is not None and cert.reachable is False and cert.best_band is not None
+            and any(a.single and a.dev <= cert.best_band + 1e-9 for a in answers))
 
 
-def _power_wins(power: UnitPartition, k: int, cell_dev: float, tol: float) -> bool:
-    """Balance first: the cell model's grids replace the power grids only when they are more
-    balanced by a margin that matters (half the tolerance, in deviation from the mean);
-    otherwise the straighter, more compact power grids stay."""
-    return power.k != k or cell_dev >= power.max_abs_dev - 0.5 * tol
+def _miss_note(best: _Answer, answers: list[_Answer], cert, tol: float) -> str:
+    tried = ", ".join(f"{a.status} {a.dev:.1%}" for a in answers)
+    if cert.reachable is False:
+        if cert.best_band is not None:
+            return (f"tolerance unreachable: no split of the unit's household points into {len(best.polygons)} "
+                    f"groups meets ±{tol:.0%} (proven, geometry aside); the best possible is "
+                    f"±{cert.best_band:.1%}, these grids reach {best.dev:.1%} (models: {tried})")
+        return (f"tolerance unreachable: no split of the unit's household points into {len(best.polygons)} groups "
+                f"meets ±{tol:.0%} (proven, geometry aside); no split reaches better than ±{cert.band_bound:.1%}, "
+                f"these grids reach {best.dev:.1%} (models: {tried})")
+    why = "the points could be split within it, geometry aside" if cert.reachable else \
+        "the certificate was not decided within its limit"
+    return f"model miss: max deviation {best.dev:.1%} exceeds ±{tol:.0%} ({why}; models: {tried})"
 
 
-def _try_power(geometry, xy, hh, k, options, t0) -> UnitPartition | None:
-    """The power-diagram model (optimize.power); None when it finds no balanced single-Polygon tiling."""
-    from gridplan.geo.cells import merge_points
-    from gridplan.optimize.power import power_partition
-    mp = merge_points(xy, hh)
+def _result(a: _Answer, notes: list[str], balance: str, best_band, t0: float) -> UnitPartition:
+    polys = clear_points(a.polygons, a.xy, a.labels, CLEARANCE)
+    return UnitPartition(a.labels, polys, len(a.polygons), a.status, a.dev, perf_counter() - t0,
+                         tuple(notes) + a.notes, tuple(int(v) for v in a.households), a.cells,
+                         balance=balance, best_band=best_band)
+
+
+def _whole(geometry, xy, hh, status: str, notes: list[str], m: int, t0: float) -> UnitPartition:
+    """The unit as one grid (no households, or k = 1)."""
+    parts = polygon_parts(geometry)
+    if not parts:
+        raise ValueError("the unit geometry has no polygonal area")
+    g = parts[0] if len(parts) == 1 else shapely.union_all(parts)
+    labels = np.zeros(len(xy), dtype=np.int64)
+    return UnitPartition(labels, [g], 1, status, 0.0, perf_counter() - t0, tuple(notes), (int(hh.sum()),), int(m),
+                         balance=status, best_band=None)
+
+
+def _power(geometry, mp, xy, hh, k, tol, options) -> _Answer | None:
+    """The power-diagram model's grids, or None when it found no single-Polygon tiling."""
     if mp.m < k:
         return None
-    res = power_partition(geometry, mp.xy, mp.households, k, float(options.tolerance), seed=int(options.seed))
+    res = power.power_partition(geometry, mp.xy, mp.households, k, tol, seed=int(options.seed))
     if res is None:
         return None
-    order = order_for_codes(res.polygons)
-    rank = np.empty(k, dtype=np.int64)
-    rank[order] = np.arange(k)
-    polys = [res.polygons[j] for j in order]
-    labels = rank[res.labels][mp.index]
-    gh = np.bincount(labels, weights=hh, minlength=k).astype(np.int64)
-    mean = hh.sum() / k
-    dev = float(np.max(np.abs(gh - mean)) / mean)
-    return UnitPartition(labels.astype(np.int64), polys, int(k), "power", dev, perf_counter() - t0,
-                         (), tuple(int(v) for v in gh), int(mp.m))
-
-
-def _smooth(polys, mp, point_lab, graph, k, tol):
-    """Try simplification tolerances from coarse to fine; keep the first whose grids stay within
-    the tolerance (or no worse than before) once points that changed sides are re-assigned."""
-    h = mp.households
-    total = float(h.sum())
-    mean = total / k
-    before = np.bincount(point_lab, weights=h, minlength=k)
-    worst_before = float(np.max(np.abs(before - mean)))
-    limit = max(tol * mean, worst_before)
-    spacing = math.sqrt(float(graph.area.sum()) / max(graph.n, 1))
-    for f in SMOOTH:
-        out = smooth_grids(polys, f * spacing)
-        if out is None:
-            continue
-        lab = assign_points(out, mp.xy)
-        gh = np.bincount(lab, weights=h, minlength=k)
-        if (gh > 0).all() and float(np.max(np.abs(gh - mean))) <= limit + 1e-9:
-            return out, lab, f * spacing
-    return polys, point_lab, 0.0
-
-
-# ----------------------------------------------------------------------------------------------
-# the graph problem
-
-
-def _apportion(comp_h: np.ndarray, k: int, mean: float) -> tuple[np.ndarray, list[str]]:
-    """Grids per component: components with at least half a grid's households get >= 1 grid."""
-    notes = []
-    big = comp_h >= 0.5 * mean
-    if not big.any():
-        big[int(np.argmax(comp_h))] = True
-    nb = int(big.sum())
-    kc = np.zeros(len(comp_h), dtype=np.int64)
-    if nb > k:
-        notes.append(f"{nb} separate parts each need a grid: k raised from {k} to {nb}")
-        kc[big] = 1
-        return kc, notes
-    hb = comp_h[big].astype(float)
-    q = k * hb / hb.sum()
-    base = np.maximum(1, np.floor(q)).astype(np.int64)
-    while base.sum() > k:
-        cand = np.flatnonzero(base > 1)
-        i = cand[np.argmin((q - base)[cand])]
-        base[i] -= 1
-    while base.sum() < k:
-        i = int(np.argmax(q - base))
-        base[i] += 1
-    kc[big] = base
-    return kc, notes
-
-
-def _partition_graph(graph: CellGraph, k: int, options) -> tuple[np.ndarray, str, int, list[str]]:
-    notes: list[str] = []
-    hh = graph.households
-    total = int(hh.sum())
-    comp_h = np.bincount(graph.component, weights=hh, minlength=graph.n_components)
-    kc, more = _apportion(comp_h, k, total / k)
-    notes.extend(more)
-    k = int(kc.sum())
-    mean = total / k
-    active = kc[graph.component] > 0
-    sub_idx = np.flatnonzero(active)
-    sub = _subgraph(graph, sub_idx)
-    tol = float(options.tolerance)
-    atom, model_g = coarsen(sub, max_households=max(1.0, 0.25 * tol * mean), max_nodes=MAX_NODES)
-    if model_g.n < sub.n:
-        notes.append(f"{sub.n} cells coarsened into {model_g.n} atoms")
-    lab_nodes, status, more = _solve(model_g, kc, mean, tol, options)
-    notes.extend(more)
-    cell_lab = np.full(graph.n, -1, dtype=np.int64)
-    cell_lab[sub_idx] = lab_nodes[atom]
-    if (~active).any():
-        notes.extend(_attach_leftovers(graph, cell_lab))
-    return cell_lab, status, k, notes
-
-
-def _subgraph(graph: CellGraph, idx: np.ndarray) -> CellGraph:
-    if len(idx) == graph.n:
-        return graph
-    pos = np.full(graph.n, -1, dtype=np.int64)
-    pos[idx] = np.arange(len(idx))
-    e = pos[graph.edges] if len(graph.edges) else np.zeros((0, 2), np.int64)
-    keep = (e >= 0).all(axis=1) if len(e) else np.zeros(0, bool)
-    comp = graph.component[idx]
-    _, comp = np.unique(comp, return_inverse=True)
-    return CellGraph(graph.polygons[idx] if graph.polygons is not None else None, graph.households[idx],
-                     graph.area[idx], graph.centroid[idx], pos[graph.point_cell], e[keep],
-                     graph.edge_length[keep], comp.reshape(-1).astype(np.int64))
-
-
-def _attach_leftovers(graph: CellGraph, cell_lab: np.ndarray) -> list[str]:
-    """Give each cell of a component without grids the grid of a neighbour across a shared edge
-    (ignoring barriers), or else of the nearest labelled cell (the grid becomes a MultiPolygon)."""
-    notes = []
-    polys = graph.polygons
-    for c in range(graph.n_components):
-        members = np.flatnonzero(graph.component == c)
-        if (cell_lab[members] >= 0).all():
-            continue
-        labelled = np.flatnonzero(cell_lab >= 0)
-        tree = shapely.STRtree(polys[labelled])
-        piece = shapely.union_all(polys[members])
-        hit = labelled[tree.query(piece, predicate="intersects")]
-        best, best_len = -1, MIN_SHARED
-        for j in hit:
-            ln = shapely.intersection(shapely.boundary(piece), shapely.boundary(polys[j])).length
-            if ln > best_len:
-                best, best_len = int(j), ln
-        h = int(graph.households[members].sum())
-        if best >= 0:
-            cell_lab[members] = cell_lab[best]
-            notes.append(f"a separate part with {h} households joined a neighbouring grid across a barrier")
-        else:
-            near = np.atleast_1d(tree.query_nearest(piece, all_matches=False))
-            cell_lab[members] = cell_lab[labelled[int(near[-1])]]
-            notes.append(f"an island with {h} households was attached to the nearest grid")
-    return notes
-
-
-def _bisect_seeds(g: CellGraph, kc: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Balanced seeds: recursive coordinate bisection of each component's households (split the
-    longer side at the household quantile k1/k), then the node nearest each part's centroid."""
-    centers: list[int] = []
-    hw = g.households + 1e-6 * w / max(w.max(), 1e-12)
-
-    def rec(idx, kk):
-        if kk == 1 or len(idx) <= 1:
-            hj = g.households[idx]
-            heavy = int(idx[int(np.argmax(hj))])
-            if hj.sum() > 0 and hj.max() * 2 >= hj.sum() and heavy not in taken:
-                taken.add(heavy)
-                centers.append(heavy)
-                return
-            p, ww = g.centroid[idx], hw[idx]
-            c = (p * ww[:, None]).sum(axis=0) / ww.sum()
-            for i in idx[np.argsort(((p - c) ** 2).sum(axis=1), kind="stable")]:
-                if int(i) not in taken:
-                    taken.add(int(i))
-                    centers.append(int(i))
-                    return
-            return
-        p = g.centroid[idx]
-        axis = int(np.argmax(p.max(axis=0) - p.min(axis=0)))
-        o = idx[np.lexsort((p[:, 1 - axis], p[:, axis]))]
-        k1 = kk // 2
-        cum = np.cumsum(hw[o])
-        cut = int(np.searchsorted(cum, cum[-1] * k1 / kk)) + 1
-        cut = min(max(cut, 1), len(o) - 1)
-        rec(o[:cut], k1)
-        rec(o[cut:], kk - k1)
-
-    taken: set[int] = set()
-    for c in np.flatnonzero(kc > 0):
-        rec(np.flatnonzero(g.component == c), int(kc[c]))
-    return np.array(centers, dtype=np.int64)
-
-
-def _seed_centers(g: CellGraph, kc: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Weighted k-means (k-means++ start, 15 Lloyd steps) per component, snapped to distinct nodes."""
-    centers = []
-    for c in np.flatnonzero(kc > 0):
-        idx = np.flatnonzero(g.component == c)
-        p, wi = g.centroid[idx], w[idx]
-        kk = int(kc[c])
-        chosen = [int(rng.choice(len(idx), p=wi / wi.sum()))]
-        d2 = ((p - p[chosen[0]]) ** 2).sum(axis=1)
-        for _ in range(1, kk):
-            pr = wi * d2
-            s = pr.sum()
-            nxt = int(rng.choice(len(idx), p=pr / s)) if s > 0 else int(np.argmax(d2))
-            chosen.append(nxt)
-            d2 = np.minimum(d2, ((p - p[nxt]) ** 2).sum(axis=1))
-        cen = p[chosen].copy()
-        for _ in range(15):
-            a = np.argmin(((p[:, None, :] - cen[None, :, :]) ** 2).sum(axis=2), axis=1)
-            for j in range(kk):
-                m = a == j
-                if m.any() and wi[m].sum() > 0:
-                    cen[j] = (p[m] * wi[m, None]).sum(axis=0) / wi[m].sum()
-        taken = set()
-        for j in range(kk):
-            d = ((p - cen[j]) ** 2).sum(axis=1)
-            for i in np.argsort(d, kind="stable"):
-                if int(idx[i]) not in taken:
-                    taken.add(int(idx[i]))
-                    centers.append(int(idx[i]))
-                    break
-    return np.array(centers, dtype=np.int64)
-
-
-def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tuple[np.ndarray, str, list[str]]:
-    n = g.n
-    k = int(kc.sum())
-    notes: list[str] = []
-    hh = g.households.astype(np.int64)
-    H = float(hh.sum())
-    A = float(g.area.sum())
-    w = (1 - AREA_WEIGHT) * hh / H + AREA_WEIGHT * g.area / A
-    L2 = A / k
-    lo = int(math.ceil((1 - BAND * tol) * mean - 1e-9))
-    hi = int(math.floor((1 + BAND * tol) * mean + 1e-9))
-    if lo > hi:
-        lo = hi = int(round(mean))
-    e = g.edges
-    elen = np.sqrt(((g.centroid[e[:, 0]] - g.centroid[e[:, 1]]) ** 2).sum(axis=1)) + 1e-6 if len(e) else np.zeros(0)
-    adj = csr_matrix((np.r_[elen, elen], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)) \
-        if len(e) else csr_matrix((n, n))
-    nbrs = g.neighbours()
-    rng = np.random.default_rng(int(options.seed))
-    starts = [_bisect_seeds(g, kc, w)] + [_seed_centers(g, kc, w, rng) for _ in range(RESTARTS)]
-    centers = starts.pop(0)
-    dtime_total = DTIME_PER_SECOND * float(options.time_limit_per_unit)
-    spent = 0.0
-    best = None            # (excess deviation, inertia, labels, status)
-    hint = None
-    seen = set()
-    biggest = int(hh.max())
-    if biggest > hi:
-        notes.append(f"a point of {biggest} households exceeds the upper bound {hi}: balance minimized, not enforced")
-    rounds = ROUNDS + 2 * RESTARTS
-    for rnd in range(rounds):
-        key = tuple(sorted(centers.tolist()))
-        if key in seen:
-            if best[0] > 0 and starts:     # converged out of the band: restart from k-means seeds
-                centers, hint = starts.pop(0), None
-                key = tuple(sorted(centers.tolist()))
-            if key in seen:
-                break
-        seen.add(key)
-        D = dijkstra(adj, indices=centers)            # (k, n) graph distances
-        vor = _sp_voronoi(D)
-        budget = max(0.05, (dtime_total - spent) / max(1, min(ROUNDS, rounds - rnd)))
-        res = _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint if hint is not None else vor,
-                           budget, int(options.seed))
-        if res is None:
-            labels, status = vor, "heuristic"
-            if rnd == 0:
-                notes.append("CP-SAT found no assignment in its limit: shortest-path Voronoi fallback")
-        else:
-            labels, status, dt = res
-            spent += dt
-        gh = np.bincount(labels, weights=hh, minlength=k)
-        excess = float(max(0.0, np.max(np.maximum(lo - gh, gh - hi))))
-        inertia = _inertia(g, labels, k, w)
-        if best is None or (excess, inertia) < (best[0], best[1]):
-            best = (excess, inertia, labels, status)
-        hint = labels
-        centers = _recenter(g, labels, k, w)
-    excess, _, labels, status = best
-    if excess > 0:
-        notes.append(f"tolerance ±{tol:.0%} infeasible here: the worst grid exceeds the band by {excess:.0f} households")
-    return labels, status, notes
-
-
-def _sp_voronoi(D: np.ndarray) -> np.ndarray:
-    """Each node to its nearest center along the graph (ties to the lower grid index)."""
-    return np.argmin(D, axis=0).astype(np.int64)
-
-
-def _inertia(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> float:
-    tot = 0.0
-    for j in range(k):
-        m = labels == j
-        if not m.any():
-            continue
-        ww = w[m]
-        c = (g.centroid[m] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
-        tot += float((ww * ((g.centroid[m] - c) ** 2).sum(axis=1)).sum())
-    return tot
-
-
-def _recenter(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> np.ndarray:
-    out = np.zeros(k, dtype=np.int64)
-    for j in range(k):
-        idx = np.flatnonzero(labels == j)
-        hj = g.households[idx]
-        if hj.sum() > 0 and hj.max() * 2 >= hj.sum():     # an apartment block dominates: center on it
-            out[j] = idx[int(np.argmax(hj))]
-            continue
-        ww = w[idx]
-        c = (g.centroid[idx] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
-        out[j] = idx[int(np.argmin(((g.centroid[idx] - c) ** 2).sum(axis=1)))]
-    return out
-
-
-def _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint, dtime, seed):
-    """One CP-SAT assignment for fixed centers; None when no solution was found."""
-    n, k = g.n, len(centers)
-    finite = np.isfinite(D)
-    m_cand = min(k, CANDIDATES)
-    Dm = np.where(finite, D, np.inf)
-    near = np.argsort(Dm, axis=0, kind="stable")[:m_cand]       # (m, n) nearest centers of each node
-    allowed = np.zeros((k, n), dtype=bool)
-    cols = np.arange(n)
-    for r in range(m_cand):
-        allowed[near[r], cols] = True
-    allowed &= finite
-    allowed[hint, cols] = True & finite[hint, cols]
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], cp_model.IntVar] = {}
-    for j in range(k):
-        order = np.argsort(D[j], kind="stable")
-        for i in order:
-            i = int(i)
-            if not allowed[j, i]:
-                continue
-            if i == centers[j]:
-                x[i, j] = model.NewBoolVar(f"x{i}_{j}")
-                continue
-            pred = [x[l, j] for l in nbrs[i] if D[j, l] < D[j, i] and (int(l), j) in x]
-            if not pred:
-                continue
-            v = model.NewBoolVar(f"x{i}_{j}")
-            x[i, j] = v
-            model.Add(v <= sum(pred)) if len(pred) > 1 else model.AddImplication(v, pred[0])
-    per_node: list[list] = [[] for _ in range(n)]
-    for (i, j), v in x.items():
-        per_node[i].append((j, v))
-    if any(not p for p in per_node):
-        return None
-    for i in range(n):
-        model.AddExactlyOne(v for _, v in per_node[i])
-    for j, c in enumerate(centers):
-        model.Add(x[int(c), j] == 1)
-    H = int(hh.sum())
-    dev = model.NewIntVar(0, H, "dev")
-    for j in range(k):
-        terms = [(int(hh[i]), x[i, jj]) for (i, jj) in x if jj == j and hh[i] > 0]
-        s = sum(c * v for c, v in terms) if terms else 0
-        model.Add(s >= lo - dev)
-        model.Add(s <= hi + dev)
-    cen_xy = g.centroid[centers]
-    scale = 1e6
-    cost = {}
-    for (i, j) in x:
-        d2 = float(((g.centroid[i] - cen_xy[j]) ** 2).sum()) / L2
-        cost[i, j] = int(round(scale * w[i] * d2))
-    compact = sum(c * x[key] for key, c in cost.items() if c)
-    hint_ok = all((int(i), int(hint[i])) in x for i in range(n))
-    hint_excess = None
-    if hint_ok:
-        for (i, j), v in x.items():
-            model.AddHint(v, int(hint[i] == j))
-        gh = np.bincount(hint, weights=hh, minlength=k)
-        hint_excess = int(max(0, np.max(np.maximum(lo - gh, gh - hi))))
-        model.AddHint(dev, hint_excess)
-    solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.num_workers = 1
-    p.random_seed = int(seed)
-    p.max_time_in_seconds = 4.0 * float(dtime) / DTIME_PER_SECOND + 2.0    # safety net only
-    spent = 0.0
-    if hint_excess is None or hint_excess > 0:
-        # phase 1: the smallest excess deviation (lexicographic first objective), solved exactly
-        model.Minimize(dev)
-        p.max_deterministic_time = float(dtime) / 2
-        p.relative_gap_limit = 0.0
-        st = solver.Solve(model)
-        spent += solver.deterministic_time
-        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
-        best_dev = int(solver.Value(dev))
-        model.ClearHints()
-        for (i, j), v in x.items():
-            model.AddHint(v, int(solver.BooleanValue(v)))
-        model.Add(dev <= best_dev)
-    # phase 2: the most compact assignment at that deviation
-    model.Minimize(compact)
-    p.max_deterministic_time = max(0.01, float(dtime) - spent)
-    p.relative_gap_limit = RELATIVE_GAP
-    st = solver.Solve(model)
-    spent += solver.deterministic_time
-    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None
-    labels = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        for j, v in per_node[i]:
-            if solver.BooleanValue(v):
-                labels[i] = j
-                break
-    status = "optimal" if st == cp_model.OPTIMAL else "feasible"
-    return labels, status, float(spent)
+    return _answer("power", res.polygons, xy, hh, (), mp.m)

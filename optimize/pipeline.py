@@ -109,14 +109,8 @@ def task_timeout(opts: PlanOptions) -> float:
 
 def model_budget(opts: PlanOptions) -> dict:
     """The per-unit model budget, as the summary states it."""
-    from gridplan.optimize import partition as P
-    fn = getattr(P, "model_budget", None)
-    if callable(fn):
-        out = dict(fn(opts))
-    else:
-        out = {"time_limit_per_unit_s": float(opts.time_limit_per_unit),
-               "cpsat_deterministic_time": round(P.DTIME_PER_SECOND * float(opts.time_limit_per_unit), 3),
-               "deterministic": True}
+    from gridplan.optimize.partition import model_budget as partition_budget
+    out = dict(partition_budget(opts))
     out.update(task_timeout_s=task_timeout(opts), task_retries=TASK_RETRIES,
                executor="in-process (no timeout)" if opts.jobs <= 1 and not opts.scheduler else
                ("dask" if opts.scheduler else f"{opts.jobs} local processes"))

@@ -19,9 +19,13 @@ ATTEMPTS = 300      # spanning trees tried per split before giving up on that sp
 
 
 def tree_partition(n: int, edges: np.ndarray, weights: np.ndarray, k: int, tolerance: float, seed: int = 0,
-                   attempts: int = ATTEMPTS) -> np.ndarray | None:
+                   attempts: int = ATTEMPTS, split_slack: float | None = None) -> np.ndarray | None:
     """Labels 0..k-1 of the n nodes (every part connected, every part's weight within ±tolerance
-    of the mean), or None when no such split was found within ``attempts`` trees per split."""
+    of the mean), or None when no such split was found within ``attempts`` trees per split.
+
+    ``split_slack``: the relative error each split may make (default tolerance / levels, so that
+    errors cannot compound beyond the tolerance; larger values find splits where indivisible
+    nodes leave no room, and the final check still enforces the tolerance)."""
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     weights = np.asarray(weights, dtype=float)
     if k < 1 or n < k:
@@ -33,7 +37,7 @@ def tree_partition(n: int, edges: np.ndarray, weights: np.ndarray, k: int, toler
     rng = np.random.default_rng(seed)
     mean = weights.sum() / k
     levels = max(1, math.ceil(math.log2(k)))
-    eps = tolerance / levels            # per-split slack, so that the compounding stays within tolerance
+    eps = tolerance / levels if split_slack is None else split_slack   # per-split slack
     stack = [(np.arange(n), k)]
     next_label = 0
     while stack:
@@ -96,3 +100,24 @@ def _split(nodes: np.ndarray, k: int, edges: np.ndarray, weights: np.ndarray, ep
         if v != c and pred[v] >= 0 and inside[pred[v]]:
             inside[v] = True
     return (nodes[inside], kc), (nodes[~inside], k - kc)
+
+
+def tree_grids(graph, k: int, tolerance: float, seed: int = 0, attempts: int = ATTEMPTS) -> list | None:
+    """Grid polygons (not in code order) of a tree bisection of a ``geo.cells.CellGraph``.
+
+    None when no balanced split was found or a grid is not one Polygon."""
+    from gridplan.geo.grids import dissolve_cells
+    levels = max(1, math.ceil(math.log2(k)))
+    lab = None
+    for slack in dict.fromkeys((tolerance / levels, tolerance / 2, tolerance)):   # strict first
+        lab = tree_partition(graph.n, graph.edges, graph.households, k, tolerance, seed=seed,
+                             attempts=attempts if slack == tolerance / levels else attempts // 3,
+                             split_slack=slack)
+        if lab is not None:
+            break
+    if lab is None:
+        return None
+    polys = dissolve_cells(graph.polygons, lab, k)
+    if any(p.geom_type != "Polygon" or p.is_empty for p in polys):
+        return None
+    return polys

@@ -26,13 +26,19 @@ def points_in(poly, n, seed):
     return out[:n]
 
 
-def test_merge_points_keeps_blocks_indivisible():
-    xy = np.array([[0, 0], [0.1, 0.1], [10, 10], [0.2, 0.05], [10.1, 10]])
-    mp = merge_points(xy, np.array([1, 2, 3, 4, 5]))
-    assert mp.m == 2
-    assert sorted(mp.households.tolist()) == [7, 8]
-    assert (mp.households[mp.index] >= np.array([1, 2, 3, 4, 5])).all()
-    assert mp.index[0] == mp.index[1] == mp.index[3] and mp.index[2] == mp.index[4]
+def test_merge_points_merges_only_points_centimetres_apart():
+    """Doubled rows and GPS noise (< 5 cm, chained) merge; entrances of a building 0.2 m apart
+    stay separate points, which a grid edge may run between."""
+    xy = np.array([[0, 0], [0.03, 0.02], [10, 10], [0.06, 0.04], [10.2, 10], [10, 10]])
+    mp = merge_points(xy, np.array([1, 2, 3, 4, 5, 6]))
+    assert mp.m == 3
+    assert mp.households.tolist() == [7, 9, 5]          # ordered by the smallest member, west first
+    assert mp.index[0] == mp.index[1] == mp.index[3] and mp.index[2] == mp.index[5] != mp.index[4]
+    # input order plays no part
+    perm = np.array([4, 2, 0, 5, 3, 1])
+    mq = merge_points(xy[perm], np.array([1, 2, 3, 4, 5, 6])[perm])
+    assert np.allclose(mq.xy, mp.xy) and (mq.households == mp.households).all()
+    assert (mq.index == mp.index[perm]).all()
 
 
 def test_merge_points_rejects_bad_rows():

@@ -39,3 +39,23 @@ def test_dissolve_tiles_and_smoothing_keeps_tiling_and_points():
     assert shapely.union_all(sm).symmetric_difference(unit).area < 1e-3
     assert sum(shapely.length(sm)) < sum(shapely.length(polys))        # straighter edges
     assert polsby_popper(sm).mean() > polsby_popper(polys).mean()
+
+
+def test_clear_points_moves_edges_off_households_without_changing_labels():
+    """Two grids whose shared edge passes 1 mm from a household of the left grid and 3 cm from
+    one of the right: afterwards both are ~0.1 m (or 0.45 × their gap) inside their own grid."""
+    import shapely
+
+    from gridplan.geo.grids import assign_points, clear_points
+    left, right = shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)
+    xy = np.array([[9.999, 5.0], [10.03, 2.0], [10.05, 8.0], [9.9, 8.0], [3.0, 3.0]])
+    lab = np.array([0, 1, 1, 0, 0])
+    assert (assign_points([left, right], xy) == lab).all()
+    out = clear_points([left, right], xy, lab, 0.1)
+    assert (assign_points(out, xy) == lab).all()
+    pts = shapely.points(xy)
+    d_other = np.array([shapely.distance(out[1 - l], p) for l, p in zip(lab, pts)])
+    assert d_other[0] >= 0.1 - 1e-6 and d_other[1] >= 0.1 - 1e-6
+    assert d_other[2] >= 0.45 * 0.15 - 1e-6 and d_other[3] >= 0.45 * 0.15 - 1e-6   # 0.15 m apart
+    assert abs(out[0].area + out[1].area - 200) < 1e-6 and out[0].intersection(out[1]).area < 1e-9
+    assert all(p.geom_type == "Polygon" and p.is_valid for p in out)

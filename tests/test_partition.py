@@ -88,7 +88,8 @@ def test_single_houses_give_balanced_connected_tiling(seed, n, k, kind, clustere
 
 def test_single_houses_balanced_on_deep_interleaved_spikes():
     """A star with deep interleaved spikes: power cells straddle two spikes and the CP-SAT cell model
-    misses the band (max dev 0.63); the spanning-tree bisection (optimize.treecut) balances it."""
+    misses the band (max dev 0.63); moving boundary cells (optimize.rebalance) or the spanning-tree
+    bisection (optimize.treecut) balances it."""
     r0 = np.random.default_rng(34)
     ang = np.sort(r0.uniform(0, 2 * np.pi, 16))
     rad = r0.uniform(150, 1000, 16)
@@ -100,7 +101,7 @@ def test_single_houses_balanced_on_deep_interleaved_spikes():
     res = partition_unit(unit, xy, h, h.sum() / k, OPT)
     check_tiling(unit, res, xy, h)
     assert res.max_abs_dev <= OPT.tolerance + 1e-9
-    assert res.status == "tree" and any("spanning-tree" in n for n in res.notes)
+    assert res.status == "tree" or res.status.endswith("+rebalanced"), res.status
 
 
 def test_deterministic_for_a_seed():
@@ -142,7 +143,9 @@ def test_tower_makes_tolerance_infeasible_and_deviation_is_minimized():
     check_tiling(unit, r, xy, h)
     # best possible: the tower alone (400) against the 200 houses: deviation 1/3
     assert r.max_abs_dev == pytest.approx(1 / 3, abs=1e-9)
-    assert any("infeasible" in n or "exceeds" in n for n in r.notes)
+    # and that is proven: no split of the points into 2 groups meets ±10%, the best is ±1/3
+    assert r.balance == "certified" and r.best_band == pytest.approx(1 / 3)
+    assert any("tolerance unreachable" in n for n in r.notes)
 
 
 def test_barrier_is_not_crossed():
@@ -172,3 +175,75 @@ def test_multipart_unit_islands():
     check_tiling(unit3, r3, xy, h)
     assert sum(p.geom_type == "MultiPolygon" for p in r3.polygons) == 1
     assert any("MultiPolygon" in n for n in r3.notes)
+
+
+def towers_in(unit, seed: int, n_houses: int, n_towers: int, near_pairs: int):
+    """Houses, towers (2–4 entrances 0.2–0.6 m apart, up to 260 households a tower) and pairs of
+    houses 0.01–0.6 m apart (doubled rows and neighbours): the points of a county like the issue's."""
+    r = np.random.default_rng(seed)
+    xy = [houses_in(unit, n_houses, seed + 5, True)]
+    h = [r.integers(1, 4, n_houses)]
+    for c in points_in(unit, n_towers, seed + 6):
+        m = int(r.integers(2, 5))
+        steps = r.uniform(0.2, 0.6, m - 1) * np.sign(r.uniform(-1, 1, m - 1))
+        ent = c + np.c_[np.r_[0.0, np.cumsum(steps)], r.uniform(-0.05, 0.05, m)]
+        xy.append(ent)
+        h.append(r.multinomial(int(r.integers(60, 261)) - m, np.full(m, 1 / m)) + 1)
+    base = houses_in(unit, near_pairs, seed + 7, False)
+    ang = r.uniform(0, 2 * np.pi, near_pairs)
+    d = r.uniform(0.01, 0.6, near_pairs)
+    xy += [base, base + np.c_[d * np.cos(ang), d * np.sin(ang)]]
+    h += [r.integers(1, 3, near_pairs), r.integers(1, 3, near_pairs)]
+    xy, h = np.vstack(xy), np.concatenate(h).astype(np.int64)
+    inside = shapely.contains_xy(unit, xy[:, 0], xy[:, 1])
+    return xy[inside], h[inside]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["convex", "L", "U", "star"]),
+       towers=st.integers(0, 12), pairs=st.integers(0, 80), target=st.sampled_from([150.0, 300.0]))
+def test_every_household_lies_in_the_grid_its_label_names(seed, kind, towers, pairs, target):
+    """Labels come from the polygons: every household row's point is covered by the polygon of its
+    grid and by no other, and each grid's households are exactly those of the points inside it —
+    also for tower entrances and doubled rows a few decimetres apart."""
+    unit = unit_of(kind, seed)
+    xy, h = towers_in(unit, seed, 400, towers, pairs)
+    r = partition_unit(unit, xy, h, target, OPT)
+    check_tiling(unit, r, xy, h)
+    pts = shapely.points(xy)
+    cover = np.array([shapely.covers(p, pts) for p in r.polygons])        # (k, n)
+    assert cover[r.labels, np.arange(len(xy))].all()
+    assert (cover.sum(axis=0) == 1).all(), "a household sits on a grid edge: its grid is ambiguous"
+    inside = (cover * h[None, :]).sum(axis=1)
+    assert tuple(int(v) for v in inside) == r.households
+    # and not by a hair: each point ~0.1 m from every other grid (0.45 × the gap to a point of another grid)
+    from scipy.spatial import cKDTree
+    d, j = cKDTree(xy).query(xy, k=min(len(xy), 16))
+    gap = np.where(r.labels[j] != r.labels[:, None], d, np.inf).min(axis=1)
+    need = np.minimum(0.1, 0.45 * gap) - 1e-6
+    for g, p in enumerate(r.polygons):
+        other = r.labels != g
+        assert (shapely.distance(p, pts[other]) >= need[other]).all()
+    assert r.balance in ("within", "certified", "miss", "single")
+    if r.balance == "certified":
+        assert r.best_band is not None and r.best_band > OPT.tolerance
+
+
+def test_the_choice_prefers_within_tolerance_then_compactness_then_balance():
+    """Issue 11: a 12.4% power answer beat a 7.9% cell answer. Now: single Polygons and the intended
+    k first; within the tolerance before out of it; the most compact within; the most balanced without."""
+    from gridplan.optimize.partition import _Answer, _rank
+    box = shapely.box(0, 0, 1, 1)
+
+    def ans(status, dev, pp, k=3, single=True):
+        return _Answer(status, [box] * k, np.zeros(0, np.int64), np.zeros(k, np.int64), dev, pp, single, (), 0)
+
+    power, cells = ans("power", 0.124, 0.75), ans("optimal", 0.079, 0.45)
+    assert min([power, cells], key=lambda a: _rank(a, 3, 0.10)) is cells
+    tree, rebalanced = ans("tree", 0.02, 0.35), ans("power+rebalanced", 0.095, 0.62)
+    assert min([tree, rebalanced, power], key=lambda a: _rank(a, 3, 0.10)) is rebalanced
+    worse, better = ans("power", 0.30, 0.8), ans("tree", 0.17, 0.3)
+    assert min([worse, better], key=lambda a: _rank(a, 3, 0.10)) is better
+    islands = ans("optimal", 0.0, 0.9, single=False)
+    assert min([islands, worse], key=lambda a: _rank(a, 3, 0.10)) is worse
+    assert min([ans("optimal", 0.0, 0.9, k=4), worse], key=lambda a: _rank(a, 3, 0.10)) is worse
