@@ -147,6 +147,17 @@ class _Record:
                 extra[k] = copy.deepcopy(v)
         return cls(**kw, extra=extra, keys=tuple(d.keys()))
 
+    def misfits(self, prefix: str = "") -> list[str]:
+        """Return the dotted names of known keys whose value had the wrong type (kept in ``extra``)."""
+        names = {f.name for f in fields(self) if f.name not in ("extra", "keys")}
+        out = [prefix + k for k in self.extra if k in names]
+        for k in sorted(names):
+            v = getattr(self, k)
+            for x in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(x, _Record):
+                    out += x.misfits(f"{prefix}{k}.")
+        return out
+
     def as_dict(self) -> dict:
         """Return the dict this record was read from (or, built directly, its fields then ``extra``)."""
         names = [f.name for f in fields(self) if f.name not in ("extra", "keys")]
