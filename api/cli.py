@@ -70,7 +70,8 @@ def _summary_table(summary) -> Table:
         ("households", fmt_num(s.households)),
         ("units", fmt_num(s.units)),
         ("grids", fmt_num(s.grids)),
-        (f"[bold]grids within ±{fmt_pct(tol, 0)} of their unit mean[/]", f"[bold]{fmt_pct(b.within_tolerance_share)}[/]"),
+        (f"[bold]grids within ±{fmt_pct(tol, 0)} of their unit mean[/]",
+         f"[bold]{fmt_pct(b.within_tolerance_share)}[/]"),
     ]
     if b.failed_grids:
         ex = b.excluding_failed

@@ -295,7 +295,7 @@ def _balance_chart(grids: gpd.GeoDataFrame | None, tol: float) -> dict | None:
 
 
 def _tolerance(s: Summary) -> float:
-    """The tolerance band drawn on the balance chart (10% when the summary does not say)."""
+    """Return the tolerance band drawn on the balance chart (10% when the summary does not say)."""
     tol = s.tolerance
     return 0.10 if tol is None else tol
 

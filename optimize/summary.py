@@ -29,6 +29,20 @@ STATUSES = ("within", "certified", "miss", "failed", "single", "empty")
 EPS = 1e-9
 
 
+def note_parts(note) -> tuple[str, str]:
+    """Return a partition note as (kind, message): a (kind, message) pair, an object with both, or text.
+
+    Plain-text notes (the partition's older form) get their kind from the words they start with.
+    """
+    if isinstance(note, (tuple, list)) and len(note) == 2:
+        return str(note[0]), str(note[1])
+    if hasattr(note, "kind") and hasattr(note, "message"):
+        return str(note.kind), str(note.message)
+    text = str(note)
+    kind = "k_reduced" if "k reduced" in text else "k_raised" if "k raised" in text else "note"
+    return kind, text
+
+
 def unit_balance(part, devs: np.ndarray, total: float, tol: float) -> str:
     """The balance status of one unit from its partition and its grids' |deviation| (see module doc)."""
     given = getattr(part, "balance", "") or ""
@@ -73,7 +87,7 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
         n_out = int((devs > tol + EPS).sum())
         want = choose_k(total, targets[u])
         if s == "failed":
-            cause = "; ".join(part.notes) or "the partition models failed"
+            cause = "; ".join(note_parts(n)[1] for n in part.notes) or "the partition models failed"
             problems.append(Problem(source="partition", row=where, kind="partition_failed",
                                     message=f"{cause} of {total:.0f} households where {want} "
                                             f"{'was' if want == 1 else 'were'} intended (deviation {float(devs.max()) if len(devs) else 0.0:.0%} "
@@ -90,7 +104,8 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
                                             f"{'unknown' if band is None else f'{band:.1%}'}, "
                                             f"max deviation {float(devs.max()):.1%}"))
         if part.k != want and not (s == "empty" and part.k == 1):
-            why = [n for n in part.notes if "k reduced" in n or "k raised" in n]
+            why = [m for k, m in map(note_parts, part.notes)
+                   if k in ("k_reduced", "k_raised") or "k reduced" in m or "k raised" in m]
             reason = why[0] if why else ("the models failed" if s == "failed" else
                                          "baseline re-plan" if part.status.startswith("baseline") else "")
             mismatches.append({"unit": code, "grids": int(part.k), "expected": int(want), "reason": reason})
@@ -98,7 +113,7 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
                                     message=f"{part.k} grids where round({total:.0f} / {targets[u]:g}) = {want}"
                                             + (f": {reason}" if reason else "")))
         if s != "failed":
-            problems.extend(Problem(source="partition", row=where, kind="partition_note", message=n)
+            problems.extend(Problem(source="partition", row=where, kind="partition_note", message=note_parts(n)[1])
                             for n in part.notes)
     return status, mismatches, problems
 

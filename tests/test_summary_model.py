@@ -6,12 +6,10 @@ import json
 import math
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 
 from gridplan.geo.output import summary_json
-from gridplan.geo.summary import (UNKNOWN, Balance, Coverage, Partition, ProblemRecord, Summary, fmt_num,
-                                  fmt_pct)
+from gridplan.geo.summary import UNKNOWN, Balance, Coverage, Partition, ProblemRecord, Summary, fmt_num, fmt_pct
 
 # --- round trip on real plans ------------------------------------------------------------------
 
@@ -181,3 +179,26 @@ def test_readers_take_hostile_summaries(summary, monkeypatch):
     text = _cli_text(summary, monkeypatch)
     assert UNKNOWN in _row(text, "of their unit mean")
     assert "<html" in render_report({}, summary).lower()
+
+
+# --- partition notes as (kind, message) --------------------------------------------------------
+
+@pytest.mark.parametrize("notes", [["k reduced from 3 to 2: too few points"],
+                                   [("k_reduced", "k reduced from 3 to 2: too few points")]])
+def test_grid_count_reason_comes_from_the_notes_in_either_form(notes):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from gridplan.optimize.summary import note_parts, unit_review
+    assert note_parts(notes[0]) == ("k_reduced", "k reduced from 3 to 2: too few points")
+    units = pd.DataFrame({"unit_code": ["469025100001"]})
+    grids = pd.DataFrame({"unit_idx": [0, 0], "deviation": [0.02, -0.02]})
+    part = SimpleNamespace(balance="", status="optimal", k=2, notes=notes, best_band=None)
+    status, mismatches, problems = unit_review(units, grids, {0: part}, {0: 900.0}, [300.0], 0.1)
+    assert status == {0: "within"}
+    assert mismatches == [{"unit": "469025100001", "grids": 2, "expected": 3,
+                           "reason": "k reduced from 3 to 2: too few points"}]
+    kinds = [p.kind for p in problems]
+    assert kinds == ["grid_count", "partition_note"]
+    assert problems[1].message == "k reduced from 3 to 2: too few points"     # the message, never the pair
