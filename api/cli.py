@@ -57,42 +57,42 @@ def _check_inputs(**paths) -> None:
             _fail(1, f"{p}: no such file (given as --{role.replace('_', '-')})")
 
 
-def _summary_table(summary: dict) -> Table:
+def _summary_table(summary) -> Table:
+    """Build the plan summary table; a figure the summary lacks shows as — (``geo.summary.UNKNOWN``)."""
+    from gridplan.geo.summary import Summary, fmt_num, fmt_pct
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
     t = Table(title="Plan summary", title_justify="left", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
-    b, c = summary.get("balance", {}), summary.get("coverage", {})
-    comp = summary.get("compactness", {})
-    part = summary.get("partition", {})
-    share = c.get("share")
-    tol = b.get("tolerance", 0.1)
+    b, c, comp = s.bal, s.cov, s.comp
+    tol = s.tolerance
     rows = [
-        ("households", f"{summary.get('households', 0):,}"),
-        ("units", f"{summary.get('units', 0):,}"),
-        ("grids", f"{summary.get('grids', 0):,}"),
-        (f"[bold]grids within ±{tol:.0%} of their unit mean[/]", f"[bold]{b.get('within_tolerance_share', 0):.1%}[/]"),
+        ("households", fmt_num(s.households)),
+        ("units", fmt_num(s.units)),
+        ("grids", fmt_num(s.grids)),
+        (f"[bold]grids within ±{fmt_pct(tol, 0)} of their unit mean[/]",
+         f"[bold]{fmt_pct(b.within_tolerance_share)}[/]"),
     ]
-    ex = b.get("excluding_failed") or {}
-    if b.get("failed_grids"):
-        rows.append(("  … excluding failed units", f"{ex.get('within_tolerance_share', 0):.1%}"))
-    if "uncertified_miss_share" in b:
+    if b.failed_grids:
+        ex = b.excluding_failed
+        rows.append(("  … excluding failed units", fmt_pct(ex.within_tolerance_share if ex else None)))
+    if b.uncertified_miss_share is not None or b.uncertified_miss_grids is not None:
         rows.append(("  uncertified misses (grids)",
-                     f"{b.get('uncertified_miss_grids', 0):,} ({b.get('uncertified_miss_share', 0):.2%})"))
-    counts = part.get("units_by_balance") or {}
+                     f"{fmt_num(b.uncertified_miss_grids)} ({fmt_pct(b.uncertified_miss_share, 2)})"))
+    counts = s.part.units_by_balance or {}
     if counts:
         rows.append(("units by balance", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "—"))
     rows += [
-        ("max / p95 deviation", f"{b.get('max_abs_dev', 0):.1%} / {b.get('p95_abs_dev', 0):.1%}"),
-        ("grids within tolerance (granular, a bound)", f"{b.get('within_granular_tolerance_share', 0):.1%}"),
-        ("workers", f"{summary.get('workers', 0):,}"),
-        ("stations", f"{summary.get('stations', 0):,}"),
-        (f"coverage ({c.get('minutes', '?')} min, {c.get('mode', '?')})",
-         "—" if share is None else f"{share:.1%}"),
-        ("Polsby-Popper mean / p10", f"{comp.get('polsby_popper_mean') or 0:.2f} / {comp.get('polsby_popper_p10') or 0:.2f}"),
-        ("contiguous grids", f"{summary.get('contiguous_share', 0):.1%}"),
-        ("unassigned households", f"{summary.get('unassigned_households', 0):,}"),
-        ("problems", f"{len(summary.get('problems', []))}"),
-        ("runtime", f"{summary.get('runtime_s', {}).get('total', 0):.1f} s"),
+        ("max / p95 deviation", f"{fmt_pct(b.max_abs_dev)} / {fmt_pct(b.p95_abs_dev)}"),
+        ("grids within tolerance (granular, a bound)", fmt_pct(b.within_granular_tolerance_share)),
+        ("workers", fmt_num(s.workers)),
+        ("stations", fmt_num(s.stations)),
+        (f"coverage ({fmt_num(c.minutes)} min, {fmt_num(c.mode)})", fmt_pct(c.share)),
+        ("Polsby-Popper mean / p10", f"{fmt_num(comp.polsby_popper_mean, 2)} / {fmt_num(comp.polsby_popper_p10, 2)}"),
+        ("contiguous grids", fmt_pct(s.contiguous_share)),
+        ("unassigned households", fmt_num(s.unassigned_households)),
+        ("problems", f"{len(s.problem_list)}"),
+        ("runtime", f"{fmt_num(s.runtime_total, 1)} s"),
     ]
     for k, v in rows:
         t.add_row(k, v)
@@ -104,21 +104,22 @@ PARTITION_SHOWN = ("partition_failed", "model_miss", "tolerance_unreachable", "g
 SHOW_AT_MOST = 10
 
 
-def _print_problems(summary: dict) -> None:
-    """The plan's problems, concisely: failed units, misses and grid counts named; the rest counted."""
-    problems = summary.get("problems", [])
+def _print_problems(summary) -> None:
+    """Print the plan's problems concisely: failed units, misses and grid counts named; the rest counted."""
+    from gridplan.geo.summary import Summary
+    problems = (summary if isinstance(summary, Summary) else Summary.from_dict(summary)).problem_list
     if not problems:
         return
-    shown = [q for q in problems if q.get("kind") in PARTITION_SHOWN]
+    shown = [q for q in problems if q.kind in PARTITION_SHOWN]
     for q in shown[:SHOW_AT_MOST]:
-        colour = "red" if q.get("kind") == "partition_failed" else "yellow"
-        console.print(f"[{colour}]{q.get('kind')}[/] {q.get('row') or ''}: {q.get('message')}", highlight=False)
+        colour = "red" if q.kind == "partition_failed" else "yellow"
+        console.print(f"[{colour}]{q.kind}[/] {q.row or ''}: {q.message}", highlight=False)
     if len(shown) > SHOW_AT_MOST:
         console.print(f"… and {len(shown) - SHOW_AT_MOST} more partition problem(s)")
     by_kind: dict[str, int] = {}
     for q in problems:
-        if q.get("kind") not in PARTITION_SHOWN:
-            by_kind[q.get("kind", "?")] = by_kind.get(q.get("kind", "?"), 0) + 1
+        if q.kind not in PARTITION_SHOWN:
+            by_kind[q.kind or "?"] = by_kind.get(q.kind or "?", 0) + 1
     if by_kind:
         console.print("[yellow]Also:[/] " + ", ".join(f"{v} {k}" for k, v in sorted(by_kind.items()))
                       + ' — see summary.json["problems"]', highlight=False)

@@ -37,6 +37,7 @@ import shapely
 from gridplan.geo import travel
 from gridplan.geo.coords import check_system, geometries_to_wgs84, to_wgs84
 from gridplan.geo.gridraster import build_raster
+from gridplan.geo.summary import Summary
 from gridplan.geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
 GRID_FIELDS = ("grid_code", "village_code", "township_code", "county_code")
@@ -175,20 +176,18 @@ class GridIndex:
     @classmethod
     def from_frames(cls, grids, stations=None, workers=None, summary: dict | None = None, **kwargs) -> "GridIndex":
         """Build from layer GeoDataFrames plus the plan summary (travel settings, output coordinates)."""
-        summary = summary or {}
-        cov = summary.get("coverage") or {}
-        out_coords = (summary.get("output_coords") or (summary.get("options") or {}).get("output_coords")
-                      or "wgs84")
-        out_coords = check_system(out_coords)
+        s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
+        cov = s.cov
+        out_coords = check_system(s.output_coords)
         if out_coords not in WGS84_ALIKE:
             grids = grids.copy()
             grids.geometry = geometries_to_wgs84(grids.geometry.values, out_coords)
             if stations is not None and len(stations):
                 stations = stations.copy()
                 stations.geometry = geometries_to_wgs84(stations.geometry.values, out_coords)
-        kwargs.setdefault("speed_kmh", cov.get("speed_kmh"))
-        kwargs.setdefault("minutes", cov.get("minutes"))
-        kwargs.setdefault("mode", cov.get("mode"))
+        kwargs.setdefault("speed_kmh", cov.speed_kmh)
+        kwargs.setdefault("minutes", cov.minutes)
+        kwargs.setdefault("mode", cov.mode)
         return cls(grids, stations, workers, **kwargs)
 
     def _set_road(self, road: dict) -> None:
@@ -444,7 +443,8 @@ def read_road(path, summary: dict | None = None) -> dict | None:
     f = Path(path) / travel.NETWORK_MINUTES_FILE
     if f.exists():
         return travel.read_network_minutes(f)
-    if ((summary or {}).get("coverage") or {}).get("travel") == "network":
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
+    if s.cov.travel == "network":
         raise ValueError(f"{path}: a road-network plan without {travel.NETWORK_MINUTES_FILE}: re-run the plan "
                          "so lookup can answer along its roads")
     return None

@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from gridplan.geo.embed import EmbeddedLayer, layer_geojson, wgs84_frame
 from gridplan.geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
+from gridplan.geo.summary import Summary, fmt_num, fmt_pct
 
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
 MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000}
@@ -53,10 +54,10 @@ def grid_deviation(grids: gpd.GeoDataFrame) -> np.ndarray:
     return ((h - mean) / mean.where(mean > 0)).to_numpy(float)
 
 
-def unit_code_column(units: gpd.GeoDataFrame, summary: dict) -> str | None:
+def unit_code_column(units: gpd.GeoDataFrame, summary) -> str | None:
     """Return the unit code column of the units layer (``village_code`` or the input's code field)."""
-    opts = summary.get("options") or {}
-    for c in (opts.get("code_field"), "village_code", "unit_code"):
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
+    for c in (s.option("code_field"), "village_code", "unit_code"):
         if c and c in units.columns:
             return c
     for c in units.columns:
@@ -65,29 +66,8 @@ def unit_code_column(units: gpd.GeoDataFrame, summary: dict) -> str | None:
     return None
 
 
-def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if not math.isfinite(f):
-            return "—"
-        if f == int(f) and abs(f) < 1e15:
-            return f"{int(f):,}"
-        return f"{f:,.{digits}f}"
-    return str(v)
-
-
-def _pct(v) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if not math.isfinite(f) else f"{100 * f:.1f}%"
+_fmt = fmt_num    # the one rule for figures, shared with the CLI (geo.summary)
+_pct = fmt_pct
 
 
 def _charts():
@@ -161,48 +141,46 @@ def svg_bars(labels, values, *, threshold: float | None = None, css_class: str =
 
 # --------------------------------------------------------------------------------------------
 # the page's tables (plain text: the template escapes)
-def _summary_rows(summary: dict) -> list[tuple[str, str]]:
-    cov = summary.get("coverage") or {}
-    bal = summary.get("balance") or {}
-    comp = summary.get("compactness") or {}
-    rows = [("Households", _fmt(summary.get("households"))), ("Units", _fmt(summary.get("units"))),
-            ("Grids", _fmt(summary.get("grids"))), ("Grid workers", _fmt(summary.get("workers"))),
-            ("Stations", _fmt(summary.get("stations")))]
-    if cov:
-        rows.append(("Coverage", f"{_pct(cov.get('share'))} of households within {_fmt(cov.get('minutes'))} min "
-                                 f"({cov.get('mode', '?')})"))
-    if bal:
-        tol = bal.get("tolerance")
+def _summary_rows(s: Summary) -> list[tuple[str, str]]:
+    cov, bal, comp = s.coverage, s.balance, s.compactness
+    rows = [("Households", _fmt(s.households)), ("Units", _fmt(s.units)),
+            ("Grids", _fmt(s.grids)), ("Grid workers", _fmt(s.workers)),
+            ("Stations", _fmt(s.stations))]
+    if cov is not None:
+        rows.append(("Coverage", f"{_pct(cov.share)} of households within {_fmt(cov.minutes)} min "
+                                 f"({_fmt(cov.mode)})"))
+    if bal is not None:
+        tol = bal.tolerance
         rows += [("Grids within tolerance" + (f" (±{_pct(tol)})" if tol is not None else ""),
-                  _pct(bal.get("within_tolerance_share"))),
-                 ("Balance: max |deviation|", _pct(bal.get("max_abs_dev"))),
-                 ("Balance: 95th percentile |deviation|", _pct(bal.get("p95_abs_dev")))]
-        if "within_granular_tolerance_share" in bal:
+                  _pct(bal.within_tolerance_share)),
+                 ("Balance: max |deviation|", _pct(bal.max_abs_dev)),
+                 ("Balance: 95th percentile |deviation|", _pct(bal.p95_abs_dev))]
+        if "within_granular_tolerance_share" in (bal.keys or ()):
             rows.append(("Grids within tolerance, allowing for indivisible blocks (secondary)",
-                         _pct(bal.get("within_granular_tolerance_share"))))
-    if comp.get("polsby_popper_mean") is not None:
-        rows.append(("Compactness (mean Polsby-Popper)", _fmt(comp.get("polsby_popper_mean"))))
-    if "contiguous_share" in summary:
-        rows.append(("Contiguous grids", _pct(summary["contiguous_share"])))
+                         _pct(bal.within_granular_tolerance_share)))
+    if comp is not None and comp.polsby_popper_mean is not None:
+        rows.append(("Compactness (mean Polsby-Popper)", _fmt(comp.polsby_popper_mean)))
+    given = s.keys or ()
+    if "contiguous_share" in given:
+        rows.append(("Contiguous grids", _pct(s.contiguous_share)))
     for key, label in (("gap_area_m2", "Gap area (m²)"), ("overlap_area_m2", "Overlap area (m²)"),
                        ("unassigned_households", "Households outside every unit")):
-        if key in summary:
-            rows.append((label, _fmt(summary[key], 1)))
+        if key in given:
+            rows.append((label, _fmt(getattr(s, key), 1)))
     return rows
 
 
 def _problem_items(problems) -> list[dict]:
     items = []
     for p in list(problems or [])[:MAX_PROBLEMS]:
-        if isinstance(p, dict):
-            count = p.get("count") or 1
-            items.append({"level": "ERROR" if p.get("fatal") else "warning",
-                          "css": "fatal" if p.get("fatal") else "warn",
-                          "where": ", ".join(str(x) for x in (p.get("source"), p.get("row")) if x),
-                          "message": p.get("message") or p.get("kind"),
-                          "more": f" (×{count})" if count and count > 1 else ""})
+        if p.text is None:
+            items.append({"level": "ERROR" if p.is_fatal else "warning",
+                          "css": "fatal" if p.is_fatal else "warn",
+                          "where": ", ".join(str(x) for x in (p.source, p.row) if x),
+                          "message": p.message or p.kind,
+                          "more": f" (×{p.shown_count})" if p.shown_count > 1 else ""})
         else:
-            items.append({"level": None, "message": p})
+            items.append({"level": None, "message": p.text})
     return items
 
 
@@ -281,11 +259,11 @@ def _unit_labels(units: gpd.GeoDataFrame | None, code_col: str | None, notes: li
     return labels
 
 
-def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, summary: dict) -> dict | None:
+def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, s: Summary) -> dict | None:
     """Bars of the units' coverage, the lowest first, against the coverage target."""
     if units is None or len(units) == 0 or "coverage" not in units.columns:
         return None
-    cov = summary.get("coverage") or {}
+    cov = s.cov
     ut = units.copy()
     ut["_cov"] = pd.to_numeric(ut["coverage"], errors="coerce")
     ut = ut[ut["_cov"].notna()].sort_values("_cov")
@@ -297,9 +275,10 @@ def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, summar
         n = r.get("village_name")
         c = r.get(code_col) if code_col else ""
         labs.append(f"{n} ({c})" if isinstance(n, str) and n else str(c))
-    target = cov.get("target", (summary.get("options") or {}).get("coverage_target"))
+    target = cov.target if cov.target is not None or "target" in (cov.keys or ()) else s.option("coverage_target")
+    target = target if isinstance(target, (int, float)) and not isinstance(target, bool) else None
     more = (f" — the {MAX_UNIT_BARS} lowest of {len(ut):,} units" if len(ut) > MAX_UNIT_BARS else "")
-    return {"title": f"Coverage by unit (share of households within {_fmt(cov.get('minutes'))} min){more}",
+    return {"title": f"Coverage by unit (share of households within {_fmt(cov.minutes)} min){more}",
             "svg": svg_bars(labs, shown["_cov"].tolist(), threshold=target, css_class="gp-coverage")}
 
 
@@ -315,12 +294,10 @@ def _balance_chart(grids: gpd.GeoDataFrame | None, tol: float) -> dict | None:
                                  ylabel="grids", pct_axis=True, css_class="gp-balance")}
 
 
-def _tolerance(summary: dict) -> float:
-    tol = (summary.get("balance") or {}).get("tolerance", (summary.get("options") or {}).get("tolerance", 0.10))
-    try:
-        return float(tol)
-    except (TypeError, ValueError):
-        return 0.10
+def _tolerance(s: Summary) -> float:
+    """Return the tolerance band drawn on the balance chart (10% when the summary does not say)."""
+    tol = s.tolerance
+    return 0.10 if tol is None else tol
 
 
 def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str = "gridplan") -> str:
@@ -331,8 +308,8 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
     layers : dict of GeoDataFrame
         "grids", "stations", "service_areas", "households", "units", "workers" — WGS 84 GeoDataFrames
         with the contract's columns (any may be missing or empty).
-    summary : dict
-        As summary.json.
+    summary : dict or Summary
+        As summary.json (read through ``geo.summary.Summary``).
     title : str
         The page's title.
 
@@ -341,29 +318,29 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
     str
         The HTML page (template ``geo/templates/report.html.j2``).
     """
-    summary = dict(summary or {})
+    s = summary if isinstance(summary, Summary) else Summary.from_dict(summary)
     units, workers = layers.get("units"), layers.get("workers")
     notes: list[str] = []
-    code_col = unit_code_column(units, summary) if units is not None and len(units) else None
+    code_col = unit_code_column(units, s) if units is not None and len(units) else None
     embedded = _embedded_layers(layers, code_col, notes)
     labels = _unit_labels(units, code_col, notes)
-    cov, bal, tol = summary.get("coverage") or {}, summary.get("balance") or {}, _tolerance(summary)
-    charts = [c for c in (_balance_chart(layers.get("grids"), tol), _coverage_chart(units, code_col, summary),
-                          _minutes_chart(layers.get("households"), cov.get("minutes"))) if c]
-    stat_rows = _summary_rows(summary)
+    cov, bal, tol = s.cov, s.bal, _tolerance(s)
+    charts = [c for c in (_balance_chart(layers.get("grids"), tol), _coverage_chart(units, code_col, s),
+                          _minutes_chart(layers.get("households"), cov.minutes)) if c]
+    stat_rows = _summary_rows(s)
     if workers is not None and len(workers) and "role" in workers.columns:
         roles = workers["role"].value_counts().to_dict()
         stat_rows.append(("Roster", ", ".join(f"{v} {k}" for k, v in roles.items())))
     data = {name: json.loads(lay.geojson) for name, lay in embedded.items()}
     data.update(labels=labels, tolerance=tol, canvas=embedded["grids"].features > CANVAS_ABOVE,
-                minutes=cov.get("minutes"), mode=cov.get("mode"))
-    headline = (f"{_fmt(summary.get('households'))} households · {_fmt(summary.get('units'))} units · "
-                f"{_fmt(summary.get('grids'))} grids ({_pct(bal.get('within_tolerance_share'))} within "
-                f"±{100 * tol:.0f}%) · {_fmt(summary.get('workers'))} workers · "
-                f"{_fmt(summary.get('stations'))} stations · coverage {_pct(cov.get('share'))}")
-    problems = list(summary.get("problems") or [])
+                minutes=cov.minutes, mode=cov.mode)
+    headline = (f"{_fmt(s.households)} households · {_fmt(s.units)} units · "
+                f"{_fmt(s.grids)} grids ({_pct(bal.within_tolerance_share)} within "
+                f"±{100 * tol:.0f}%) · {_fmt(s.workers)} workers · "
+                f"{_fmt(s.stations)} stations · coverage {_pct(cov.share)}")
+    problems = list(s.problem_list)
     return render("report.html.j2", title=title, headline=headline, notes=notes, summary_rows=stat_rows,
-                  runtime_rows=_runtime_rows(summary.get("runtime_s") or {}), charts=charts,
+                  runtime_rows=_runtime_rows(s.runtime_s or {}), charts=charts,
                   units_table=_units_table(units, code_col), problems=_problem_items(problems),
                   problems_more=max(len(problems) - MAX_PROBLEMS, 0), data=data)
 

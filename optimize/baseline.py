@@ -25,6 +25,7 @@ import shapely
 from gridplan.geo.coords import geometries_to_wgs84
 from gridplan.geo.grids import order_for_codes, polygon_parts
 from gridplan.geo.output import read_plan_dir
+from gridplan.geo.summary import Summary
 from gridplan.geo.vocabulary import OFFSET_COORD_SYSTEMS
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
@@ -38,7 +39,7 @@ def load_baseline(path, crs) -> gpd.GeoDataFrame:
     if "grids" not in layers:
         raise ValueError(f"{path}: the baseline plan has no grids layer")
     grids = layers["grids"]
-    oc = (summary.get("options") or {}).get("output_coords", "wgs84")
+    oc = Summary.from_dict(summary).output_coords
     if oc in OFFSET_COORD_SYSTEMS:   # the old plan was written in web-map coordinates: undo the offset
         grids = grids.set_geometry(gpd.GeoSeries(geometries_to_wgs84(grids.geometry.values, oc), crs=4326))
     grids = grids.to_crs(crs)

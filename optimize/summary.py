@@ -22,10 +22,25 @@ import numpy as np
 import pandas as pd
 
 from gridplan.geo.problems import Problem
+from gridplan.geo.summary import Balance, Compactness, Coverage, Partition, ProblemRecord, Summary
 from gridplan.optimize.partition import choose_k
 
 STATUSES = ("within", "certified", "miss", "failed", "single", "empty")
 EPS = 1e-9
+
+
+def note_parts(note) -> tuple[str, str]:
+    """Return a partition note as (kind, message): a (kind, message) pair, an object with both, or text.
+
+    Plain-text notes (the partition's older form) get their kind from the words they start with.
+    """
+    if isinstance(note, (tuple, list)) and len(note) == 2:
+        return str(note[0]), str(note[1])
+    if hasattr(note, "kind") and hasattr(note, "message"):
+        return str(note.kind), str(note.message)
+    text = str(note)
+    kind = "k_reduced" if "k reduced" in text else "k_raised" if "k raised" in text else "note"
+    return kind, text
 
 
 def unit_balance(part, devs: np.ndarray, total: float, tol: float) -> str:
@@ -72,7 +87,7 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
         n_out = int((devs > tol + EPS).sum())
         want = choose_k(total, targets[u])
         if s == "failed":
-            cause = "; ".join(part.notes) or "the partition models failed"
+            cause = "; ".join(note_parts(n)[1] for n in part.notes) or "the partition models failed"
             problems.append(Problem(source="partition", row=where, kind="partition_failed",
                                     message=f"{cause} of {total:.0f} households where {want} "
                                             f"{'was' if want == 1 else 'were'} intended (deviation {float(devs.max()) if len(devs) else 0.0:.0%} "
@@ -89,7 +104,8 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
                                             f"{'unknown' if band is None else f'{band:.1%}'}, "
                                             f"max deviation {float(devs.max()):.1%}"))
         if part.k != want and not (s == "empty" and part.k == 1):
-            why = [n for n in part.notes if "k reduced" in n or "k raised" in n]
+            why = [m for k, m in map(note_parts, part.notes)
+                   if k in ("k_reduced", "k_raised") or "k reduced" in m or "k raised" in m]
             reason = why[0] if why else ("the models failed" if s == "failed" else
                                          "baseline re-plan" if part.status.startswith("baseline") else "")
             mismatches.append({"unit": code, "grids": int(part.k), "expected": int(want), "reason": reason})
@@ -97,7 +113,7 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
                                     message=f"{part.k} grids where round({total:.0f} / {targets[u]:g}) = {want}"
                                             + (f": {reason}" if reason else "")))
         if s != "failed":
-            problems.extend(Problem(source="partition", row=where, kind="partition_note", message=n)
+            problems.extend(Problem(source="partition", row=where, kind="partition_note", message=note_parts(n)[1])
                             for n in part.notes)
     return status, mismatches, problems
 
@@ -145,7 +161,11 @@ def balance_section(grids, hh, status: dict, tol: float) -> dict:
 
 def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets, budget: dict,
                   geom_stats: dict) -> dict:
-    """summary.json (CONTRACT.md keys first, then the added ones); appends partition problems."""
+    """Build summary.json's dict through ``geo.summary.Summary`` (CONTRACT.md keys first, then the added ones).
+
+    Partition problems are appended to ``problems``; the dict's keys and values are those summary.json
+    has always had (``Summary.from_dict(d).as_dict() == d``).
+    """
     units = ds.units
     tol = float(opts.tolerance)
     inside = hh[hh["unit_idx"] >= 0]
@@ -163,31 +183,31 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
     cov.setdefault("minutes", opts.minutes)
     cov.setdefault("mode", opts.mode)
     cov.setdefault("speed_kmh", opts.effective_speed_kmh)
-    return {
-        "households": total_hh,
-        "units": int(len(units)),
-        "grids": int(len(grids)),
-        "workers": int(grids["workers"].sum()) if len(grids) else 0,
-        "stations": int(len(sres.stations)),
-        "coverage": cov,
-        "balance": balance,
-        "compactness": {
-            "polsby_popper_mean": round(float(grids["polsby_popper"].mean()), 4) if len(grids) else None,
-            "polsby_popper_p10": round(float(grids["polsby_popper"].quantile(0.10)), 4) if len(grids) else None,
-        },
-        **geometry_figures(grids, geom_stats),
-        "unassigned_households": int(hh.loc[hh["unit_idx"] < 0, "households"].sum()),
-        "partition": {"statuses": {str(k): int(v) for k, v in model.items()},
-                      "units_by_balance": counts,
-                      "grid_count_mismatches": mismatches,
-                      # households whose model label named a grid that does not hold them: labelled
-                      # with the grid that does (so the layer, lookup and a recount agree)
-                      "households_relabelled": int(sum(st.get("relabelled", 0) for st in geom_stats.values())),
-                      "model_budget": budget,
-                      "households_per_second": round(total_hh / part_s, 1) if part_s > 0 else None,
-                      "jobs": opts.jobs, "scheduler": opts.scheduler},
-        "options": {k: v for k, v in opts.as_dict().items() if k not in ("scheduler",)},
-        "crs": ds.crs.to_string(),
-        "problems": [p.as_dict() for p in problems],
-        "runtime_s": {},
-    }
+    geometry = geometry_figures(grids, geom_stats)
+    pp = grids["polsby_popper"] if len(grids) else None
+    return Summary(
+        households=total_hh, units=int(len(units)), grids=int(len(grids)),
+        workers=int(grids["workers"].sum()) if len(grids) else 0,
+        stations=int(len(sres.stations)),
+        coverage=Coverage.from_dict(cov),
+        balance=Balance.from_dict(balance),
+        compactness=Compactness(polsby_popper_mean=round(float(pp.mean()), 4) if pp is not None else None,
+                                polsby_popper_p10=round(float(pp.quantile(0.10)), 4) if pp is not None else None),
+        contiguous_share=geometry["contiguous_share"], gap_area_m2=geometry["gap_area_m2"],
+        overlap_area_m2=geometry["overlap_area_m2"],
+        unassigned_households=int(hh.loc[hh["unit_idx"] < 0, "households"].sum()),
+        partition=Partition.from_dict({
+            "statuses": {str(k): int(v) for k, v in model.items()},
+            "units_by_balance": counts,
+            "grid_count_mismatches": mismatches,
+            # households whose model label named a grid that does not hold them: labelled
+            # with the grid that does (so the layer, lookup and a recount agree)
+            "households_relabelled": int(sum(st.get("relabelled", 0) for st in geom_stats.values())),
+            "model_budget": budget,
+            "households_per_second": round(total_hh / part_s, 1) if part_s > 0 else None,
+            "jobs": opts.jobs, "scheduler": opts.scheduler}),
+        options={k: v for k, v in opts.as_dict().items() if k not in ("scheduler",)},
+        crs=ds.crs.to_string(),
+        problems=tuple(ProblemRecord.from_dict(p.as_dict()) for p in problems),
+        runtime_s={},
+    ).as_dict()
