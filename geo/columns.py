@@ -1,5 +1,6 @@
 """Finding the columns an input means: lon/lat, ids, counts, names (case-insensitive, with
-the 10-character names Shapefiles truncate to), and the geometries of a frame or a WKT column."""
+the 10-character names Shapefiles truncate to), and the geometries of a frame or a WKT column.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -37,7 +38,8 @@ def data_columns(frame: pd.DataFrame) -> list:
 
 def find_column(frame: pd.DataFrame, *names) -> Any:
     """The first column matching one of ``names`` (case-insensitive; also the 10-character
-    names Shapefiles truncate to)."""
+    names Shapefiles truncate to).
+    """
     low: dict[str, Any] = {}
     for c in data_columns(frame):
         low.setdefault(str(c).strip().lower(), c)

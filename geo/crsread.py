@@ -17,7 +17,8 @@ _local = threading.local()
 
 def transformer(src: CRS, dst: CRS) -> Transformer:
     """A cached always-xy Transformer (building one costs ~0.1 s); one cache per thread, as pyproj
-    objects should not be shared between threads."""
+    objects should not be shared between threads.
+    """
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
@@ -68,5 +69,5 @@ def parse_crs(crs) -> CRS | None:
         return None
     try:
         return CRS.from_user_input(crs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"unknown CRS {crs!r}: {short_error(exc)}") from None

@@ -1,5 +1,6 @@
 """CSV/TSV read with pyarrow (no GDAL): UTF-8 with or without BOM, or GB18030; the delimiter
-sniffed from the header line; malformed rows skipped and named; codes kept as text."""
+sniffed from the header line; malformed rows skipped and named; codes kept as text.
+"""
 from __future__ import annotations
 
 import csv
@@ -66,7 +67,7 @@ def read_csv(path: Path, source: str, numeric_columns: Iterable[str]) -> Raw:
         table = read(True)
         if skipped and any(n is None for n in skipped):
             table = read(False)  # single-threaded reading knows the line numbers of bad rows
-    except Exception as exc:  # noqa: BLE001 - the reader's message is the user's answer
+    except Exception as exc:  # the reader's message is the user's answer
         return failed(source, "unreadable", f"cannot read {source} as {'TSV' if delim == chr(9) else 'CSV'}: "
                                            f"{short_error(exc, source)}")
     frame = table.to_pandas()

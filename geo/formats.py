@@ -54,6 +54,7 @@ class ReadLimits:
         Bytes of a GeoJSON file (parsed whole in memory; larger data belongs in GeoPackage,
         FlatGeobuf or GeoParquet).
     """
+
     max_bytes: int = 512 * MiB          # the HTTP upload cap; the generated province is 22 MB
     max_ratio: float = 100.0
     max_rows: int = 2_000_000           # over twice the generated province's 932,791 households
@@ -79,6 +80,7 @@ def human_bytes(n: int) -> str:
 @dataclass(frozen=True)
 class Sniffed:
     """A file's format (one of :data:`FORMATS`) or, when refused, the problem saying why."""
+
     format: str | None
     problem: Problem | None = None
 
@@ -163,7 +165,8 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 def is_osm_pbf_head(head: bytes) -> bool:
     """True when ``head`` (the first bytes of a file) starts an OSM PBF file: a 4-byte big-endian
     length, then a BlobHeader whose ``type`` (field 1) is "OSMHeader" and whose ``datasize``
-    (field 3) is a sane blob size."""
+    (field 3) is a sane blob size.
+    """
     if len(head) < 8:
         return False
     (n,) = struct.unpack(">I", head[:4])
@@ -192,7 +195,8 @@ def is_osm_pbf_head(head: bytes) -> bool:
 
 def check_network(path, source: str | None = None) -> list[Problem]:
     """Problems of a road-network file, cheaply (the first blob header only): none for an OSM PBF,
-    one fatal ``network_format`` problem for anything else (``unreadable`` when it is missing)."""
+    one fatal ``network_format`` problem for anything else (``unreadable`` when it is missing).
+    """
     p = Path(path)
     source = source or p.name or "network"
     if not p.is_file():

@@ -32,7 +32,7 @@ _lib_lock = threading.Lock()
 
 
 def _gdal():
-    """pyogrio's own libgdal (the same loaded library pyogrio reads with), or None."""
+    """Pyogrio's own libgdal (the same loaded library pyogrio reads with), or None."""
     global _lib
     with _lib_lock:
         if _lib is None:

@@ -57,7 +57,7 @@ def _crs(con: sqlite3.Connection, srs_id) -> CRS | None:
     if str(org or "").upper() == "EPSG" and isinstance(code, int) and code > 0:
         try:
             return CRS.from_epsg(code)
-        except Exception:  # noqa: BLE001 - an unknown code: fall back to the definition
+        except Exception:  # an unknown code: fall back to the definition
             pass
     if not definition or str(definition).strip().lower() == "undefined":
         return None
@@ -147,7 +147,7 @@ def read_gpkg(path: Path, source: str, role: str, layer: str | None, limits: Rea
     except (sqlite3.Error, ValueError, struct.error, shapely.errors.ShapelyError):
         return failed(source, "unreadable", f"cannot read {source}: the GeoPackage is damaged or not one "
                                             "this reader understands")
-    except Exception as exc:  # noqa: BLE001 - pyproj CRS errors and the like: plain words only
+    except Exception as exc:  # pyproj CRS errors and the like: plain words only
         if type(exc).__name__ == "CRSError":
             return failed(source, "unreadable", f"cannot read {source}: its coordinate reference system "
                                                 "definition is not valid")

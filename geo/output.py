@@ -77,7 +77,8 @@ def write_layer(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
 def write_plan_dir(path, layers: dict[str, gpd.GeoDataFrame], summary: dict, output_coords: str = "wgs84",
                    report: bool = True, title: str | None = None, network_minutes=None) -> Path:
     """Write plan.gpkg (every layer), summary.json and report.html atomically into ``path``; for a
-    network plan also network_minutes.parquet (road minutes per node, which lookup answers from)."""
+    network plan also network_minutes.parquet (road minutes per node, which lookup answers from).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

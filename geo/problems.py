@@ -19,6 +19,7 @@ LIST_LIMIT = 10  # rows named in one aggregated problem's message
 @dataclass(frozen=True)
 class Problem:
     """One data problem: the client's file, the row(s), a machine kind and a plain sentence."""
+
     source: str          # file name (or "boundaries"/"households" for in-memory frames)
     row: str | None      # "row 17", "feature 3", "feature id=4690251002" ... or None (whole file)
     kind: str            # machine-readable: "swapped_lonlat", "outside_units", "invalid_polygon" ...
@@ -54,6 +55,7 @@ def has_fatal(problems: Iterable[Problem]) -> bool:
 @dataclass
 class Rows:
     """How to name the rows of one source. Arrays are full length (one entry per source row)."""
+
     source: str
     src_row: np.ndarray            # 1-based row / feature number in the source
     tabular: bool                  # True: "row N" (1-based); False: "feature N" (0-based)

@@ -47,7 +47,8 @@ def _refused(problem: Problem, member: str | None) -> Raw:
 def _open(path: Path, source: str, role: str, layer: str | None, numeric_columns: Iterable[str],
           limits: ReadLimits, workdir: Path, member: str | None = None) -> Raw:
     """Recognise the file at ``path`` and read it with its own reader (``member``: it came out of
-    a zip, under that name)."""
+    a zip, under that name).
+    """
     sniffed = sniff(path, source)
     if sniffed.problem is not None:
         return _refused(sniffed.problem, member)
@@ -111,7 +112,7 @@ def read_path(path: Path, role: str, layer: str | None, numeric_columns: Iterabl
             return _open(path, source, role, layer, numeric_columns, limits, Path(work))
         except MemoryError:
             return failed(source, "too_large", f"cannot read {source}: it needs more memory than there is")
-        except Exception:  # noqa: BLE001 - bad input never crashes; operators get the traceback in the log
+        except Exception:  # bad input never crashes; operators get the traceback in the log
             log.warning("reading %s (%s) failed", source, role, exc_info=True)
             return failed(source, "unreadable", f"cannot read {source}: the file could not be read")
 

@@ -55,7 +55,7 @@ def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
     code = m.group(1) or m.group(2)
     try:
         return (CRS.from_epsg(int(code)) if code else CRS.from_epsg(4326)), None
-    except Exception:  # noqa: BLE001 - an unknown EPSG code
+    except Exception:  # an unknown EPSG code
         return None, V.file_problem(source, "unreadable", f"cannot read {source}: its \"crs\" names an unknown "
                                                           f"code {name[:40]!r}")
 
@@ -179,7 +179,7 @@ def read_parquet(path: Path, source: str, limits: ReadLimits) -> Raw:
             if "geo" not in str(exc).lower():
                 raise
             frame = pd.read_parquet(path)  # a plain table (e.g. lon/lat columns)
-    except Exception:  # noqa: BLE001 - pyarrow's own errors; the client gets plain words
+    except Exception:  # pyarrow's own errors; the client gets plain words
         return failed(source, "unreadable", f"cannot read {source}: the Parquet file is damaged or its geometry "
                                             "metadata is not valid GeoParquet")
     return from_frame(frame, source)
@@ -216,7 +216,7 @@ def _prj_crs(shp: Path, source: str) -> tuple[CRS | None, list[Problem]]:
     text = prj.read_bytes()[:65536].decode("utf-8", errors="replace").strip()
     try:
         return CRS.from_wkt(text), []
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None, [V.file_problem(source, "bad_prj", f"{source}: the .prj does not hold a CRS definition (WKT); "
                                                         "read without a CRS", fatal=False)]
 
@@ -245,7 +245,7 @@ def read_gdal(path: Path, fmt: str, source: str, workdir: Path, limits: ReadLimi
                 return failed(source, "too_large", too_large(source, f"{n:,} features", "max_rows",
                                                              limits.max_rows).message)
             frame = pyogrio.read_dataframe(path, use_arrow=True, max_features=limits.max_rows + 1)
-    except Exception:  # noqa: BLE001 - GDAL's messages carry paths and internals; plain words instead
+    except Exception:  # GDAL's messages carry paths and internals; plain words instead
         return failed(source, "unreadable", f"cannot read {source}: {NAMES[fmt]} that is damaged or incomplete"
                                             + (" (it needs its .shx and .dbf)" if fmt == "shp" else ""))
     if crs is not None:

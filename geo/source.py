@@ -17,7 +17,9 @@ from gridplan.geo.problems import Problem
 @dataclass
 class Raw:
     """One input as read: its frame (None when unreadable), the client's file name, how its rows are
-    named, the 1-based source row of each frame row, its CRS and the problems met reading it."""
+    named, the 1-based source row of each frame row, its CRS and the problems met reading it.
+    """
+
     frame: pd.DataFrame | None
     source: str
     tabular: bool                       # rows ("row N", 1-based) rather than features
@@ -48,7 +50,8 @@ _PATH = re.compile(r"(?<![\w])(?:/vsi\w+/+)?/(?:[^\s'\"/]+/)+[^\s'\",:;)]*")
 
 def short_error(exc: BaseException, source: str | None = None) -> str:
     """The first line of a reader's message in plain words: no server paths (each becomes the
-    client's file name ``source``), no exception class names, at most 300 characters."""
+    client's file name ``source``), no exception class names, at most 300 characters.
+    """
     msg = str(exc).strip().splitlines()
     text = msg[0] if msg else "the file could not be read"
     text = _PATH.sub(source or "the file", text)

@@ -22,6 +22,7 @@ from gridplan.geo.source import Raw
 @dataclass
 class Units:
     """Boundaries in WGS 84 (after offsets), with the mask of usable rows and their attributes."""
+
     geoms: np.ndarray              # WGS 84 (after offsets), None where unusable
     alive: np.ndarray
     attrs: pd.DataFrame            # canonical attribute columns, full length

@@ -35,8 +35,6 @@ from shapely import STRtree
 
 from gridplan.geo.problems import LIST_LIMIT, Problem, Rows, file_problem, rows_problem  # noqa: F401 - re-exported
 
-
-
 MAX_OVERLAP_SHARE = 0.05        # an overlap above this share of the smaller unit is fatal
 REPORT_OVERLAP_M2 = 0.01        # overlaps smaller than this are float noise: repaired silently
 
@@ -125,14 +123,15 @@ def parse_bool(values) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- checks on rows
 def _duplicated(s: pd.Series) -> np.ndarray:
     """Mask of values that occur more than once (no nulls in ``s``); pyarrow's dictionary encoding
-    is ~2x faster than pandas on millions of strings."""
+    is ~2x faster than pandas on millions of strings.
+    """
     try:
         import pyarrow as pa
 
         enc = pa.array(s.to_numpy(dtype=object) if s.dtype == object else s).dictionary_encode()
         idx = enc.indices.to_numpy(zero_copy_only=False)
         return np.bincount(idx, minlength=len(enc.dictionary))[idx] > 1
-    except Exception:  # noqa: BLE001 - mixed types: let pandas do it
+    except Exception:  # mixed types: let pandas do it
         return s.duplicated(keep=False).to_numpy()
 
 
@@ -162,7 +161,8 @@ def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, column=No
 
 def check_counts(values, rows: Rows, alive: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
     """Household counts: empty -> 1 (warning); zero -> dropped (warning); negative, fractional or
-    non-numeric -> fatal. Returns (int counts, keep mask, problems)."""
+    non-numeric -> fatal. Returns (int counts, keep mask, problems).
+    """
     num, bad_text = to_numeric(values)
     problems: list[Problem] = []
     empty = alive & np.isnan(num) & ~bad_text
@@ -216,7 +216,8 @@ def check_nonnegative(values, rows: Rows, alive: np.ndarray, column: str, defaul
 # ----------------------------------------------------------------------------- coordinates
 def looks_projected(x: np.ndarray, y: np.ndarray) -> bool:
     """True when most finite coordinates lie beyond lon/lat range (|x|>180 or |y|>90) — and are
-    not simply swapped lon/lat (|y|>90 but |x|<=90)."""
+    not simply swapped lon/lat (|y|>90 but |x|<=90).
+    """
     fin = np.isfinite(x) & np.isfinite(y)
     if not fin.any():
         return False
@@ -248,7 +249,8 @@ def check_geographic(x: np.ndarray, y: np.ndarray, rows: Rows, alive: np.ndarray
 
 def swap_problem(rows: Rows, idx, reason: str, inside: int | None) -> Problem:
     """The warning for swapped lon/lat. ``reason`` is 'latitude' (|lat| > 90) or 'boundaries'
-    (only the swapped point lies inside a unit); ``inside`` counts swapped points now inside a unit."""
+    (only the swapped point lies inside a unit); ``inside`` counts swapped points now inside a unit.
+    """
     idx = np.asarray(idx, dtype=np.int64)
     n = len(idx)
     if reason == "latitude":
@@ -317,7 +319,8 @@ def polygonal_part(geoms) -> np.ndarray:
 
 def repair_polygons(geoms, rows: Rows) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
     """Invalid polygons -> ``shapely.make_valid`` keeping polygonal parts (warning with the reason).
-    Returns (geoms, ok mask, problems); a polygon with no area left is fatal (ok False)."""
+    Returns (geoms, ok mask, problems); a polygon with no area left is fatal (ok False).
+    """
     geoms = np.asarray(geoms, dtype=object).copy()
     ok = np.ones(len(geoms), bool)
     problems: list[Problem] = []
@@ -346,7 +349,8 @@ def repair_polygons(geoms, rows: Rows) -> tuple[np.ndarray, np.ndarray, list[Pro
 def resolve_overlaps(geoms, codes: Sequence[str], rows: Rows, max_share: float = MAX_OVERLAP_SHARE
                      ) -> tuple[np.ndarray, list[Problem]]:
     """Overlapping units (metric geometries): each overlap goes to the unit with the lower code
-    (warning with the area in m²); an overlap above ``max_share`` of the smaller unit is fatal."""
+    (warning with the area in m²); an overlap above ``max_share`` of the smaller unit is fatal.
+    """
     geoms = np.asarray(geoms, dtype=object).copy()
     codes = np.asarray(codes, dtype=object)
     n = len(geoms)
@@ -405,7 +409,8 @@ def resolve_overlaps(geoms, codes: Sequence[str], rows: Rows, max_share: float =
 # ----------------------------------------------------------------------------- points in units
 def locate(points, unit_geoms, codes: Sequence[str] | None = None, tree: STRtree | None = None) -> np.ndarray:
     """Row in ``unit_geoms`` containing each point (-1 outside every unit). Points on a shared border
-    go to the unit with the lowest code (or lowest row when no codes are given). Vectorized."""
+    go to the unit with the lowest code (or lowest row when no codes are given). Vectorized.
+    """
     points = np.asarray(points, dtype=object)
     out = np.full(len(points), -1, dtype=np.int64)
     if len(points) == 0 or len(unit_geoms) == 0:

@@ -26,7 +26,8 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
 
     ``results`` hold each unit's polygons in ``crs_of[u]``: areas, Polsby-Popper, gaps and overlaps
     are measured there, then the polygons are carried into the dataset's CRS. A failed unit's grid
-    deviates from the mean the unit should have had (H / choose_k(H, target)), not from itself."""
+    deviates from the mean the unit should have had (H / choose_k(H, target)), not from itself.
+    """
     units, hh = ds.units, ds.households
     crs_of = crs_of or [ds.crs] * len(units)
     hh_grid = np.full(len(hh), None, dtype=object)
@@ -80,7 +81,8 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
 def _labels_from_polygons(polys: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each household's grid is the polygon that holds it (as the households layer, lookup and any
     recount see it): a label whose polygon does not hold its point — points merged across an edge,
-    or an edge moved by the reprojection — takes the grid that does. Points no grid holds keep theirs."""
+    or an edge moved by the reprojection — takes the grid that does. Points no grid holds keep theirs.
+    """
     own = shapely.intersects_xy(polys[labels], x, y)
     if own.all():
         return labels

@@ -145,7 +145,8 @@ def _piece_tolerance(m_c: float, mean: float, tol: float, k_c: int) -> float:
 
 def _layout_rest(geometry, xy, households, kept_polys, kept_inside, k_new, mean, tol):
     """The land the kept grids leave, as [(piece, household rows, grids)], or the index of the kept
-    grid to release when some piece cannot hold whole grids within the tolerance of ``mean``."""
+    grid to release when some piece cannot hold whole grids within the tolerance of ``mean``.
+    """
     rest = shapely.difference(geometry, shapely.union_all(kept_polys))
     parts = polygon_parts(rest)
     taken = np.zeros(len(xy), dtype=bool)

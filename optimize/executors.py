@@ -73,17 +73,18 @@ def _worker_main(fn, conn) -> None:
         conn.send(("start", None))         # the parent's timeout counts from here (imports are done)
         try:
             msg = ("ok", fn(task))
-        except Exception as e:  # noqa: BLE001 — reported to the parent, which retries or records it
+        except Exception as e:  # reported to the parent, which retries or records it
             msg = ("error", f"{type(e).__name__}: {e}")
         try:
             conn.send(msg)
-        except Exception as e:  # noqa: BLE001 — an unpicklable result is the task's failure
+        except Exception as e:  # an unpicklable result is the task's failure
             conn.send(("error", f"result could not be sent back ({type(e).__name__}: {e})"))
 
 
 @dataclass
 class _Slot:
     """One worker process and the task it is running."""
+
     proc: Any
     conn: Any
     task: Any = None
@@ -218,7 +219,8 @@ def _check_slot(pool: _Pool, slot: _Slot, ready, timeout, on_result, failed) -> 
 
 def _run_dask(fn, tasks, scheduler, on_result, max_in_flight, timeout, retries, on_failure):
     """On a Dask cluster: a task whose worker dies or that raises is resubmitted ``retries`` times; a task
-    running past ``timeout`` is cancelled (Dask cannot stop a running thread: its worker is restarted)."""
+    running past ``timeout`` is cancelled (Dask cannot stop a running thread: its worker is restarted).
+    """
     try:
         from dask.distributed import Client
     except ImportError as e:  # pragma: no cover - dask is a dependency
@@ -259,7 +261,7 @@ def _run_dask(fn, tasks, scheduler, on_result, max_in_flight, timeout, retries, 
                     try:
                         fut.result()
                         reason = f"task {fut.status}"
-                    except BaseException as e:  # noqa: BLE001 — KilledWorker, CancelledError, the task's own
+                    except BaseException as e:  # KilledWorker, CancelledError, the task's own
                         reason = f"{type(e).__name__}: {e}"
                     failed(task, tries, reason)
                 fut.release()
@@ -285,7 +287,7 @@ def _cancel_hung(client, fut) -> None:
         client.cancel([fut], force=True)
         if workers and hasattr(client, "restart_workers"):
             client.restart_workers(workers, timeout=30)
-    except Exception:  # noqa: BLE001 — best effort: the task is recorded as failed either way
+    except Exception:  # best effort: the task is recorded as failed either way
         pass
 
 

@@ -46,6 +46,7 @@ def _report(progress: Progress | None, stage: str, within: float) -> None:
 @dataclass(frozen=True)
 class UnitTask:
     """Everything one unit's partition needs: small, picklable, independent of the rest."""
+
     unit_idx: int
     unit_code: str
     geometry: object
@@ -71,20 +72,21 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
             res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
-        except Exception as e:  # noqa: BLE001 — the unit is planned afresh instead, and says so
+        except Exception as e:  # the unit is planned afresh instead, and says so
             note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
     try:
         part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
                               barriers=task.barriers)
         return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
-    except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
+    except Exception as e:  # reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
 
 
 def failed_unit(task: UnitTask, reason: str) -> tuple[int, UnitPartition, None]:
     """The result for a unit whose models failed (raised, crashed or hung): one grid, balance "failed".
 
-    Its deviation is the true one against the mean the unit should have had, H / choose_k(H, target)."""
+    Its deviation is the true one against the mean the unit should have had, H / choose_k(H, target).
+    """
     h = np.asarray(task.households, dtype=np.int64)
     total = int(h.sum())
     want = choose_k(total, task.target)
