@@ -44,14 +44,14 @@ from gridplan.geo.units_load import Units, finish_units, prepare_units
 
 # ============================================================================ the dataset
 def empty_units(crs) -> gpd.GeoDataFrame:
-    """An empty units layer with the contract's columns, in ``crs``."""
+    """Return an empty units layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({c: pd.Series(dtype=object) for c in UNIT_COLUMNS})
     df["target_households"] = df["target_households"].astype(float)
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
 def empty_households(crs) -> gpd.GeoDataFrame:
-    """An empty households layer with the contract's columns, in ``crs``."""
+    """Return an empty households layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({"hh_id": pd.Series(dtype="str"), "households": pd.Series(dtype=np.int64),
                        "population": pd.Series(dtype=float), "weight": pd.Series(dtype=float),
                        "unit_idx": pd.Series(dtype=np.int64), "lon": pd.Series(dtype=float),
@@ -309,8 +309,10 @@ def _load_roster(raw: Raw, coords, override, metric, lon_field, lat_field
 
 
 def validate(boundaries, households, facilities=None, roster=None, **options) -> list[Problem]:
-    """Every problem found in the inputs (``load_dataset`` options apply); never raises for data
-    problems (a usage error — unknown ``coords`` or ``crs`` — still raises ``ValueError``).
+    """Return every problem found in the inputs (``load_dataset`` options apply).
+
+    Never raises for data problems; a usage error (unknown ``coords`` or ``crs``) still raises
+    ``ValueError``.
     """
     options.pop("strict", None)
     return load_dataset(boundaries, households, facilities, roster, strict=False, **options).problems

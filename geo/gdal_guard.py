@@ -53,7 +53,7 @@ def _gdal():
 
 
 def thread_option(key: str) -> str | None:
-    """The calling thread's own value of a GDAL config option (None when unset)."""
+    """Return the calling thread's own value of a GDAL config option (None when unset)."""
     lib = _gdal()
     if lib is None:
         return None

@@ -1,5 +1,6 @@
-"""GeoPackage read with Python's sqlite3 alone — no GDAL, so no GDAL SQL functions, VirtualOGR
-tables or other GPKG/SQLite tricks can run.
+"""Read a GeoPackage with Python's sqlite3 alone.
+
+No GDAL, so no GDAL SQL functions, VirtualOGR tables or other GPKG/SQLite tricks can run.
 
 The database is opened read-only and immutable with ``trusted_schema`` off; only a layer that is
 a plain table listed in ``gpkg_contents`` is read (a view or a virtual table is refused); the
@@ -39,7 +40,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def wkb_of(blob) -> bytes | None:
-    """The WKB inside a GeoPackage geometry blob (None when the blob is not one)."""
+    """Return the WKB inside a GeoPackage geometry blob (None when the blob is not one)."""
     if blob is None or len(blob) < 8 or bytes(blob[:2]) != b"GP":
         return None
     env = _ENVELOPE.get((blob[3] >> 1) & 0x7)
@@ -78,7 +79,7 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
 
 
 def _plain_table(con: sqlite3.Connection, name: str) -> bool:
-    """True for a table of data: not a view, not a virtual table (whose module could read elsewhere)."""
+    """Return True for a table of data: not a view, not a virtual table (whose module could read elsewhere)."""
     row = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
     return row is not None and not str(row[0] or "").lstrip().upper().startswith("CREATE VIRTUAL")
 

@@ -1,5 +1,7 @@
-"""The one reading path: a file the client named (or an in-memory frame) → a ``Raw`` frame and
-its problems, opening only what ``geo.formats`` recognises, each format with its own reader.
+"""Read a file the client named (or an in-memory frame) into a ``Raw`` frame and its problems.
+
+This is the one reading path: it opens only what ``geo.formats`` recognises, each format with
+its own reader.
 
 Every file — and every member of a zip — is recognised by its content first; a zip is unpacked
 within the limits into a private temporary directory under names of our own; the file is then
@@ -46,8 +48,9 @@ def _refused(problem: Problem, member: str | None) -> Raw:
 
 def _open(path: Path, source: str, role: str, layer: str | None, numeric_columns: Iterable[str],
           limits: ReadLimits, workdir: Path, member: str | None = None) -> Raw:
-    """Recognise the file at ``path`` and read it with its own reader (``member``: it came out of
-    a zip, under that name).
+    """Recognise the file at ``path`` and read it with its own reader.
+
+    ``member`` is set when the file came out of a zip, under that name.
     """
     sniffed = sniff(path, source)
     if sniffed.problem is not None:

@@ -37,7 +37,7 @@ SHP_SIDECARS = (".shx", ".dbf", ".cpg")
 
 # ----------------------------------------------------------------------------- GeoJSON
 def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
-    """The CRS a GeoJSON ``crs`` member names (WGS 84 when absent); a linked CRS is a problem."""
+    """Return the CRS a GeoJSON ``crs`` member names (WGS 84 when absent); a linked CRS is a problem."""
     if member is None:
         return CRS.from_epsg(4326), None
     props = member.get("properties") if isinstance(member, dict) else None
@@ -61,7 +61,7 @@ def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
 
 
 def read_geojson(path: Path, source: str, limits: ReadLimits) -> Raw:
-    """A GeoJSON FeatureCollection (or one Feature) as a ``Raw``; see the module docstring."""
+    """Read a GeoJSON FeatureCollection (or one Feature) as a ``Raw``; see the module docstring."""
     import orjson
 
     size = os.path.getsize(path)
@@ -149,7 +149,7 @@ def _bad_features(feats: list, source: str) -> list[Problem]:
 
 # ----------------------------------------------------------------------------- Parquet
 def read_parquet(path: Path, source: str, limits: ReadLimits) -> Raw:
-    """A GeoParquet (or plain Parquet table) as a ``Raw``; limits checked from the footer first."""
+    """Read a GeoParquet (or plain Parquet table) as a ``Raw``; limits checked from the footer first."""
     import pyarrow.parquet as pq
 
     try:
@@ -196,7 +196,7 @@ def _link(src: Path, dest: Path) -> None:
 
 
 def stage_shapefile(shp: Path, workdir: Path) -> Path:
-    """The main file and its sidecars (found next to it, any case) under ``workdir/data.*``."""
+    """Stage the main file and its sidecars (found next to it, any case) as ``workdir/data.*``."""
     dest = workdir / "data.shp"
     if shp.parent.resolve() == workdir.resolve():
         return shp
@@ -222,7 +222,7 @@ def _prj_crs(shp: Path, source: str) -> tuple[CRS | None, list[Problem]]:
 
 
 def read_gdal(path: Path, fmt: str, source: str, workdir: Path, limits: ReadLimits) -> Raw:
-    """A Shapefile (``fmt`` "shp") or FlatGeobuf ("fgb") through pyogrio, locked down."""
+    """Read a Shapefile (``fmt`` "shp") or FlatGeobuf ("fgb") through pyogrio, locked down."""
     import pyogrio
 
     problems: list[Problem] = []
