@@ -1,5 +1,8 @@
-"""Finding the columns an input means: lon/lat, ids, counts, names (case-insensitive, with
-the 10-character names Shapefiles truncate to), and the geometries of a frame or a WKT column."""
+"""Find the columns an input means: lon/lat, ids, counts, names, geometries.
+
+Names match case-insensitively, and also by the 10-character names Shapefiles truncate to;
+geometries come from a spatial frame or a WKT column.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -30,14 +33,16 @@ NUMERIC_NAMES = set(LON_NAMES + LAT_NAMES + HH_COUNT_NAMES + POPULATION_NAMES + 
 
 
 def data_columns(frame: pd.DataFrame) -> list:
-    """The frame's columns other than its geometry column."""
+    """Return the frame's columns other than its geometry column."""
     geom = frame._geometry_column_name if isinstance(frame, gpd.GeoDataFrame) else None
     return [c for c in frame.columns if c != geom]
 
 
 def find_column(frame: pd.DataFrame, *names) -> Any:
-    """The first column matching one of ``names`` (case-insensitive; also the 10-character
-    names Shapefiles truncate to)."""
+    """Return the first column matching one of ``names``, or None.
+
+    Matching is case-insensitive and also accepts the 10-character names Shapefiles truncate to.
+    """
     low: dict[str, Any] = {}
     for c in data_columns(frame):
         low.setdefault(str(c).strip().lower(), c)
@@ -53,7 +58,7 @@ def find_column(frame: pd.DataFrame, *names) -> Any:
 
 
 def available_columns(frame: pd.DataFrame) -> str:
-    """The frame's column names for a message (the first 40)."""
+    """Return the frame's column names for a message (the first 40)."""
     cols = [str(c) for c in data_columns(frame)]
     return ", ".join(cols[:40]) + (f", … ({len(cols)} columns)" if len(cols) > 40 else "") if cols else "(none)"
 

@@ -19,6 +19,7 @@ CGCS2000 = CRS.from_epsg(4490)
 
 
 def in_china_box(lon: float, lat: float) -> bool:
+    """Return True when (lon, lat) lies in the rough bounding box of China."""
     return 73.0 <= lon <= 135.5 and 3.0 <= lat <= 54.0
 
 
@@ -29,12 +30,13 @@ def gk3_cm_epsg(lon: float) -> int:
 
 
 def utm_epsg(lon: float, lat: float) -> int:
+    """Return the EPSG code of the WGS 84 UTM zone holding (lon, lat)."""
     zone = int(np.clip(np.floor((lon + 180.0) / 6.0) + 1, 1, 60))
     return (32600 if lat >= 0 else 32700) + zone
 
 
 def choose_metric_crs(bounds_wgs84) -> CRS:
-    """A metric CRS for data whose WGS 84 bounds are (minx, miny, maxx, maxy)."""
+    """Choose a metric CRS for data whose WGS 84 bounds are (minx, miny, maxx, maxy)."""
     minx, miny, maxx, maxy = (float(v) for v in bounds_wgs84)
     if not all(np.isfinite([minx, miny, maxx, maxy])):
         raise ValueError("cannot choose a metric CRS: the data has no finite extent")
@@ -45,6 +47,7 @@ def choose_metric_crs(bounds_wgs84) -> CRS:
 
 
 def is_geographic(crs) -> bool:
+    """Return True when ``crs`` is given and geographic (degrees)."""
     return crs is not None and CRS.from_user_input(crs).is_geographic
 
 
@@ -86,7 +89,7 @@ class Reprojector:
         self._t = None if self.identity else Transformer.from_crs(self.src, self.dst, always_xy=True)
 
     def xy(self, xy: np.ndarray) -> np.ndarray:
-        """An (n, 2) array of coordinates in ``dst``."""
+        """Return the (n, 2) array of coordinates transformed to ``dst``."""
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
         if self.identity or not len(xy):
             return xy
@@ -94,7 +97,7 @@ class Reprojector:
         return np.column_stack([x, y])
 
     def geom(self, g):
-        """A geometry (or an array of them) in ``dst``; vertices are transformed, edges stay straight."""
+        """Return a geometry (or an array of them) in ``dst``; vertices move, edges stay straight."""
         import shapely
         if self.identity or g is None:
             return g

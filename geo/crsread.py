@@ -16,8 +16,10 @@ _local = threading.local()
 
 
 def transformer(src: CRS, dst: CRS) -> Transformer:
-    """A cached always-xy Transformer (building one costs ~0.1 s); one cache per thread, as pyproj
-    objects should not be shared between threads."""
+    """Return a cached always-xy Transformer (building one costs ~0.1 s).
+
+    One cache per thread, as pyproj objects should not be shared between threads.
+    """
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
@@ -47,7 +49,7 @@ def transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
 
 
 def is_wgs84(crs: CRS) -> bool:
-    """True when ``crs`` is WGS 84 lon/lat (axis order aside)."""
+    """Return True when ``crs`` is WGS 84 lon/lat (axis order aside)."""
     return crs.equals(WGS84, ignore_axis_order=True)
 
 
@@ -63,10 +65,16 @@ def projected_problem(source: str, crs: CRS | None) -> Problem:
 
 
 def parse_crs(crs) -> CRS | None:
-    """A user-given CRS (``--crs``) as a pyproj CRS; None when empty. Raises ``ValueError`` when unknown."""
+    """Parse a user-given CRS (``--crs``) into a pyproj CRS; None when empty.
+
+    Raises
+    ------
+    ValueError
+        When the CRS is unknown.
+    """
     if crs is None or (isinstance(crs, str) and not crs.strip()):
         return None
     try:
         return CRS.from_user_input(crs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"unknown CRS {crs!r}: {short_error(exc)}") from None

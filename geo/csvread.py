@@ -1,5 +1,8 @@
-"""CSV/TSV read with pyarrow (no GDAL): UTF-8 with or without BOM, or GB18030; the delimiter
-sniffed from the header line; malformed rows skipped and named; codes kept as text."""
+"""Read CSV/TSV with pyarrow (no GDAL).
+
+UTF-8 with or without BOM, or GB18030; the delimiter sniffed from the header line; malformed
+rows skipped and named; codes kept as text.
+"""
 from __future__ import annotations
 
 import csv
@@ -15,7 +18,7 @@ from gridplan.geo.source import Raw, failed, short_error
 
 
 def sniff_csv(path: Path) -> tuple[str, str, list[str]]:
-    """(encoding, delimiter, header names) from the first 64 KiB."""
+    """Sniff (encoding, delimiter, header names) from the first 64 KiB."""
     with open(path, "rb") as f:
         head = f.read(65536)
     cut = head.rfind(b"\n")
@@ -38,7 +41,7 @@ def sniff_csv(path: Path) -> tuple[str, str, list[str]]:
 
 
 def read_csv(path: Path, source: str, numeric_columns: Iterable[str]) -> Raw:
-    """A CSV/TSV file as a ``Raw`` table (rows named 'row N'); never raises for bad data."""
+    """Read a CSV/TSV file as a ``Raw`` table (rows named 'row N'); never raises for bad data."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -66,7 +69,7 @@ def read_csv(path: Path, source: str, numeric_columns: Iterable[str]) -> Raw:
         table = read(True)
         if skipped and any(n is None for n in skipped):
             table = read(False)  # single-threaded reading knows the line numbers of bad rows
-    except Exception as exc:  # noqa: BLE001 - the reader's message is the user's answer
+    except Exception as exc:  # the reader's message is the user's answer
         return failed(source, "unreadable", f"cannot read {source} as {'TSV' if delim == chr(9) else 'CSV'}: "
                                            f"{short_error(exc, source)}")
     frame = table.to_pandas()

@@ -17,16 +17,25 @@ from pyproj import CRS
 from shapely import STRtree
 
 from gridplan.geo import validate as V
-from gridplan.geo.columns import (EXISTING_NAMES, FACILITY_ID_NAMES, HH_COUNT_NAMES, HH_ID_NAMES, NAME_NAMES,
-                         POPULATION_NAMES, ROLE_NAMES, WEIGHT_NAMES, WORKER_ID_NAMES, available_columns,
-                         find_column)
+from gridplan.geo.columns import (
+    EXISTING_NAMES,
+    FACILITY_ID_NAMES,
+    HH_COUNT_NAMES,
+    HH_ID_NAMES,
+    NAME_NAMES,
+    POPULATION_NAMES,
+    ROLE_NAMES,
+    WEIGHT_NAMES,
+    WORKER_ID_NAMES,
+    available_columns,
+    find_column,
+)
 from gridplan.geo.coords import check_system, to_wgs84
 from gridplan.geo.crs import WGS84, choose_metric_crs
 from gridplan.geo.crsread import parse_crs
 from gridplan.geo.formats import ReadLimits, check_network
 from gridplan.geo.model import FACILITY_COLUMNS, HOUSEHOLD_COLUMNS, ROSTER_COLUMNS, UNIT_COLUMNS, Dataset
-from gridplan.geo.points_load import (Points, id_checks, locate_points, no_valid, prepare_points, read_ids,
-                             row_ids)
+from gridplan.geo.points_load import Points, id_checks, locate_points, no_valid, prepare_points, read_ids, row_ids
 from gridplan.geo.problems import DataError, Problem
 from gridplan.geo.read import read_input
 from gridplan.geo.source import Raw, source_name
@@ -35,14 +44,14 @@ from gridplan.geo.units_load import Units, finish_units, prepare_units
 
 # ============================================================================ the dataset
 def empty_units(crs) -> gpd.GeoDataFrame:
-    """An empty units layer with the contract's columns, in ``crs``."""
+    """Return an empty units layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({c: pd.Series(dtype=object) for c in UNIT_COLUMNS})
     df["target_households"] = df["target_households"].astype(float)
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
 def empty_households(crs) -> gpd.GeoDataFrame:
-    """An empty households layer with the contract's columns, in ``crs``."""
+    """Return an empty households layer with the contract's columns, in ``crs``."""
     df = pd.DataFrame({"hh_id": pd.Series(dtype="str"), "households": pd.Series(dtype=np.int64),
                        "population": pd.Series(dtype=float), "weight": pd.Series(dtype=float),
                        "unit_idx": pd.Series(dtype=np.int64), "lon": pd.Series(dtype=float),
@@ -206,7 +215,7 @@ def _finish_households(hp: Points, ids: pd.Series | None, coords: str, metric: C
     hp.alive = alive
     loc = locate_points(hp, coords, metric, units, tree, "households")
     problems += loc.problems
-    keep = np.flatnonzero(alive & (loc.points != None))  # noqa: E711
+    keep = np.flatnonzero(alive & (loc.points != None))  # elementwise over an object array, not an identity test
     if len(keep) == 0 and len(f):
         problems.append(no_valid(raw.source, "households"))
     hh_id = (ids if ids is not None else row_ids(raw)).iloc[keep].reset_index(drop=True)
@@ -247,7 +256,7 @@ def _load_facilities(raw: Raw, coords, override, metric, units, tree, lon_field,
                                            "true/false/1/0/yes/no/是/否; taken as false"))
     else:
         existing = np.zeros(len(f), bool)
-    keep = np.flatnonzero(p.alive & (loc.points != None))  # noqa: E711
+    keep = np.flatnonzero(p.alive & (loc.points != None))  # elementwise over an object array, not an identity test
     if len(keep) == 0:
         problems.append(no_valid(raw.source, "facilities"))
     fid = (ids if ids is not None else row_ids(raw)).iloc[keep].reset_index(drop=True)
@@ -300,7 +309,10 @@ def _load_roster(raw: Raw, coords, override, metric, lon_field, lat_field
 
 
 def validate(boundaries, households, facilities=None, roster=None, **options) -> list[Problem]:
-    """Every problem found in the inputs (``load_dataset`` options apply); never raises for data
-    problems (a usage error — unknown ``coords`` or ``crs`` — still raises ``ValueError``)."""
+    """Return every problem found in the inputs (``load_dataset`` options apply).
+
+    Never raises for data problems; a usage error (unknown ``coords`` or ``crs``) still raises
+    ``ValueError``.
+    """
     options.pop("strict", None)
     return load_dataset(boundaries, households, facilities, roster, strict=False, **options).problems

@@ -54,6 +54,7 @@ class ReadLimits:
         Bytes of a GeoJSON file (parsed whole in memory; larger data belongs in GeoPackage,
         FlatGeobuf or GeoParquet).
     """
+
     max_bytes: int = 512 * MiB          # the HTTP upload cap; the generated province is 22 MB
     max_ratio: float = 100.0
     max_rows: int = 2_000_000           # over twice the generated province's 932,791 households
@@ -65,20 +66,21 @@ DEFAULT_LIMITS = ReadLimits()
 
 
 def too_large(source: str, what: str, limit_name: str, limit) -> Problem:
-    """The ``too_large`` problem: ``what`` the file holds, and the limit it passes (by name)."""
+    """Build the ``too_large`` problem: ``what`` the file holds, and the limit it passes (by name)."""
     shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:g}"
     return V.file_problem(source, "too_large", f"{source} is too large: {what}, over the limit "
                                                f"{limit_name} = {shown}")
 
 
 def human_bytes(n: int) -> str:
-    """A byte count for a message: '1.5 MB' or '812 bytes'."""
+    """Format a byte count for a message: '1.5 MB' or '812 bytes'."""
     return f"{n / MiB:,.1f} MB" if n >= MiB else f"{n:,} bytes"
 
 
 @dataclass(frozen=True)
 class Sniffed:
     """A file's format (one of :data:`FORMATS`) or, when refused, the problem saying why."""
+
     format: str | None
     problem: Problem | None = None
 
@@ -101,7 +103,7 @@ def _tail(path: Path, n: int) -> bytes:
 
 
 def sniff(path: Path, source: str) -> Sniffed:
-    """The format of the file at ``path`` from its content (``source`` names it in a refusal).
+    """Recognise the format of the file at ``path`` from its content (``source`` names it in a refusal).
 
     Refuses (kind ``unreadable``, or ``unsafe_input`` for references) XML and GDAL VRTs
     under any name, binary files that are none of the accepted formats, and text that is not
@@ -161,9 +163,11 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 
 def is_osm_pbf_head(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts an OSM PBF file: a 4-byte big-endian
-    length, then a BlobHeader whose ``type`` (field 1) is "OSMHeader" and whose ``datasize``
-    (field 3) is a sane blob size."""
+    """Return True when ``head`` (the first bytes of a file) starts an OSM PBF file.
+
+    That is a 4-byte big-endian length, then a BlobHeader whose ``type`` (field 1) is
+    "OSMHeader" and whose ``datasize`` (field 3) is a sane blob size.
+    """
     if len(head) < 8:
         return False
     (n,) = struct.unpack(">I", head[:4])
@@ -191,8 +195,11 @@ def is_osm_pbf_head(head: bytes) -> bool:
 
 
 def check_network(path, source: str | None = None) -> list[Problem]:
-    """Problems of a road-network file, cheaply (the first blob header only): none for an OSM PBF,
-    one fatal ``network_format`` problem for anything else (``unreadable`` when it is missing)."""
+    """Check a road-network file cheaply (the first blob header only).
+
+    Returns no problem for an OSM PBF, one fatal ``network_format`` problem for anything else
+    (``unreadable`` when the file is missing).
+    """
     p = Path(path)
     source = source or p.name or "network"
     if not p.is_file():

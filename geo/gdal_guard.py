@@ -32,7 +32,7 @@ _lib_lock = threading.Lock()
 
 
 def _gdal():
-    """pyogrio's own libgdal (the same loaded library pyogrio reads with), or None."""
+    """Pyogrio's own libgdal (the same loaded library pyogrio reads with), or None."""
     global _lib
     with _lib_lock:
         if _lib is None:
@@ -53,7 +53,7 @@ def _gdal():
 
 
 def thread_option(key: str) -> str | None:
-    """The calling thread's own value of a GDAL config option (None when unset)."""
+    """Return the calling thread's own value of a GDAL config option (None when unset)."""
     lib = _gdal()
     if lib is None:
         return None

@@ -1,5 +1,6 @@
-"""GeoPackage read with Python's sqlite3 alone — no GDAL, so no GDAL SQL functions, VirtualOGR
-tables or other GPKG/SQLite tricks can run.
+"""Read a GeoPackage with Python's sqlite3 alone.
+
+No GDAL, so no GDAL SQL functions, VirtualOGR tables or other GPKG/SQLite tricks can run.
 
 The database is opened read-only and immutable with ``trusted_schema`` off; only a layer that is
 a plain table listed in ``gpkg_contents`` is read (a view or a virtual table is refused); the
@@ -39,7 +40,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def wkb_of(blob) -> bytes | None:
-    """The WKB inside a GeoPackage geometry blob (None when the blob is not one)."""
+    """Return the WKB inside a GeoPackage geometry blob (None when the blob is not one)."""
     if blob is None or len(blob) < 8 or bytes(blob[:2]) != b"GP":
         return None
     env = _ENVELOPE.get((blob[3] >> 1) & 0x7)
@@ -57,7 +58,7 @@ def _crs(con: sqlite3.Connection, srs_id) -> CRS | None:
     if str(org or "").upper() == "EPSG" and isinstance(code, int) and code > 0:
         try:
             return CRS.from_epsg(code)
-        except Exception:  # noqa: BLE001 - an unknown code: fall back to the definition
+        except Exception:  # an unknown code: fall back to the definition
             pass
     if not definition or str(definition).strip().lower() == "undefined":
         return None
@@ -78,7 +79,7 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
 
 
 def _plain_table(con: sqlite3.Connection, name: str) -> bool:
-    """True for a table of data: not a view, not a virtual table (whose module could read elsewhere)."""
+    """Return True for a table of data: not a view, not a virtual table (whose module could read elsewhere)."""
     row = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
     return row is not None and not str(row[0] or "").lstrip().upper().startswith("CREATE VIRTUAL")
 
@@ -147,7 +148,7 @@ def read_gpkg(path: Path, source: str, role: str, layer: str | None, limits: Rea
     except (sqlite3.Error, ValueError, struct.error, shapely.errors.ShapelyError):
         return failed(source, "unreadable", f"cannot read {source}: the GeoPackage is damaged or not one "
                                             "this reader understands")
-    except Exception as exc:  # noqa: BLE001 - pyproj CRS errors and the like: plain words only
+    except Exception as exc:  # pyproj CRS errors and the like: plain words only
         if type(exc).__name__ == "CRSError":
             return failed(source, "unreadable", f"cannot read {source}: its coordinate reference system "
                                                 "definition is not valid")

@@ -6,10 +6,10 @@ import shapely
 from pyproj import CRS
 
 from gridplan.geo import validate as V
+from gridplan.geo.columns import geometries_of
 from gridplan.geo.coords import check_system, geometries_to_wgs84
 from gridplan.geo.crs import WGS84
 from gridplan.geo.crsread import is_wgs84, parse_crs, projected_problem, transform_geoms
-from gridplan.geo.columns import geometries_of
 from gridplan.geo.formats import ReadLimits
 from gridplan.geo.problems import Problem
 from gridplan.geo.read import read_input

@@ -43,11 +43,12 @@ def _jsonable(obj):
 
 
 def summary_json(summary: dict) -> str:
+    """Serialise the summary as indented JSON (numpy values made plain, NaN and inf as null)."""
     return json.dumps(_jsonable(summary), ensure_ascii=False, indent=2, allow_nan=False)
 
 
 def to_output_coords(gdf: gpd.GeoDataFrame, output_coords: str) -> gpd.GeoDataFrame:
-    """A WGS 84 layer in the requested output system (GCJ-02/BD-09 keep the EPSG:4326 tag, as web maps do)."""
+    """Convert a WGS 84 layer to the requested output system (GCJ-02/BD-09 keep the EPSG:4326 tag, as web maps do)."""
     gdf = gdf.to_crs(4326) if gdf.crs is not None and gdf.crs.to_epsg() != 4326 else gdf
     if output_coords in (None, "wgs84") or len(gdf) == 0:
         return gdf
@@ -57,6 +58,7 @@ def to_output_coords(gdf: gpd.GeoDataFrame, output_coords: str) -> gpd.GeoDataFr
 
 
 def write_layer(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
+    """Write ``gdf`` as layer ``name`` of the GeoPackage at ``path`` (EPSG:4326 when untagged)."""
     df = gdf.copy()
     for col in df.columns:
         if col != df.geometry.name and df[col].dtype == object:
@@ -76,8 +78,10 @@ def write_layer(gdf: gpd.GeoDataFrame, path: Path, name: str) -> None:
 
 def write_plan_dir(path, layers: dict[str, gpd.GeoDataFrame], summary: dict, output_coords: str = "wgs84",
                    report: bool = True, title: str | None = None, network_minutes=None) -> Path:
-    """Write plan.gpkg (every layer), summary.json and report.html atomically into ``path``; for a
-    network plan also network_minutes.parquet (road minutes per node, which lookup answers from)."""
+    """Write plan.gpkg (every layer), summary.json and report.html atomically into ``path``.
+
+    A network plan also gets network_minutes.parquet (road minutes per node, which lookup answers from).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -123,5 +127,6 @@ def read_plan_dir(path) -> tuple[dict[str, gpd.GeoDataFrame], dict]:
 
 
 def empty_frame(columns: list[str], crs=4326) -> gpd.GeoDataFrame:
+    """Return an empty GeoDataFrame with ``columns`` and no rows, in ``crs``."""
     return gpd.GeoDataFrame(pd.DataFrame({c: pd.Series(dtype=object) for c in columns}),
                             geometry=gpd.GeoSeries([], crs=crs), crs=crs)

@@ -1,5 +1,8 @@
-"""Points (households, facilities, roster): locations from geometries or lon/lat columns, CRS and
-coordinate-system offsets, the unit each point lies in, ids."""
+"""Load points (households, facilities, roster).
+
+Locations from geometries or lon/lat columns, CRS and coordinate-system offsets, the unit each
+point lies in, ids.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from gridplan.geo.units_load import TYPE_NAMES
 @dataclass
 class Points:
     """Point locations of one file (raw lon/lat or WGS 84), with the mask of usable rows."""
+
     raw: Raw
     rows: V.Rows
     x: np.ndarray                  # geographic lon/lat in `coords` (geographic) or WGS 84 lon/lat
@@ -38,8 +42,11 @@ class Points:
 
 def point_xy(raw: Raw, role: str, lon_field, lat_field
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, list[Problem]]:
-    """Raw x/y of every row (NaN where missing), the mask of non-numeric cells, whether a location
-    was found at all, and problems (wrong geometry types, missing columns)."""
+    """Read the raw x/y of every row (NaN where missing).
+
+    Returns also the mask of non-numeric cells, whether a location was found at all, and the
+    problems (wrong geometry types, missing columns).
+    """
     f = raw.frame
     n = len(f)
     src = raw.source
@@ -89,8 +96,10 @@ def point_xy(raw: Raw, role: str, lon_field, lat_field
 
 def prepare_points(raw: Raw, role: str, rows: V.Rows, coords: str, override: CRS | None,
                     lon_field=None, lat_field=None, need_location: bool = True) -> Points:
-    """Locations of every row of a points file, checked (missing, swapped, projected) and in
-    geographic coordinates."""
+    """Locate every row of a points file in geographic coordinates.
+
+    Locations are checked: missing, swapped, projected.
+    """
     n = len(raw.frame)
     x, y, bad_text, found, problems = point_xy(raw, role, lon_field, lat_field)
     alive = np.ones(n, bool)
@@ -135,6 +144,7 @@ def prepare_points(raw: Raw, role: str, rows: V.Rows, coords: str, override: CRS
 @dataclass
 class Located:
     """Points located: WGS 84 lon/lat, metric x/y and point geometries, and the unit of each."""
+
     lon: np.ndarray
     lat: np.ndarray
     mx: np.ndarray
@@ -146,8 +156,10 @@ class Located:
 
 def locate_points(p: Points, coords: str, metric: CRS, units: gpd.GeoDataFrame | None,
                    tree: STRtree | None, role: str, check_outside: bool = True) -> Located:
-    """WGS 84 lon/lat, metric x/y and containing unit of every row; swaps lon/lat where only the
-    swapped point falls inside the boundaries."""
+    """Compute WGS 84 lon/lat, metric x/y and the containing unit of every row.
+
+    Swaps lon/lat where only the swapped point falls inside the boundaries.
+    """
     problems: list[Problem] = []
     if p.geographic:
         lon, lat = to_wgs84(p.x, p.y, coords)
@@ -230,5 +242,5 @@ def row_ids(raw: Raw) -> pd.Series:
 
 
 def no_valid(source: str, what: str) -> Problem:
-    """The fatal problem of a file with no usable row left."""
+    """Build the fatal problem of a file with no usable row left."""
     return V.file_problem(source, "no_valid_rows", f"{source} has no usable {what} left after dropping bad rows")

@@ -19,6 +19,7 @@ LIST_LIMIT = 10  # rows named in one aggregated problem's message
 @dataclass(frozen=True)
 class Problem:
     """One data problem: the client's file, the row(s), a machine kind and a plain sentence."""
+
     source: str          # file name (or "boundaries"/"households" for in-memory frames)
     row: str | None      # "row 17", "feature 3", "feature id=4690251002" ... or None (whole file)
     kind: str            # machine-readable: "swapped_lonlat", "outside_units", "invalid_polygon" ...
@@ -27,6 +28,7 @@ class Problem:
     count: int = 1       # how many rows this record stands for (aggregated problems)
 
     def as_dict(self) -> dict:
+        """Return the problem as a plain dict (its fields)."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -46,7 +48,7 @@ class DataError(Exception):
 
 
 def has_fatal(problems: Iterable[Problem]) -> bool:
-    """True when any problem is fatal."""
+    """Return True when any problem is fatal."""
     return any(p.fatal for p in problems)
 
 
@@ -54,6 +56,7 @@ def has_fatal(problems: Iterable[Problem]) -> bool:
 @dataclass
 class Rows:
     """How to name the rows of one source. Arrays are full length (one entry per source row)."""
+
     source: str
     src_row: np.ndarray            # 1-based row / feature number in the source
     tabular: bool                  # True: "row N" (1-based); False: "feature N" (0-based)
@@ -61,13 +64,16 @@ class Rows:
 
     @classmethod
     def simple(cls, source: str, n: int, tabular: bool = True, ids=None) -> "Rows":
+        """Name rows 1..n of ``source`` in order."""
         return cls(source, np.arange(1, n + 1, dtype=np.int64), tabular, ids)
 
     @property
     def noun(self) -> str:
+        """Return "row" for a table, "feature" for a spatial file."""
         return "row" if self.tabular else "feature"
 
     def count(self, n: int) -> str:
+        """Return ``n`` with the noun, e.g. '3 rows'."""
         return f"{n} {self.noun}{'' if n == 1 else 's'}"
 
     def _bare(self, i: int) -> str:
@@ -82,10 +88,12 @@ class Rows:
         return text
 
     def take(self, idx) -> "Rows":
+        """Return the names of the rows at positions ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
         return Rows(self.source, self.src_row[idx], self.tabular, None if self.ids is None else self.ids[idx])
 
     def label(self, i: int) -> str:
+        """Return the name of the row at position ``i``, e.g. 'row 4' or 'feature 3 (id=a)'."""
         return f"{self.noun} {self._bare(i)}"
 
     def listing(self, idx: Sequence[int], limit: int = LIST_LIMIT) -> str:
@@ -108,5 +116,5 @@ def rows_problem(rows: Rows, idx, kind: str, sentence: str, fatal: bool = False)
 
 
 def file_problem(source: str, kind: str, message: str, fatal: bool = True, count: int = 1) -> Problem:
-    """A problem about a whole file (no row)."""
+    """Build a problem about a whole file (no row)."""
     return Problem(source, None, kind, message, fatal, count)

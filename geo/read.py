@@ -1,5 +1,7 @@
-"""The one reading path: a file the client named (or an in-memory frame) → a ``Raw`` frame and
-its problems, opening only what ``geo.formats`` recognises, each format with its own reader.
+"""Read a file the client named (or an in-memory frame) into a ``Raw`` frame and its problems.
+
+This is the one reading path: it opens only what ``geo.formats`` recognises, each format with
+its own reader.
 
 Every file — and every member of a zip — is recognised by its content first; a zip is unpacked
 within the limits into a private temporary directory under names of our own; the file is then
@@ -46,8 +48,10 @@ def _refused(problem: Problem, member: str | None) -> Raw:
 
 def _open(path: Path, source: str, role: str, layer: str | None, numeric_columns: Iterable[str],
           limits: ReadLimits, workdir: Path, member: str | None = None) -> Raw:
-    """Recognise the file at ``path`` and read it with its own reader (``member``: it came out of
-    a zip, under that name)."""
+    """Recognise the file at ``path`` and read it with its own reader.
+
+    ``member`` is set when the file came out of a zip, under that name.
+    """
     sniffed = sniff(path, source)
     if sniffed.problem is not None:
         return _refused(sniffed.problem, member)
@@ -111,7 +115,7 @@ def read_path(path: Path, role: str, layer: str | None, numeric_columns: Iterabl
             return _open(path, source, role, layer, numeric_columns, limits, Path(work))
         except MemoryError:
             return failed(source, "too_large", f"cannot read {source}: it needs more memory than there is")
-        except Exception:  # noqa: BLE001 - bad input never crashes; operators get the traceback in the log
+        except Exception:  # bad input never crashes; operators get the traceback in the log
             log.warning("reading %s (%s) failed", source, role, exc_info=True)
             return failed(source, "unreadable", f"cannot read {source}: the file could not be read")
 

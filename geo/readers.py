@@ -37,7 +37,7 @@ SHP_SIDECARS = (".shx", ".dbf", ".cpg")
 
 # ----------------------------------------------------------------------------- GeoJSON
 def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
-    """The CRS a GeoJSON ``crs`` member names (WGS 84 when absent); a linked CRS is a problem."""
+    """Return the CRS a GeoJSON ``crs`` member names (WGS 84 when absent); a linked CRS is a problem."""
     if member is None:
         return CRS.from_epsg(4326), None
     props = member.get("properties") if isinstance(member, dict) else None
@@ -55,13 +55,13 @@ def geojson_crs(member, source: str) -> tuple[CRS | None, Problem | None]:
     code = m.group(1) or m.group(2)
     try:
         return (CRS.from_epsg(int(code)) if code else CRS.from_epsg(4326)), None
-    except Exception:  # noqa: BLE001 - an unknown EPSG code
+    except Exception:  # an unknown EPSG code
         return None, V.file_problem(source, "unreadable", f"cannot read {source}: its \"crs\" names an unknown "
                                                           f"code {name[:40]!r}")
 
 
 def read_geojson(path: Path, source: str, limits: ReadLimits) -> Raw:
-    """A GeoJSON FeatureCollection (or one Feature) as a ``Raw``; see the module docstring."""
+    """Read a GeoJSON FeatureCollection (or one Feature) as a ``Raw``; see the module docstring."""
     import orjson
 
     size = os.path.getsize(path)
@@ -149,7 +149,7 @@ def _bad_features(feats: list, source: str) -> list[Problem]:
 
 # ----------------------------------------------------------------------------- Parquet
 def read_parquet(path: Path, source: str, limits: ReadLimits) -> Raw:
-    """A GeoParquet (or plain Parquet table) as a ``Raw``; limits checked from the footer first."""
+    """Read a GeoParquet (or plain Parquet table) as a ``Raw``; limits checked from the footer first."""
     import pyarrow.parquet as pq
 
     try:
@@ -179,7 +179,7 @@ def read_parquet(path: Path, source: str, limits: ReadLimits) -> Raw:
             if "geo" not in str(exc).lower():
                 raise
             frame = pd.read_parquet(path)  # a plain table (e.g. lon/lat columns)
-    except Exception:  # noqa: BLE001 - pyarrow's own errors; the client gets plain words
+    except Exception:  # pyarrow's own errors; the client gets plain words
         return failed(source, "unreadable", f"cannot read {source}: the Parquet file is damaged or its geometry "
                                             "metadata is not valid GeoParquet")
     return from_frame(frame, source)
@@ -196,7 +196,7 @@ def _link(src: Path, dest: Path) -> None:
 
 
 def stage_shapefile(shp: Path, workdir: Path) -> Path:
-    """The main file and its sidecars (found next to it, any case) under ``workdir/data.*``."""
+    """Stage the main file and its sidecars (found next to it, any case) as ``workdir/data.*``."""
     dest = workdir / "data.shp"
     if shp.parent.resolve() == workdir.resolve():
         return shp
@@ -216,13 +216,13 @@ def _prj_crs(shp: Path, source: str) -> tuple[CRS | None, list[Problem]]:
     text = prj.read_bytes()[:65536].decode("utf-8", errors="replace").strip()
     try:
         return CRS.from_wkt(text), []
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None, [V.file_problem(source, "bad_prj", f"{source}: the .prj does not hold a CRS definition (WKT); "
                                                         "read without a CRS", fatal=False)]
 
 
 def read_gdal(path: Path, fmt: str, source: str, workdir: Path, limits: ReadLimits) -> Raw:
-    """A Shapefile (``fmt`` "shp") or FlatGeobuf ("fgb") through pyogrio, locked down."""
+    """Read a Shapefile (``fmt`` "shp") or FlatGeobuf ("fgb") through pyogrio, locked down."""
     import pyogrio
 
     problems: list[Problem] = []
@@ -245,7 +245,7 @@ def read_gdal(path: Path, fmt: str, source: str, workdir: Path, limits: ReadLimi
                 return failed(source, "too_large", too_large(source, f"{n:,} features", "max_rows",
                                                              limits.max_rows).message)
             frame = pyogrio.read_dataframe(path, use_arrow=True, max_features=limits.max_rows + 1)
-    except Exception:  # noqa: BLE001 - GDAL's messages carry paths and internals; plain words instead
+    except Exception:  # GDAL's messages carry paths and internals; plain words instead
         return failed(source, "unreadable", f"cannot read {source}: {NAMES[fmt]} that is damaged or incomplete"
                                             + (" (it needs its .shx and .dbf)" if fmt == "shp" else ""))
     if crs is not None:

@@ -16,8 +16,12 @@ from gridplan.geo.problems import Problem
 
 @dataclass
 class Raw:
-    """One input as read: its frame (None when unreadable), the client's file name, how its rows are
-    named, the 1-based source row of each frame row, its CRS and the problems met reading it."""
+    """One input as read.
+
+    Holds its frame (None when unreadable), the client's file name, how its rows are named, the
+    1-based source row of each frame row, its CRS and the problems met reading it.
+    """
+
     frame: pd.DataFrame | None
     source: str
     tabular: bool                       # rows ("row N", 1-based) rather than features
@@ -27,18 +31,19 @@ class Raw:
 
     @property
     def ok(self) -> bool:
+        """Return True when a frame was read and no problem is fatal."""
         return self.frame is not None and not any(p.fatal for p in self.problems)
 
 
 def source_name(src, role: str) -> str:
-    """The client's name for an input: a path's file name, else the role."""
+    """Return the client's name for an input: a path's file name, else the role."""
     if isinstance(src, (str, os.PathLike)):
         return os.path.basename(os.fspath(src).rstrip("/\\")) or role
     return role
 
 
 def failed(source: str, kind: str, message: str) -> Raw:
-    """A ``Raw`` with no frame and one fatal problem."""
+    """Return a ``Raw`` with no frame and one fatal problem."""
     return Raw(None, source, True, np.zeros(0, np.int64), None, [V.file_problem(source, kind, message)])
 
 
@@ -47,8 +52,11 @@ _PATH = re.compile(r"(?<![\w])(?:/vsi\w+/+)?/(?:[^\s'\"/]+/)+[^\s'\",:;)]*")
 
 
 def short_error(exc: BaseException, source: str | None = None) -> str:
-    """The first line of a reader's message in plain words: no server paths (each becomes the
-    client's file name ``source``), no exception class names, at most 300 characters."""
+    """Return the first line of a reader's message in plain words.
+
+    No server paths (each becomes the client's file name ``source``), no exception class names,
+    at most 300 characters.
+    """
     msg = str(exc).strip().splitlines()
     text = msg[0] if msg else "the file could not be read"
     text = _PATH.sub(source or "the file", text)
@@ -57,7 +65,7 @@ def short_error(exc: BaseException, source: str | None = None) -> str:
 
 
 def from_frame(frame: pd.DataFrame, source: str, problems: list[Problem] | None = None) -> Raw:
-    """A ``Raw`` of an in-memory (Geo)DataFrame (rows are features when it has geometries)."""
+    """Wrap an in-memory (Geo)DataFrame as a ``Raw`` (rows are features when it has geometries)."""
     frame = frame.reset_index(drop=True)
     spatial = isinstance(frame, gpd.GeoDataFrame) and frame._geometry_column_name in frame.columns
     crs = CRS.from_user_input(frame.crs) if spatial and frame.crs is not None else None

@@ -56,7 +56,13 @@ from gridplan.geo.distance import (  # noqa: F401
     station_nearest,
     within_minutes,
 )
-from gridplan.geo.roadtable import NETWORK_MINUTES_FILE, NodeJoin, NodeMinutes, read_network_minutes, write_network_minutes  # noqa: F401
+from gridplan.geo.roadtable import (  # noqa: F401
+    NETWORK_MINUTES_FILE,
+    NodeJoin,
+    NodeMinutes,
+    read_network_minutes,
+    write_network_minutes,
+)
 from gridplan.geo.vocabulary import Mode
 
 PYROSM_NETWORK = {Mode.walk: "walking", Mode.bike: "cycling", Mode.ebike: "cycling", Mode.drive: "driving"}

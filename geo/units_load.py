@@ -22,6 +22,7 @@ from gridplan.geo.source import Raw
 @dataclass
 class Units:
     """Boundaries in WGS 84 (after offsets), with the mask of usable rows and their attributes."""
+
     geoms: np.ndarray              # WGS 84 (after offsets), None where unusable
     alive: np.ndarray
     attrs: pd.DataFrame            # canonical attribute columns, full length
@@ -90,7 +91,7 @@ def prepare_units(raw: Raw, code_field: str, coords: str, override: CRS | None) 
 
 
 def _to_wgs84(geoms: np.ndarray, alive: np.ndarray, crs: CRS | None, coords: str, rows: V.Rows) -> list[Problem]:
-    """Unit polygons to WGS 84 in place (``geoms`` and ``alive`` are updated); the problems found."""
+    """Bring unit polygons to WGS 84 in place (``geoms`` and ``alive`` are updated); return the problems."""
     problems: list[Problem] = []
     src = rows.source
     live = np.flatnonzero(alive)
@@ -131,7 +132,7 @@ def _to_wgs84(geoms: np.ndarray, alive: np.ndarray, crs: CRS | None, coords: str
 
 
 def _unit_attributes(f, codes: pd.Series, code_col, alive: np.ndarray, rows: V.Rows) -> tuple[pd.DataFrame, list[Problem]]:
-    """The canonical attribute columns of every unit row (names, derived codes, kind, target)."""
+    """Build the canonical attribute columns of every unit row (names, derived codes, kind, target)."""
     problems: list[Problem] = []
     n = len(f)
     attrs = pd.DataFrame({"unit_code": codes})
@@ -174,7 +175,7 @@ TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "Mu
 
 
 def finish_units(u: Units, metric: CRS) -> tuple[gpd.GeoDataFrame, list[Problem]]:
-    """The units layer in the ``metric`` CRS, overlaps resolved."""
+    """Build the units layer in the ``metric`` CRS, overlaps resolved."""
     idx = np.flatnonzero(u.alive)
     geoms = transform_geoms(u.geoms[idx], WGS84, metric) if len(idx) else np.zeros(0, object)
     if len(geoms):

@@ -26,8 +26,12 @@ MAX_MEMBERS = 1000  # a shapefile is five files; a directory listing this long i
 
 @dataclass
 class Unpacked:
-    """The file to read (the ``.shp`` of a Shapefile, or the one data file) and the member it came
-    from; or the problem that refused the archive."""
+    """Pick the file to read from an unpacked archive.
+
+    Returns the file (the ``.shp`` of a Shapefile, or the one data file) and the member it came
+    from, or the problem that refused the archive.
+    """
+
     path: Path | None
     member: str | None
     problem: Problem | None = None
@@ -113,8 +117,10 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int
 
 
 def _declared_members(path: Path) -> int | None:
-    """The member count of the end-of-central-directory record (read before ``zipfile`` builds an
-    object per member); None when the record is not found."""
+    """Return the member count of the end-of-central-directory record; None when not found.
+
+    It is read before ``zipfile`` builds an object per member.
+    """
     with open(path, "rb") as f:
         f.seek(0, 2)
         size = f.tell()

@@ -35,8 +35,6 @@ from shapely import STRtree
 
 from gridplan.geo.problems import LIST_LIMIT, Problem, Rows, file_problem, rows_problem  # noqa: F401 - re-exported
 
-
-
 MAX_OVERLAP_SHARE = 0.05        # an overlap above this share of the smaller unit is fatal
 REPORT_OVERLAP_M2 = 0.01        # overlaps smaller than this are float noise: repaired silently
 
@@ -124,15 +122,17 @@ def parse_bool(values) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------- checks on rows
 def _duplicated(s: pd.Series) -> np.ndarray:
-    """Mask of values that occur more than once (no nulls in ``s``); pyarrow's dictionary encoding
-    is ~2x faster than pandas on millions of strings."""
+    """Return the mask of values that occur more than once (no nulls in ``s``).
+
+    pyarrow's dictionary encoding is ~2x faster than pandas on millions of strings.
+    """
     try:
         import pyarrow as pa
 
         enc = pa.array(s.to_numpy(dtype=object) if s.dtype == object else s).dictionary_encode()
         idx = enc.indices.to_numpy(zero_copy_only=False)
         return np.bincount(idx, minlength=len(enc.dictionary))[idx] > 1
-    except Exception:  # noqa: BLE001 - mixed types: let pandas do it
+    except Exception:  # mixed types: let pandas do it
         return s.duplicated(keep=False).to_numpy()
 
 
@@ -161,8 +161,11 @@ def check_duplicates(ids: pd.Series, rows: Rows, kind: str, what: str, column=No
 
 
 def check_counts(values, rows: Rows, alive: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
-    """Household counts: empty -> 1 (warning); zero -> dropped (warning); negative, fractional or
-    non-numeric -> fatal. Returns (int counts, keep mask, problems)."""
+    """Check household counts.
+
+    Empty -> 1 (warning); zero -> dropped (warning); negative, fractional or non-numeric -> fatal.
+    Returns (int counts, keep mask, problems).
+    """
     num, bad_text = to_numeric(values)
     problems: list[Problem] = []
     empty = alive & np.isnan(num) & ~bad_text
@@ -199,7 +202,7 @@ def check_counts(values, rows: Rows, alive: np.ndarray, column: str) -> tuple[np
 
 def check_nonnegative(values, rows: Rows, alive: np.ndarray, column: str, default: float,
                       kind: str) -> tuple[np.ndarray, list[Problem]]:
-    """A numeric column that must be >= 0: bad cells become ``default`` with a warning."""
+    """Check a numeric column that must be >= 0: bad cells become ``default`` with a warning."""
     num, bad_text = to_numeric(values)
     with np.errstate(invalid="ignore"):
         bad = alive & (bad_text | (num < 0) | np.isinf(num))
@@ -215,8 +218,10 @@ def check_nonnegative(values, rows: Rows, alive: np.ndarray, column: str, defaul
 
 # ----------------------------------------------------------------------------- coordinates
 def looks_projected(x: np.ndarray, y: np.ndarray) -> bool:
-    """True when most finite coordinates lie beyond lon/lat range (|x|>180 or |y|>90) — and are
-    not simply swapped lon/lat (|y|>90 but |x|<=90)."""
+    """Return True when most finite coordinates lie beyond lon/lat range (|x|>180 or |y|>90).
+
+    Simply swapped lon/lat (|y|>90 but |x|<=90) does not count.
+    """
     fin = np.isfinite(x) & np.isfinite(y)
     if not fin.any():
         return False
@@ -247,8 +252,11 @@ def check_geographic(x: np.ndarray, y: np.ndarray, rows: Rows, alive: np.ndarray
 
 
 def swap_problem(rows: Rows, idx, reason: str, inside: int | None) -> Problem:
-    """The warning for swapped lon/lat. ``reason`` is 'latitude' (|lat| > 90) or 'boundaries'
-    (only the swapped point lies inside a unit); ``inside`` counts swapped points now inside a unit."""
+    """Build the warning for swapped lon/lat.
+
+    ``reason`` is 'latitude' (|lat| > 90) or 'boundaries' (only the swapped point lies inside a
+    unit); ``inside`` counts swapped points now inside a unit.
+    """
     idx = np.asarray(idx, dtype=np.int64)
     n = len(idx)
     if reason == "latitude":
@@ -316,8 +324,11 @@ def polygonal_part(geoms) -> np.ndarray:
 
 
 def repair_polygons(geoms, rows: Rows) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
-    """Invalid polygons -> ``shapely.make_valid`` keeping polygonal parts (warning with the reason).
-    Returns (geoms, ok mask, problems); a polygon with no area left is fatal (ok False)."""
+    """Repair invalid polygons with ``shapely.make_valid``, keeping polygonal parts.
+
+    Each repair is a warning with the reason. Returns (geoms, ok mask, problems); a polygon with
+    no area left is fatal (ok False).
+    """
     geoms = np.asarray(geoms, dtype=object).copy()
     ok = np.ones(len(geoms), bool)
     problems: list[Problem] = []
@@ -345,8 +356,11 @@ def repair_polygons(geoms, rows: Rows) -> tuple[np.ndarray, np.ndarray, list[Pro
 
 def resolve_overlaps(geoms, codes: Sequence[str], rows: Rows, max_share: float = MAX_OVERLAP_SHARE
                      ) -> tuple[np.ndarray, list[Problem]]:
-    """Overlapping units (metric geometries): each overlap goes to the unit with the lower code
-    (warning with the area in m²); an overlap above ``max_share`` of the smaller unit is fatal."""
+    """Resolve overlapping units (metric geometries).
+
+    Each overlap goes to the unit with the lower code (warning with the area in m²); an overlap
+    above ``max_share`` of the smaller unit is fatal.
+    """
     geoms = np.asarray(geoms, dtype=object).copy()
     codes = np.asarray(codes, dtype=object)
     n = len(geoms)
@@ -404,8 +418,11 @@ def resolve_overlaps(geoms, codes: Sequence[str], rows: Rows, max_share: float =
 
 # ----------------------------------------------------------------------------- points in units
 def locate(points, unit_geoms, codes: Sequence[str] | None = None, tree: STRtree | None = None) -> np.ndarray:
-    """Row in ``unit_geoms`` containing each point (-1 outside every unit). Points on a shared border
-    go to the unit with the lowest code (or lowest row when no codes are given). Vectorized."""
+    """Return the row in ``unit_geoms`` containing each point (-1 outside every unit).
+
+    Points on a shared border go to the unit with the lowest code (or lowest row when no codes
+    are given). Vectorized.
+    """
     points = np.asarray(points, dtype=object)
     out = np.full(len(points), -1, dtype=np.int64)
     if len(points) == 0 or len(unit_geoms) == 0:

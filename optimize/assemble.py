@@ -26,7 +26,8 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
 
     ``results`` hold each unit's polygons in ``crs_of[u]``: areas, Polsby-Popper, gaps and overlaps
     are measured there, then the polygons are carried into the dataset's CRS. A failed unit's grid
-    deviates from the mean the unit should have had (H / choose_k(H, target)), not from itself."""
+    deviates from the mean the unit should have had (H / choose_k(H, target)), not from itself.
+    """
     units, hh = ds.units, ds.households
     crs_of = crs_of or [ds.crs] * len(units)
     hh_grid = np.full(len(hh), None, dtype=object)
@@ -78,9 +79,12 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
 
 
 def _labels_from_polygons(polys: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each household's grid is the polygon that holds it (as the households layer, lookup and any
-    recount see it): a label whose polygon does not hold its point — points merged across an edge,
-    or an edge moved by the reprojection — takes the grid that does. Points no grid holds keep theirs."""
+    """Give each household the grid whose polygon holds it.
+
+    That is how the households layer, lookup and any recount see it: a label whose polygon does
+    not hold its point (points merged across an edge, or an edge moved by the reprojection) takes
+    the grid that does. Points no grid holds keep theirs.
+    """
     own = shapely.intersects_xy(polys[labels], x, y)
     if own.all():
         return labels
@@ -104,6 +108,7 @@ def _unit_geometry(unit_geom, polys: np.ndarray) -> dict:
 
 
 def units_layer(ds: Dataset, grids_m: gpd.GeoDataFrame, unit_coverage, hh) -> gpd.GeoDataFrame:
+    """Build the units output layer: each unit's households, grids and coverage."""
     units = ds.units
     inside = hh[hh["unit_idx"] >= 0]
     hh_per_unit = inside.groupby("unit_idx")["households"].sum().reindex(range(len(units)), fill_value=0)
@@ -125,6 +130,7 @@ def units_layer(ds: Dataset, grids_m: gpd.GeoDataFrame, unit_coverage, hh) -> gp
 
 
 def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
+    """Build the households output layer: grid, station, minutes and unit of each household."""
     id_col = ds.id_field or "id"
     codes = ds.units["unit_code"].to_numpy()
     uidx = hh["unit_idx"].to_numpy()

@@ -138,15 +138,18 @@ def _still_balanced(clipped, xy, households, mean, tol, total):
 
 
 def _piece_tolerance(m_c: float, mean: float, tol: float, k_c: int) -> float:
-    """The tolerance around a piece's own mean ``m_c`` that keeps its grids within ``tol`` of ``mean``."""
+    """Return the tolerance around a piece's own mean ``m_c`` that keeps its grids within ``tol`` of ``mean``."""
     if k_c <= 1:
         return tol
     return float(min((1 + tol) * mean / m_c - 1, 1 - (1 - tol) * mean / m_c))
 
 
 def _layout_rest(geometry, xy, households, kept_polys, kept_inside, k_new, mean, tol):
-    """The land the kept grids leave, as [(piece, household rows, grids)], or the index of the kept
-    grid to release when some piece cannot hold whole grids within the tolerance of ``mean``."""
+    """Return the land the kept grids leave, as [(piece, household rows, grids)].
+
+    Returns instead the index of the kept grid to release when some piece cannot hold whole
+    grids within the tolerance of ``mean``.
+    """
     rest = shapely.difference(geometry, shapely.union_all(kept_polys))
     parts = polygon_parts(rest)
     taken = np.zeros(len(xy), dtype=bool)
@@ -187,7 +190,7 @@ def _layout_rest(geometry, xy, households, kept_polys, kept_inside, k_new, mean,
 
 
 def _neighbour(polys, piece) -> int:
-    """The polygon sharing the longest border with ``piece`` (the nearest when none touches it)."""
+    """Return the polygon sharing the longest border with ``piece`` (the nearest when none touches it)."""
     border = [shapely.length(shapely.intersection(p.boundary, piece.boundary)) for p in polys]
     if max(border) > 0:
         return int(np.argmax(border))

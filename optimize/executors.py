@@ -62,7 +62,7 @@ def _mp_context():
 
 
 def _worker_main(fn, conn) -> None:
-    """A worker's loop: receive a task, send back ("ok", result) or ("error", reason); None stops it."""
+    """Run a worker's loop: receive a task, send back ("ok", result) or ("error", reason); None stops it."""
     while True:
         try:
             task = conn.recv()
@@ -73,17 +73,18 @@ def _worker_main(fn, conn) -> None:
         conn.send(("start", None))         # the parent's timeout counts from here (imports are done)
         try:
             msg = ("ok", fn(task))
-        except Exception as e:  # noqa: BLE001 — reported to the parent, which retries or records it
+        except Exception as e:  # reported to the parent, which retries or records it
             msg = ("error", f"{type(e).__name__}: {e}")
         try:
             conn.send(msg)
-        except Exception as e:  # noqa: BLE001 — an unpicklable result is the task's failure
+        except Exception as e:  # an unpicklable result is the task's failure
             conn.send(("error", f"result could not be sent back ({type(e).__name__}: {e})"))
 
 
 @dataclass
 class _Slot:
     """One worker process and the task it is running."""
+
     proc: Any
     conn: Any
     task: Any = None
@@ -120,19 +121,22 @@ class _Pool:
         slot.conn.close()
 
 
-def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
-    pool = _Pool(fn, _mp_context())
-    it = iter(tasks)
-    again: deque = deque()          # (task, tries so far) waiting for another attempt
+class _Feed:
+    """The tasks to hand out (retries first, then the input in order) and the failure rule."""
 
-    def next_task():
-        if again:
-            return again.popleft()
-        t = next(it, _END)
+    def __init__(self, tasks, retries, on_result, on_failure):
+        self.it = iter(tasks)
+        self.again: deque = deque()          # (task, tries so far) waiting for another attempt
+        self.retries, self.on_result, self.on_failure = retries, on_result, on_failure
+
+    def next_task(self):
+        if self.again:
+            return self.again.popleft()
+        t = next(self.it, _END)
         return None if t is _END else (t, 0)
 
-    def give(slot: _Slot) -> bool:
-        nxt = next_task()
+    def give(self, slot: _Slot) -> bool:
+        nxt = self.next_task()
         if nxt is None:
             return False
         slot.task, slot.tries = nxt
@@ -140,20 +144,24 @@ def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
         slot.conn.send(slot.task)
         return True
 
-    def failed(slot: _Slot, reason: str) -> None:
+    def failed(self, slot: _Slot, reason: str) -> None:
         task, tries = slot.task, slot.tries + 1
         slot.task = None
-        if tries <= retries:
-            again.append((task, tries))
+        if tries <= self.retries:
+            self.again.append((task, tries))
             return
-        if on_failure is None:
+        if self.on_failure is None:
             raise RuntimeError(f"a task failed {tries} time(s): {reason}")
-        on_result(on_failure(task, f"{reason} ({tries} attempt{'s' if tries > 1 else ''})"))
+        self.on_result(self.on_failure(task, f"{reason} ({tries} attempt{'s' if tries > 1 else ''})"))
 
+
+def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
+    pool = _Pool(fn, _mp_context())
+    feed = _Feed(tasks, retries, on_result, on_failure)
     try:
         for _ in range(jobs):
             pool.slots.append(pool.start())
-        busy = [s for s in pool.slots if give(s)]
+        busy = [s for s in pool.slots if feed.give(s)]
         while busy:
             wait_s = None
             if timeout is not None:
@@ -161,20 +169,25 @@ def _run_processes(fn, tasks, jobs, on_result, timeout, retries, on_failure):
                 wait_s = max(0.0, min(s.started + _allowed(s, timeout) - now for s in busy))
             ready = wait_conns([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=wait_s)
             for slot in list(busy):
-                fresh = _check_slot(pool, slot, ready, timeout, on_result, failed)
+                fresh = _check_slot(pool, slot, ready, timeout, on_result, feed.failed)
                 if fresh is not slot:
                     busy[busy.index(slot)] = fresh
-            busy = [s for s in busy if s.task is not None or give(s)]
+            busy = [s for s in busy if s.task is not None or feed.give(s)]
     finally:
-        for slot in pool.slots:
-            try:
-                if slot.proc.is_alive() and slot.task is None:
-                    slot.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        for slot in pool.slots:
-            slot.proc.join(1)
-            pool.kill(slot)
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: _Pool) -> None:
+    """Tell idle workers to stop, then make sure every worker is gone."""
+    for slot in pool.slots:
+        try:
+            if slot.proc.is_alive() and slot.task is None:
+                slot.conn.send(None)
+        except (OSError, ValueError):
+            pass
+    for slot in pool.slots:
+        slot.proc.join(1)
+        pool.kill(slot)
 
 
 _END = object()
@@ -217,8 +230,11 @@ def _check_slot(pool: _Pool, slot: _Slot, ready, timeout, on_result, failed) -> 
 
 
 def _run_dask(fn, tasks, scheduler, on_result, max_in_flight, timeout, retries, on_failure):
-    """On a Dask cluster: a task whose worker dies or that raises is resubmitted ``retries`` times; a task
-    running past ``timeout`` is cancelled (Dask cannot stop a running thread: its worker is restarted)."""
+    """Run the tasks on a Dask cluster.
+
+    A task whose worker dies or that raises is resubmitted ``retries`` times; a task running past
+    ``timeout`` is cancelled (Dask cannot stop a running thread: its worker is restarted).
+    """
     try:
         from dask.distributed import Client
     except ImportError as e:  # pragma: no cover - dask is a dependency
@@ -253,16 +269,7 @@ def _run_dask(fn, tasks, scheduler, on_result, max_in_flight, timeout, retries, 
                 time.sleep(0.02)     # polling: dask's wait() would need a default client
             for fut in done:
                 task, tries, _ = pending.pop(fut)
-                if fut.status == "finished":
-                    on_result(fut.result())
-                else:
-                    try:
-                        fut.result()
-                        reason = f"task {fut.status}"
-                    except BaseException as e:  # noqa: BLE001 — KilledWorker, CancelledError, the task's own
-                        reason = f"{type(e).__name__}: {e}"
-                    failed(task, tries, reason)
-                fut.release()
+                _settle(fut, task, tries, on_result, failed)
                 nxt = next(it, _END)
                 if nxt is not _END:
                     submit(nxt, 0)
@@ -276,6 +283,20 @@ def _run_dask(fn, tasks, scheduler, on_result, max_in_flight, timeout, retries, 
         client.close()
 
 
+def _settle(fut, task, tries, on_result, failed) -> None:
+    """Hand a finished Dask future's result on, or charge its task with the failure; release it."""
+    if fut.status == "finished":
+        on_result(fut.result())
+    else:
+        try:
+            fut.result()
+            reason = f"task {fut.status}"
+        except BaseException as e:  # KilledWorker, CancelledError, the task's own
+            reason = f"{type(e).__name__}: {e}"
+        failed(task, tries, reason)
+    fut.release()
+
+
 def _cancel_hung(client, fut) -> None:
     """Cancel a hung Dask task and restart the worker running it (a thread cannot be stopped)."""
     try:
@@ -285,9 +306,10 @@ def _cancel_hung(client, fut) -> None:
         client.cancel([fut], force=True)
         if workers and hasattr(client, "restart_workers"):
             client.restart_workers(workers, timeout=30)
-    except Exception:  # noqa: BLE001 — best effort: the task is recorded as failed either way
+    except Exception:  # best effort: the task is recorded as failed either way
         pass
 
 
 def default_jobs() -> int:
+    """Return the number of CPUs this process may use (at least 1)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

@@ -46,6 +46,7 @@ def _report(progress: Progress | None, stage: str, within: float) -> None:
 @dataclass(frozen=True)
 class UnitTask:
     """Everything one unit's partition needs: small, picklable, independent of the rest."""
+
     unit_idx: int
     unit_code: str
     geometry: object
@@ -71,20 +72,21 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
             res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
-        except Exception as e:  # noqa: BLE001 — the unit is planned afresh instead, and says so
+        except Exception as e:  # the unit is planned afresh instead, and says so
             note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
     try:
         part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
                               barriers=task.barriers)
         return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
-    except Exception as e:  # noqa: BLE001 — reported per unit, never fatal to the plan
+    except Exception as e:  # reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
 
 
 def failed_unit(task: UnitTask, reason: str) -> tuple[int, UnitPartition, None]:
-    """The result for a unit whose models failed (raised, crashed or hung): one grid, balance "failed".
+    """Build the result for a unit whose models failed (raised, crashed or hung): one grid, balance "failed".
 
-    Its deviation is the true one against the mean the unit should have had, H / choose_k(H, target)."""
+    Its deviation is the true one against the mean the unit should have had, H / choose_k(H, target).
+    """
     h = np.asarray(task.households, dtype=np.int64)
     total = int(h.sum())
     want = choose_k(total, task.target)
@@ -108,7 +110,7 @@ def task_timeout(opts: PlanOptions) -> float:
 
 
 def model_budget(opts: PlanOptions) -> dict:
-    """The per-unit model budget, as the summary states it."""
+    """Return the per-unit model budget, as the summary states it."""
     from gridplan.optimize.partition import model_budget as partition_budget
     out = dict(partition_budget(opts))
     out.update(task_timeout_s=task_timeout(opts), task_retries=TASK_RETRIES,
@@ -154,7 +156,7 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
 
 
 def county_crs(ds: Dataset) -> dict:
-    """The metric CRS of each county (key: county code as a string)."""
+    """Choose the metric CRS of each county (key: county code as a string)."""
     if not len(ds.units):
         return {}
     wgs = ds.units.geometry.to_crs(4326).values
@@ -162,7 +164,7 @@ def county_crs(ds: Dataset) -> dict:
 
 
 def unit_crs(ds: Dataset) -> list:
-    """The metric CRS each unit is partitioned and measured in (its county's)."""
+    """Return the metric CRS each unit is partitioned and measured in (its county's)."""
     by_county = county_crs(ds)
     return [by_county.get(c, ds.crs) for c in ds.units["county_code"].fillna("").astype(str)]
 
@@ -201,13 +203,9 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
                        barriers=crossing, crs=None if rp.identity else rp.dst)
 
 
-def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
-                 runtime: dict | None = None, barriers=None) -> Plan:
-    runtime = dict(runtime or {})
-    problems: list[Problem] = list(ds.problems)
-    units, hh = ds.units, ds.households.copy()
-    n_units = len(units)
-    # population where the input has none: households × the average household size (an estimate, said so)
+def _estimate_population(ds: Dataset, opts: PlanOptions, problems: list[Problem]) -> Dataset:
+    """Fill missing household populations as households × the average household size (said so)."""
+    hh = ds.households.copy()
     missing_pop = hh["population"].isna()
     if missing_pop.any():
         hh.loc[missing_pop, "population"] = hh.loc[missing_pop, "households"] * opts.persons_per_household
@@ -215,9 +213,12 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
                                 kind="population_estimated", count=int(missing_pop.sum()),
                                 message=f"{int(missing_pop.sum())} household row(s) have no population: estimated "
                                         f"as households × {opts.persons_per_household}"))
-    ds = replace(ds, households=hh)
+    return replace(ds, households=hh)
 
-    # --- partition, unit by unit ---------------------------------------------------------
+
+def _partition_units(ds: Dataset, opts: PlanOptions, progress: Progress | None, barriers, runtime: dict):
+    """Partition every unit (in parallel); return (results, sequences, unit CRSs, baseline grids)."""
+    n_units = len(ds.units)
     t = time.perf_counter()
     results: dict[int, UnitPartition] = {}
     seqs: dict[int, list[int]] = {}
@@ -239,22 +240,23 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
               scheduler=opts.scheduler, on_result=collect, timeout=task_timeout(opts), retries=TASK_RETRIES,
               on_failure=failed_unit)
     runtime["partition"] = time.perf_counter() - t
+    return results, seqs, crs_of, baseline
 
-    targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
-    grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
-    hh["grid_code"] = hh_grid
-    baseline_summary = None
-    if baseline is not None:
-        from gridplan.optimize.baseline import changed_households
-        xy = np.column_stack([hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()])
-        baseline_summary = changed_households(xy, hh["households"].to_numpy(float), hh_grid, baseline)
-        baseline_summary.update(path=str(opts.baseline), kept_units=sum(1 for p in results.values() if p.status == "baseline"),
-                                resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
-                                replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
-    # --- staffing --------------------------------------------------------------------------
+
+def _baseline_summary(hh: gpd.GeoDataFrame, hh_grid, baseline, results: dict, opts: PlanOptions) -> dict:
+    """Count the households whose grid changed against the baseline, and how each unit was kept."""
+    from gridplan.optimize.baseline import changed_households
+    xy = np.column_stack([hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()])
+    out = changed_households(xy, hh["households"].to_numpy(float), hh_grid, baseline)
+    out.update(path=str(opts.baseline), kept_units=sum(1 for p in results.values() if p.status == "baseline"),
+               resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
+               replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
+    return out
+
+
+def _staff(ds: Dataset, grids_m: gpd.GeoDataFrame, opts: PlanOptions, problems: list[Problem]) -> gpd.GeoDataFrame:
+    """Set each grid's workload and workers (in place) and return the workers layer (metric CRS)."""
     from gridplan.optimize import staffing
-    t = time.perf_counter()
-    _report(progress, "staffing", 0.0)
     roster = ds.roster
     budget, notes = staffing.resolve_budget(len(grids_m), float(grids_m["population"].sum()), opts,
                                             roster_size=None if roster is None else len(roster))
@@ -262,27 +264,64 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     workload = staffing.grid_workload(grids_m, opts)
     grids_m["workload"] = workload
     grids_m["workers"] = staffing.allocate_workers(workload, budget) if len(grids_m) else np.array([], dtype=int)
-    if roster is not None and len(grids_m):
-        workers_m = staffing.assign_roster(grids_m, grids_m["workers"].to_numpy(), roster)
-        empty, part_led = staffing.vacancies(grids_m, workers_m)
-        src = ds.sources.get("roster", "roster")
-        if empty:
-            problems.append(Problem(source=src, row=None, kind="roster_vacancy", count=len(empty),
-                                    message=f"{len(empty)} grid(s) have no worker from the roster: "
-                                            f"{', '.join(empty[:10])}{' …' if len(empty) > 10 else ''}"))
-        if part_led:
-            problems.append(Problem(source=src, row=None, kind="roster_no_full_time", count=len(part_led),
-                                    message=f"{len(part_led)} grid(s) have no full-time worker (a part-timer holds "
-                                            f"the first place): {', '.join(part_led[:10])}"
-                                            f"{' …' if len(part_led) > 10 else ''} — add full-time workers"))
-    else:
-        workers_m = gpd.GeoDataFrame({"worker_id": pd.Series(dtype=object), "grid_code": pd.Series(dtype=object),
-                                      "role": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=ds.crs),
-                                     crs=ds.crs)
+    if roster is None or not len(grids_m):
+        return gpd.GeoDataFrame({"worker_id": pd.Series(dtype=object), "grid_code": pd.Series(dtype=object),
+                                 "role": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=ds.crs),
+                                crs=ds.crs)
+    workers_m = staffing.assign_roster(grids_m, grids_m["workers"].to_numpy(), roster)
+    empty, part_led = staffing.vacancies(grids_m, workers_m)
+    src = ds.sources.get("roster", "roster")
+    if empty:
+        problems.append(Problem(source=src, row=None, kind="roster_vacancy", count=len(empty),
+                                message=f"{len(empty)} grid(s) have no worker from the roster: "
+                                        f"{', '.join(empty[:10])}{' …' if len(empty) > 10 else ''}"))
+    if part_led:
+        problems.append(Problem(source=src, row=None, kind="roster_no_full_time", count=len(part_led),
+                                message=f"{len(part_led)} grid(s) have no full-time worker (a part-timer holds "
+                                        f"the first place): {', '.join(part_led[:10])}"
+                                        f"{' …' if len(part_led) > 10 else ''} — add full-time workers"))
+    return workers_m
+
+
+def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
+                 runtime: dict | None = None, barriers=None) -> Plan:
+    """Plan a loaded dataset: partition → assemble → staffing → siting → outputs.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The validated inputs (``geo.dataset.load_dataset``).
+    opts : PlanOptions
+        The plan's options.
+    progress : callable, optional
+        Called with (stage, overall fraction) as the plan advances (see ``STAGES``).
+    runtime : dict, optional
+        Seconds already spent (e.g. loading), kept in the summary's ``runtime_s``.
+    barriers : array of shapely lines, optional
+        Lines grids should not cross, in the dataset's CRS.
+
+    Returns
+    -------
+    Plan
+        The output layers in WGS 84, the summary and the options.
+    """
+    runtime = dict(runtime or {})
+    problems: list[Problem] = list(ds.problems)
+    ds = _estimate_population(ds, opts, problems)
+    units, hh = ds.units, ds.households
+
+    results, seqs, crs_of, baseline = _partition_units(ds, opts, progress, barriers, runtime)
+    targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
+    grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
+    hh["grid_code"] = hh_grid
+    baseline_summary = None if baseline is None else _baseline_summary(hh, hh_grid, baseline, results, opts)
+
+    t = time.perf_counter()
+    _report(progress, "staffing", 0.0)
+    workers_m = _staff(ds, grids_m, opts, problems)
     runtime["staffing"] = time.perf_counter() - t
     _report(progress, "staffing", 1.0)
 
-    # --- siting ----------------------------------------------------------------------------
     from gridplan.optimize.regions import site_by_county
     t = time.perf_counter()
     _report(progress, "siting", 0.0)

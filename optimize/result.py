@@ -21,6 +21,8 @@ LAYER_NAMES = ("grids", "stations", "service_areas", "households", "workers", "u
 
 @dataclass
 class Plan:
+    """A finished plan: its output layers as WGS 84 GeoDataFrames, the summary and the options."""
+
     grids: gpd.GeoDataFrame
     stations: gpd.GeoDataFrame
     service_areas: gpd.GeoDataFrame
@@ -32,6 +34,7 @@ class Plan:
     network_minutes: object = None  # network plans: road minutes per node, saved for lookup (geo.travel)
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        """Return the output layers by their contract names."""
         return {name: getattr(self, name) for name in LAYER_NAMES}
 
     def to_dir(self, path: str | Path, report: bool = True) -> Path:
@@ -42,7 +45,7 @@ class Plan:
                               network_minutes=self.network_minutes)
 
     def explore(self, **kwargs):
-        """An interactive folium map of grids (coloured by deviation), stations and service areas."""
+        """Return an interactive folium map of grids (coloured by deviation), stations and service areas."""
         m = self.grids.explore(column="deviation", cmap="RdYlBu_r", tooltip=list(self.grids.columns[:9]),
                                name="grids", **kwargs)
         if len(self.service_areas):
