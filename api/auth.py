@@ -48,7 +48,8 @@ class KeyCache:
 
     Entries live ``ttl_s`` (1 s), so a key revoked by any server sharing the database stops
     working everywhere within a second; a database hit also records the key's last use (at most
-    once a minute per key)."""
+    once a minute per key).
+    """
 
     def __init__(self, engine: sa.Engine, ttl_s: float = 1.0, negative_ttl_s: float = 2.0, max_size: int = 10000):
         self.engine, self.ttl, self.neg_ttl, self.max_size = engine, ttl_s, negative_ttl_s, max_size
@@ -77,10 +78,10 @@ class KeyCache:
 
 
 # ---------------------------------------------------------------------------------- FastAPI dependencies
-from fastapi import Depends, Request  # noqa: E402
-from fastapi.security import APIKeyHeader  # noqa: E402
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 
-from gridplan.api.problems import ProblemError  # noqa: E402
+from gridplan.api.problems import ProblemError
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `gridplan keys create --role planner|reader`.")
@@ -89,7 +90,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
 def check_key(cache: KeyCache, key: str | None, need: str = "reader") -> str:
     """The role of ``key`` if it may do what needs ``need``; else a 401 (no or unknown key) or a
     403 (a role below ``need``) :class:`ProblemError`. Used by the route dependencies and by the
-    front middleware, which checks an upload's key before reading its body."""
+    front middleware, which checks an upload's key before reading its body.
+    """
     if not key:
         raise ProblemError(401, "an API key is required: send it in the X-API-Key header",
                            kind="unauthorized", headers={"WWW-Authenticate": "X-API-Key"})

@@ -426,7 +426,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 — never a traceback for users; GRIDPLAN_DEBUG=1 shows it
+    except Exception as e:  # never a traceback for users; GRIDPLAN_DEBUG=1 shows it
         if os.environ.get("GRIDPLAN_DEBUG"):
             raise
         console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)

@@ -66,7 +66,8 @@ def _header(scope, name: bytes) -> str | None:
 
 class GuardMiddleware:
     """Pay-before-upload auth, body caps and read timeouts, request timeouts, metrics and access
-    logs, as plain ASGI (no per-request task unless a timeout applies)."""
+    logs, as plain ASGI (no per-request task unless a timeout applies).
+    """
 
     def __init__(self, app, settings: Settings, metrics):
         self.app, self.s, self.m = app, settings, metrics
@@ -151,7 +152,8 @@ class GuardMiddleware:
     def _counting_receive(self, receive, state: dict, cap: int, upload: bool):
         """``receive`` that counts body bytes against ``cap`` and, for uploads, applies the idle and
         total read timeouts; once the body is complete it is ``receive`` itself (waiting for a
-        disconnect must not time out)."""
+        disconnect must not time out).
+        """
         seen, done = 0, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.upload_timeout_s

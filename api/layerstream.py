@@ -28,6 +28,7 @@ BATCH = 4096
 @dataclass(frozen=True)
 class Window:
     """Which features of a layer to send (all by default)."""
+
     limit: int | None = None
     offset: int = 0
     bbox: tuple[float, float, float, float] | None = None

@@ -30,7 +30,8 @@ def _pid_namespace() -> str | None:
 
 def _host() -> str:
     """Where pids mean the same thing: the host name and the pid namespace (two containers on one
-    host with the same name still differ; without a readable namespace the id ends in ``?``)."""
+    host with the same name still differ; without a readable namespace the id ends in ``?``).
+    """
     name = socket.gethostname().replace(":", "_")[:20]
     return f"{name}/{_pid_namespace() or '?'}"
 
@@ -45,7 +46,8 @@ def owner_gone(owner: str | None) -> bool:
     """True when ``owner`` names a process on this host that no longer exists (so its lease is void).
 
     An owner on another host, or one this process cannot judge, is never declared gone: its lease
-    decides."""
+    decides.
+    """
     if not owner:
         return True
     parts = owner.split(":")

@@ -28,7 +28,8 @@ _lock = threading.Lock()
 
 def hide_prefix(path: str) -> None:
     """Register a server directory (say the data dir, as given and resolved) that :func:`scrub`
-    must strip even where it is written as a relative path."""
+    must strip even where it is written as a relative path.
+    """
     p = str(path).rstrip("/")
     if p and p not in _prefixes:
         with _lock:

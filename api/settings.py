@@ -16,7 +16,8 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 def _parse(text: str, kind: Any):
     """One environment value -> the field's type (``int``, ``float``, ``bool``, ``str``, ``Path``,
-    ``X | None`` where "none"/"null" give None, and ``dict``/``list`` from JSON)."""
+    ``X | None`` where "none"/"null" give None, and ``dict``/``list`` from JSON).
+    """
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         if text.strip().lower() in ("none", "null"):
@@ -106,7 +107,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         """Settings from ``GRIDPLAN_<FIELD>`` environment variables (every field, by its own type),
         then ``overrides`` (None: not given). An empty variable means "the default"; a malformed
-        one raises ``ValueError`` naming it."""
+        one raises ``ValueError`` naming it.
+        """
         env = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
         values = {}

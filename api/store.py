@@ -122,7 +122,8 @@ def _add_missing_columns(eng: sa.Engine) -> None:
 def secure_path(path: Path, directory: bool = False) -> None:
     """Owner-only access: 0700 for a directory, 0600 for a file (missing paths are skipped).
 
-    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning."""
+    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning.
+    """
     try:
         if directory and os.stat(path).st_mode & 0o1000:
             log.warning("the data directory is a shared sticky directory: use a directory of its own",
@@ -222,7 +223,8 @@ class Store:
 
     def claim_next(self, owner: str, lease_s: float | None = None) -> dict | None:
         """Atomically move the oldest queued job to running under ``owner`` with a lease of
-        ``lease_s`` seconds (None when the queue is empty)."""
+        ``lease_s`` seconds (None when the queue is empty).
+        """
         lease_s = self.settings.lease_s if lease_s is None else lease_s
         with self.engine.connect() as c:
             cands = c.execute(sa.select(jobs.c.id).where(jobs.c.status == "queued")
@@ -253,7 +255,8 @@ class Store:
 
     def progress(self, job_id: str, stage: str, progress: float, attempt: int | None = None) -> bool:
         """Record progress of a running job; False when it is no longer running (e.g. cancelled) or,
-        with ``attempt``, when that run has been superseded (re-queued after its lease expired)."""
+        with ``attempt``, when that run has been superseded (re-queued after its lease expired).
+        """
         p = float(min(max(progress, 0.0), 1.0)) if progress == progress else 0.0
         with self.engine.begin() as c:
             n = c.execute(jobs.update().where(self._run_is(job_id, None, attempt), jobs.c.status == "running")
@@ -264,7 +267,8 @@ class Store:
                only_if: tuple[str, ...] = ("running",), owner: str | None = None,
                attempt: int | None = None) -> bool:
         """Move a job to a final status if it is in ``only_if`` (and, when given, still the run of
-        ``owner`` / ``attempt``). True when this call made the change."""
+        ``owner`` / ``attempt``). True when this call made the change.
+        """
         assert status in FINAL
         now = time.time()
         vals = dict(status=status, error=error, updated_at=now, finished_at=now, runner_pid=None,
@@ -288,7 +292,8 @@ class Store:
 
     def heartbeat(self, owner: str, runs: dict[str, int], lease_s: float | None = None) -> set[str]:
         """Renew the lease of ``owner``'s running jobs ``{job_id: attempt}``; returns the ids renewed
-        (a job missing from the answer is no longer this owner's running run)."""
+        (a job missing from the answer is no longer this owner's running run).
+        """
         lease_s = self.settings.lease_s if lease_s is None else lease_s
         kept = set()
         if not runs:
@@ -309,7 +314,8 @@ class Store:
         """Re-queue (while it has attempts left) or fail with the reason every running job whose run
         is dead: its lease has expired, or its owner is a process on this host that is gone. Jobs of
         ``owner`` listed in ``live`` (its own runners) are left alone; a live runner of another server
-        is never touched. Returns [(job_id, new status)]."""
+        is never touched. Returns [(job_id, new status)].
+        """
         with self.engine.connect() as c:
             running = [_row(r) for r in c.execute(sa.select(jobs).where(jobs.c.status == "running"))]
         now, done = time.time(), []
@@ -341,7 +347,8 @@ class Store:
 
         Publishing does not exist yet ("Grids that live"): no plan has been published, so this is
         False for every job. The publishing change must make it answer from its own records; the
-        purge route and the retention sweep already ask it and refuse (409 / skip) on True."""
+        purge route and the retention sweep already ask it and refuse (409 / skip) on True.
+        """
         return False
 
     def delete_job_row(self, job_id: str) -> bool:

@@ -74,7 +74,7 @@ def _check(req: dict) -> dict:
         return {"limit": "memory"}
     except ValueError as e:  # a usage error: an unknown coords or crs option
         return {"params": str(e)}
-    except Exception as e:  # noqa: BLE001 — an unreadable file is an input error
+    except Exception as e:  # an unreadable file is an input error
         msg = str(e)
         oom = any(w in msg.lower() for w in ("out of memory", "cannot allocate", "failed to map", "bad_alloc"))
         return {"limit": "memory"} if oom else {"unreadable": msg}
@@ -82,7 +82,8 @@ def _check(req: dict) -> dict:
 
 def child_main() -> None:
     """``python -m gridplan.api.submitcheck``: the check process. It caps its own address space and CPU time
-    first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout."""
+    first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout.
+    """
     req = json.loads(sys.stdin.read())
     _limit_self(int(req["memory_mb"]), float(req["cpu_s"]))
     sys.stdout.write(json.dumps(_check(req)))
@@ -163,7 +164,7 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
     """
     items = []
     if "network" in paths:
-        from gridplan.geo.formats import check_network   # reads the first blob header only (at most 70 KB)
+        from gridplan.geo.formats import check_network  # reads the first blob header only (at most 70 KB)
         items += [error_item(p.source, p.row, f"network: {p.message}")
                   for p in check_network(paths["network"], names.get("network") or "network")]
     if "boundaries" not in paths or "households" not in paths:

@@ -165,7 +165,8 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
 
 def _queue_and_create(ctx, key: str, job_id: str, opts: dict, inputs: dict) -> None:
     """Check the queue caps once more (other uploads may have filled the queue while this one was
-    checked), then write the job row and who submitted it."""
+    checked), then write the job row and who submitted it.
+    """
     with _QUEUE_LOCK:
         check_queue(ctx.store.engine, ctx.settings, key)
         record_submitter(ctx.store.engine, job_id, key)
