@@ -31,6 +31,8 @@ out = Console()
 
 
 class Role(str, Enum):
+    """The role of an API key: ``planner`` may do everything, ``reader`` only GET and lookup."""
+
     planner = "planner"
     reader = "reader"
 
@@ -185,12 +187,12 @@ _FLAGS = {"time_limit_per_unit": "--time-limit"}
 
 
 def _flag(option: str) -> str:
-    """The command-line flag of a plan option (as users typed it)."""
+    """Return the command-line flag of a plan option (as users type it)."""
     return _FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 def _plan_options(**kw) -> dict:
-    """The options given on the command line (None: not given) as plain values for PlanOptions."""
+    """Return the options given on the command line (None: not given) as plain values for PlanOptions."""
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in kw.items() if v is not None}
 
 
@@ -200,7 +202,7 @@ def demo(out: Path = typer.Option(Path("gridplan-demo"), "--out", help="Output d
          small: bool = typer.Option(False, "--small", help="Use the small one-township sample (fast)."),
          quiet: bool = typer.Option(False, "--quiet", "-q"),
          as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout.")):
-    """The whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
+    """Run the whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
     from gridplan.geo.samples import sample_paths
     try:
         inputs = sample_paths("sample_small" if small else "sample")
@@ -419,6 +421,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id, as `gridpl
 
 
 def main() -> None:
+    """Run the CLI: errors print one line (no traceback unless GRIDPLAN_DEBUG is set) and exit non-zero."""
     try:
         app()
     except SystemExit:
