@@ -66,9 +66,11 @@ def _newest_mtime(path: Path) -> float:
 
 
 def sweep_orphans(store: Store, grace_s: float, now: float | None = None) -> list[str]:
-    """Remove job directories that have no job row, and stale temporary files and directories (a
-    cached zip half written, a killed run's half-written output), all untouched for ``grace_s``
-    seconds. Returns the removed paths relative to the data directory.
+    """Remove job directories without a job row, and stale temporary files and directories.
+
+    Temporary means a cached zip half written or a killed run's half-written output; only what
+    has been untouched for ``grace_s`` seconds goes. Returns the removed paths relative to the
+    data directory.
     """
     now = time.time() if now is None else now
     cutoff = now - max(grace_s, 0.0)
@@ -127,8 +129,9 @@ def _sweep_temp_dirs(root: Path, d: Path, cutoff: float) -> list[str]:
 
 
 def sweep_cached_zips(store: Store, max_age_s: float, now: float | None = None) -> list[str]:
-    """Remove cached download zips (``jobs/<id>/gridplan-<id>.zip``) older than ``max_age_s``
-    (``<= 0``: keep them). The download route makes a zip again when it is asked for.
+    """Remove cached download zips (``jobs/<id>/gridplan-<id>.zip``) older than ``max_age_s``.
+
+    ``max_age_s <= 0`` keeps them. The download route makes a zip again when it is asked for.
     """
     if not max_age_s or max_age_s <= 0:
         return []
