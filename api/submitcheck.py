@@ -34,7 +34,7 @@ _sems: dict[int, asyncio.Semaphore] = {}
 
 # ---------------------------------------------------------------------------------- the child's side
 def run_validation(paths: dict, params: dict, names: dict | None = None, limits: dict | None = None) -> list:
-    """The fatal problems in the saved uploads (``geo.io`` records), named by the client's file names.
+    """Return the fatal problems in the saved uploads (``geo.io`` records), named by the client's file names.
 
     The one place that calls the reading/validation code, so a change of its entry point is a change
     here alone. ``limits``: ``geo.io.ReadLimits`` fields (the service's ``read_*`` settings).
@@ -81,8 +81,10 @@ def _check(req: dict) -> dict:
 
 
 def child_main() -> None:
-    """``python -m gridplan.api.submitcheck``: the check process. It caps its own address space and CPU time
-    first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout.
+    """Run the check process (``python -m gridplan.api.submitcheck``).
+
+    It caps its own address space and CPU time first, then reads the job (JSON) on stdin and
+    writes the answer (JSON) on stdout.
     """
     req = json.loads(sys.stdin.read())
     _limit_self(int(req["memory_mb"]), float(req["cpu_s"]))
@@ -137,8 +139,9 @@ def _localise(text: str, paths: dict, names: dict) -> str:
 
 
 async def check_uploads(paths: dict, params: dict, names: dict, settings: Settings) -> list[dict]:
-    """Check the saved uploads in a limited child process; the contract's ``errors`` items (empty
-    when the uploads may be queued).
+    """Check the saved uploads in a limited child process; return the contract's ``errors`` items.
+
+    The list is empty when the uploads may be queued.
 
     Parameters
     ----------
@@ -203,7 +206,7 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
 
 
 def read_limits(settings: Settings) -> dict:
-    """The service's ``read_*`` settings as ``geo.io.ReadLimits`` fields."""
+    """Return the service's ``read_*`` settings as ``geo.io.ReadLimits`` fields."""
     return {"max_bytes": settings.read_max_bytes, "max_ratio": settings.read_max_ratio,
             "max_rows": settings.read_max_rows, "max_vertices": settings.read_max_vertices,
             "max_json_bytes": settings.read_max_json_bytes}

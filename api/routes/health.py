@@ -1,5 +1,7 @@
-"""GET /health (no key) and GET /metrics (Prometheus text format; any valid key, or none when the
-``metrics_public`` setting opens it to a scraper that cannot send headers).
+"""GET /health (no key) and GET /metrics (Prometheus text format).
+
+``/metrics`` needs any valid key, or none when the ``metrics_public`` setting opens it to a
+scraper that cannot send headers.
 """
 from __future__ import annotations
 
