@@ -55,6 +55,7 @@ def run_plan(inputs: dict[str, Path], params: dict, out_dir: Path, progress: Cal
 
 
 def load_runner(spec: str) -> Callable:
+    """Return the function that ``spec`` (``"module:function"``; function default ``run_plan``) names."""
     mod, _, fn = spec.partition(":")
     return getattr(importlib.import_module(mod), fn or "run_plan")
 
@@ -171,6 +172,7 @@ class Dispatcher:
         self._newest: str | None = ""   # "": not looked yet (the app loads the newest plan at start)
 
     def start(self) -> None:
+        """Re-queue or fail jobs whose runs died, sweep orphaned files, then start the dispatch thread."""
         self._recover()
         try:
             sweep_orphans(self.store, self.settings.orphan_grace_s)
@@ -186,6 +188,7 @@ class Dispatcher:
             log.warning("recovered interrupted job", extra={"job": job_id, "status": status})
 
     def wake(self) -> None:
+        """Make the dispatch thread look at the queue now (say, a job was just queued)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -294,9 +297,10 @@ class Dispatcher:
                 sweep_orphans(self.store, s.orphan_grace_s)
 
     def _follow_newest(self) -> None:
-        """Another server sharing the database may finish (or purge) the newest plan: when the newest
-        succeeded job changes, tell ``on_success`` as if it had finished here (the app then reloads
-        the default lookup index).
+        """Tell ``on_success`` when the newest succeeded job changes, as if it had finished here.
+
+        Another server sharing the database may finish (or purge) the newest plan; the app then
+        reloads the default lookup index.
         """
         newest = (self.store.newest_succeeded() or {}).get("id")
         if newest == self._newest:
