@@ -42,9 +42,12 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class JsonFormatter(logging.Formatter):
+    """Format log records as one JSON object a line, with the record's extra fields."""
+
     _skip = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
+        """Return ``record`` as a JSON line (time, level, logger, message, extras, traceback)."""
         d = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
              "msg": record.getMessage()}
         d.update({k: v for k, v in record.__dict__.items() if k not in self._skip})
@@ -54,6 +57,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
+    """Send the ``gridplan`` loggers to stderr as JSON lines at ``level`` (once per process)."""
     root = logging.getLogger("gridplan")
     if not any(getattr(h, "_gridplan", False) for h in root.handlers):
         h = logging.StreamHandler(sys.stderr)
@@ -66,11 +70,14 @@ def setup_logging(level: str = "info") -> None:
 
 @dataclass
 class Metrics:
+    """Request counts and latency histograms by route, kept in memory for ``/metrics``."""
+
     requests: dict = field(default_factory=dict)     # (method, route, status) -> count
     hist: dict = field(default_factory=dict)         # route -> [bucket counts..., +Inf, sum]
     lookup_points: int = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and add its duration to the route's histogram."""
         k = (method, route, status)
         self.requests[k] = self.requests.get(k, 0) + 1
         h = self.hist.get(route)
@@ -87,6 +94,8 @@ class Metrics:
 
 @dataclass
 class Context:
+    """What the routes share: settings, store, key cache, lookup indexes, dispatcher, metrics."""
+
     settings: Settings
     store: Store
     keys: KeyCache
@@ -130,6 +139,12 @@ def _docs_routes(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI application for ``settings`` (read from the environment when None).
+
+    The lifespan opens the store, starts the job dispatcher and loads the newest plan's lookup
+    index in the background; errors become application/problem+json and every request passes
+    the front guard (:class:`~gridplan.api.guard.GuardMiddleware`).
+    """
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
     metrics = Metrics()

@@ -21,6 +21,7 @@ RANK = {"reader": 1, "planner": 2}
 
 
 def hash_key(key: str) -> str:
+    """Return the SHA-256 hex digest of ``key`` (what the keys table stores)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -33,6 +34,7 @@ def create_key(role: str, data_dir: str = "gridplan-data", database_url: str | N
 
 
 def create_key_in(engine: sa.Engine, role: str) -> str:
+    """Create a key with ``role`` in the database of ``engine`` and return it (only its hash is stored)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     kid = secrets.token_hex(4)
@@ -48,7 +50,8 @@ class KeyCache:
 
     Entries live ``ttl_s`` (1 s), so a key revoked by any server sharing the database stops
     working everywhere within a second; a database hit also records the key's last use (at most
-    once a minute per key)."""
+    once a minute per key).
+    """
 
     def __init__(self, engine: sa.Engine, ttl_s: float = 1.0, negative_ttl_s: float = 2.0, max_size: int = 10000):
         self.engine, self.ttl, self.neg_ttl, self.max_size = engine, ttl_s, negative_ttl_s, max_size
@@ -56,6 +59,7 @@ class KeyCache:
         self._lock = threading.Lock()
 
     def role_of(self, key: str | None) -> str | None:
+        """Return the role of ``key``, None when it is missing, too long, unknown or revoked (cached)."""
         if not key or len(key) > 200:
             return None
         h = hash_key(key)
@@ -77,19 +81,22 @@ class KeyCache:
 
 
 # ---------------------------------------------------------------------------------- FastAPI dependencies
-from fastapi import Depends, Request  # noqa: E402
-from fastapi.security import APIKeyHeader  # noqa: E402
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 
-from gridplan.api.problems import ProblemError  # noqa: E402
+from gridplan.api.problems import ProblemError
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An API key from `gridplan keys create --role planner|reader`.")
 
 
 def check_key(cache: KeyCache, key: str | None, need: str = "reader") -> str:
-    """The role of ``key`` if it may do what needs ``need``; else a 401 (no or unknown key) or a
-    403 (a role below ``need``) :class:`ProblemError`. Used by the route dependencies and by the
-    front middleware, which checks an upload's key before reading its body."""
+    """Return the role of ``key`` if it may do what needs ``need``.
+
+    Raises a 401 (no or unknown key) or a 403 (a role below ``need``) :class:`ProblemError`.
+    Used by the route dependencies and by the front middleware, which checks an upload's key
+    before reading its body.
+    """
     if not key:
         raise ProblemError(401, "an API key is required: send it in the X-API-Key header",
                            kind="unauthorized", headers={"WWW-Authenticate": "X-API-Key"})
@@ -107,10 +114,10 @@ def _role(request: Request, key: str | None) -> str:
 
 
 async def reader(request: Request, key: str | None = Depends(api_key_header)) -> str:
-    """Any valid key (reader or planner)."""
+    """Require any valid key (reader or planner); return its role."""
     return _role(request, key)
 
 
 async def planner(request: Request, key: str | None = Depends(api_key_header)) -> str:
-    """A planner key."""
+    """Require a planner key; return its role."""
     return check_key(request.app.state.ctx.keys, key, "planner")

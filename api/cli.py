@@ -31,6 +31,8 @@ out = Console()
 
 
 class Role(str, Enum):
+    """The role of an API key: ``planner`` may do everything, ``reader`` only GET and lookup."""
+
     planner = "planner"
     reader = "reader"
 
@@ -186,12 +188,12 @@ _FLAGS = {"time_limit_per_unit": "--time-limit"}
 
 
 def _flag(option: str) -> str:
-    """The command-line flag of a plan option (as users typed it)."""
+    """Return the command-line flag of a plan option (as users type it)."""
     return _FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 def _plan_options(**kw) -> dict:
-    """The options given on the command line (None: not given) as plain values for PlanOptions."""
+    """Return the options given on the command line (None: not given) as plain values for PlanOptions."""
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in kw.items() if v is not None}
 
 
@@ -201,7 +203,7 @@ def demo(out: Path = typer.Option(Path("gridplan-demo"), "--out", help="Output d
          small: bool = typer.Option(False, "--small", help="Use the small one-township sample (fast)."),
          quiet: bool = typer.Option(False, "--quiet", "-q"),
          as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout.")):
-    """The whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
+    """Run the whole plan on the bundled sample county (Baisha, Hainan): grids, workers, stations, report."""
     from gridplan.geo.samples import sample_paths
     try:
         inputs = sample_paths("sample_small" if small else "sample")
@@ -420,6 +422,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id, as `gridpl
 
 
 def main() -> None:
+    """Run the CLI: errors print one line (no traceback unless GRIDPLAN_DEBUG is set) and exit non-zero."""
     try:
         app()
     except SystemExit:
@@ -427,7 +430,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 — never a traceback for users; GRIDPLAN_DEBUG=1 shows it
+    except Exception as e:  # never a traceback for users; GRIDPLAN_DEBUG=1 shows it
         if os.environ.get("GRIDPLAN_DEBUG"):
             raise
         console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)

@@ -40,7 +40,7 @@ _QUIET = {"/v1/lookup", "/health", "/metrics"}
 
 
 def route_of(path: str) -> str:
-    """The route template of ``path`` (for metrics labels), "other" when it is none of ours."""
+    """Return the route template of ``path`` (for metrics labels), "other" when it is none of ours."""
     if path in _KNOWN:
         return path
     for rx, name in _ROUTE_RX:
@@ -65,13 +65,17 @@ def _header(scope, name: bytes) -> str | None:
 
 
 class GuardMiddleware:
-    """Pay-before-upload auth, body caps and read timeouts, request timeouts, metrics and access
-    logs, as plain ASGI (no per-request task unless a timeout applies)."""
+    """Guard every HTTP request as plain ASGI middleware.
+
+    Pay-before-upload auth, body caps and read timeouts, request timeouts, metrics and access
+    logs (no per-request task unless a timeout applies).
+    """
 
     def __init__(self, app, settings: Settings, metrics):
         self.app, self.s, self.m = app, settings, metrics
 
     async def __call__(self, scope, receive, send):
+        """Serve one ASGI request through the guard (other scope types pass straight through)."""
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
@@ -101,42 +105,49 @@ class GuardMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         try:
-            upload = method == "POST" and route == "/v1/jobs"
-            if upload:
-                refusal = await self._before_upload(scope)
-                if refusal is not None:
-                    await reply(refusal.status, refusal.detail, refusal.headers, refusal.kind)
-                    return
-            inner_receive = receive
-            if method in ("POST", "PUT", "PATCH"):
-                cap = self.s.max_upload_bytes if upload else self.s.max_json_bytes
-                clen = _header(scope, b"content-length")
-                if clen is not None and (not clen.isdigit() or int(clen) > cap):
-                    await reply(413, _too_big(cap, upload))
-                    return
-                inner_receive = self._counting_receive(receive, state, cap, upload)
-            timeout = None if (upload or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
-            try:
-                if timeout:
-                    await asyncio.wait_for(self.app(scope, inner_receive, send_w), timeout)
-                else:
-                    await self.app(scope, inner_receive, send_w)
-            except _BodyLimit:
-                pass
-            except TimeoutError:
-                if not state["started"]:
-                    await reply(504, f"the request took longer than {self.s.request_timeout_s:g} s")
-            if state["limit"] is not None and not state["started"]:
-                await reply(state["limit"].status, state["limit"].detail)
+            await self._guarded(scope, receive, send_w, reply, state, route)
         finally:
-            dt = time.perf_counter() - t0
-            st = state["status"]
-            self.m.observe(method, route, st, dt)
-            if route not in _QUIET or st >= 400 or dt > 0.5:
-                log.info("request", extra={"method": method, "path": path, "status": st, "ms": round(dt * 1e3, 2)})
+            self._record(method, path, route, state["status"], time.perf_counter() - t0)
+
+    async def _guarded(self, scope, receive, send_w, reply, state: dict, route: str) -> None:
+        """Run the app behind the upload checks, the body cap and the request timeout."""
+        method = scope["method"]
+        upload = method == "POST" and route == "/v1/jobs"
+        if upload:
+            refusal = await self._before_upload(scope)
+            if refusal is not None:
+                await reply(refusal.status, refusal.detail, refusal.headers, refusal.kind)
+                return
+        inner_receive = receive
+        if method in ("POST", "PUT", "PATCH"):
+            cap = self.s.max_upload_bytes if upload else self.s.max_json_bytes
+            clen = _header(scope, b"content-length")
+            if clen is not None and (not clen.isdigit() or int(clen) > cap):
+                await reply(413, _too_big(cap, upload))
+                return
+            inner_receive = self._counting_receive(receive, state, cap, upload)
+        timeout = None if (upload or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
+        try:
+            if timeout:
+                await asyncio.wait_for(self.app(scope, inner_receive, send_w), timeout)
+            else:
+                await self.app(scope, inner_receive, send_w)
+        except _BodyLimit:
+            pass
+        except TimeoutError:
+            if not state["started"]:
+                await reply(504, f"the request took longer than {self.s.request_timeout_s:g} s")
+        if state["limit"] is not None and not state["started"]:
+            await reply(state["limit"].status, state["limit"].detail)
+
+    def _record(self, method: str, path: str, route: str, status: int, dt: float) -> None:
+        """Count the request for ``/metrics`` and log it (quiet routes only when failed or slow)."""
+        self.m.observe(method, route, status, dt)
+        if route not in _QUIET or status >= 400 or dt > 0.5:
+            log.info("request", extra={"method": method, "path": path, "status": status, "ms": round(dt * 1e3, 2)})
 
     async def _before_upload(self, scope) -> ProblemError | None:
-        """The key and the queue caps of an upload, from its headers alone (None: go on)."""
+        """Check an upload's key and the queue caps from its headers alone (None: go on)."""
         ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
         if ctx is None:  # not started (no lifespan): the route dependencies will answer
             return None
@@ -149,9 +160,11 @@ class GuardMiddleware:
         return None
 
     def _counting_receive(self, receive, state: dict, cap: int, upload: bool):
-        """``receive`` that counts body bytes against ``cap`` and, for uploads, applies the idle and
-        total read timeouts; once the body is complete it is ``receive`` itself (waiting for a
-        disconnect must not time out)."""
+        """Wrap ``receive`` to count body bytes against ``cap``.
+
+        For uploads it also applies the idle and total read timeouts; once the body is complete
+        it is ``receive`` itself (waiting for a disconnect must not time out).
+        """
         seen, done = 0, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.upload_timeout_s

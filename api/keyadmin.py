@@ -25,7 +25,8 @@ def list_keys(engine: sa.Engine) -> list[dict]:
 def revoke_key(engine: sa.Engine, key_id: str) -> str | None:
     """Revoke the key ``key_id`` (the part after ``gp_`` in the key, as ``keys list`` shows it).
 
-    Returns "revoked", "already revoked", or None when there is no such key."""
+    Returns "revoked", "already revoked", or None when there is no such key.
+    """
     with engine.begin() as c:
         row = c.execute(sa.select(keys.c.revoked).where(keys.c.id == key_id)).first()
         if row is None:

@@ -28,6 +28,7 @@ BATCH = 4096
 @dataclass(frozen=True)
 class Window:
     """Which features of a layer to send (all by default)."""
+
     limit: int | None = None
     offset: int = 0
     bbox: tuple[float, float, float, float] | None = None
@@ -53,7 +54,7 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 def stream_layer(store: Store, job_id: str, layer: str, window: Window = Window(),
                  batch: int = BATCH) -> Iterator[bytes]:
-    """The layer (or its window) as GeoJSON FeatureCollection bytes, one batch of features at a time."""
+    """Yield the layer (or its window) as GeoJSON FeatureCollection bytes, one batch of features at a time."""
     frames = _pg_frames(store, job_id, layer, window, batch) if store.settings.is_postgres \
         else _gpkg_frames(store, job_id, layer, window, batch)
     yield HEAD

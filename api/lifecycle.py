@@ -22,7 +22,8 @@ def purge_job(store: Store, job_id: str) -> bool:
     """Remove a job completely: its row, its PostGIS layer tables, its inputs, outputs and cached zip.
 
     The caller refuses published plans (:meth:`Store.was_published`) and stops a running job first.
-    Returns False when there was no such job row (its files, if any, are removed all the same)."""
+    Returns False when there was no such job row (its files, if any, are removed all the same).
+    """
     had_row = store.delete_job_row(job_id)
     try:
         store.drop_layers(job_id)
@@ -36,7 +37,8 @@ def sweep_retention(store: Store, days: float, now: float | None = None) -> list
     """Purge finished jobs that finished more than ``days`` days ago (``days <= 0``: keep everything).
 
     Never purged: a plan that is or was published, and the newest succeeded job (the default plan
-    of lookups until publishing exists)."""
+    of lookups until publishing exists).
+    """
     if not days or days <= 0:
         return []
     now = time.time() if now is None else now
@@ -64,9 +66,12 @@ def _newest_mtime(path: Path) -> float:
 
 
 def sweep_orphans(store: Store, grace_s: float, now: float | None = None) -> list[str]:
-    """Remove job directories that have no job row, and stale temporary files and directories (a
-    cached zip half written, a killed run's half-written output), all untouched for ``grace_s``
-    seconds. Returns the removed paths relative to the data directory."""
+    """Remove job directories without a job row, and stale temporary files and directories.
+
+    Temporary means a cached zip half written or a killed run's half-written output; only what
+    has been untouched for ``grace_s`` seconds goes. Returns the removed paths relative to the
+    data directory.
+    """
     now = time.time() if now is None else now
     cutoff = now - max(grace_s, 0.0)
     root = store.root / "jobs"
@@ -124,8 +129,10 @@ def _sweep_temp_dirs(root: Path, d: Path, cutoff: float) -> list[str]:
 
 
 def sweep_cached_zips(store: Store, max_age_s: float, now: float | None = None) -> list[str]:
-    """Remove cached download zips (``jobs/<id>/gridplan-<id>.zip``) older than ``max_age_s``
-    (``<= 0``: keep them). The download route makes a zip again when it is asked for."""
+    """Remove cached download zips (``jobs/<id>/gridplan-<id>.zip``) older than ``max_age_s``.
+
+    ``max_age_s <= 0`` keeps them. The download route makes a zip again when it is asked for.
+    """
     if not max_age_s or max_age_s <= 0:
         return []
     cutoff = (time.time() if now is None else now) - max_age_s

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
+    """Return the kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -29,23 +29,27 @@ def _pid_namespace() -> str | None:
 
 
 def _host() -> str:
-    """Where pids mean the same thing: the host name and the pid namespace (two containers on one
-    host with the same name still differ; without a readable namespace the id ends in ``?``)."""
+    """Return where pids mean the same thing: the host name and the pid namespace.
+
+    Two containers on one host with the same name still differ; without a readable namespace the
+    id ends in ``?``.
+    """
     name = socket.gethostname().replace(":", "_")[:20]
     return f"{name}/{_pid_namespace() or '?'}"
 
 
 def new_owner_id() -> str:
-    """A server's id: ``host/pid-namespace:pid:start-time:nonce`` (unique even when a pid is reused)."""
+    """Return a new server id, ``host/pid-namespace:pid:start-time:nonce`` (unique even when a pid is reused)."""
     pid = os.getpid()
     return f"{_host()}:{pid}:{_start_time(pid) or 0}:{uuid.uuid4().hex[:6]}"[:64]
 
 
 def owner_gone(owner: str | None) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists (so its lease is void).
+    """Tell whether ``owner`` names a process on this host that no longer exists (so its lease is void).
 
     An owner on another host, or one this process cannot judge, is never declared gone: its lease
-    decides."""
+    decides.
+    """
     if not owner:
         return True
     parts = owner.split(":")

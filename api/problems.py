@@ -27,8 +27,10 @@ _lock = threading.Lock()
 
 
 def hide_prefix(path: str) -> None:
-    """Register a server directory (say the data dir, as given and resolved) that :func:`scrub`
-    must strip even where it is written as a relative path."""
+    """Register a server directory that :func:`scrub` must strip, even written as a relative path.
+
+    The app registers the data directory as given and as resolved.
+    """
     p = str(path).rstrip("/")
     if p and p not in _prefixes:
         with _lock:
@@ -74,6 +76,7 @@ def _scrub_item(it: dict) -> dict:
 
 def problem_body(status: int, detail: str, errors: list[dict] | None = None, title: str | None = None,
                  kind: str | None = None) -> dict:
+    """Return an RFC 9457 problem+json body, its detail and error items scrubbed of server paths."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -87,11 +90,13 @@ def problem_body(status: int, detail: str, errors: list[dict] | None = None, tit
 
 def problem(status: int, detail: str, errors: list[dict] | None = None, title: str | None = None,
             kind: str | None = None, headers: dict | None = None) -> Response:
+    """Return a problem+json response (see :func:`problem_body`)."""
     return Response(orjson.dumps(problem_body(status, detail, errors, title, kind)), status_code=status,
                     media_type=MEDIA, headers=headers)
 
 
 def error_item(source: str, row, problem_text: str) -> dict:
+    """Return one ``errors`` item: where (``source`` file or field, ``row``) and what the problem is."""
     return {"source": source, "row": None if row is None else str(row), "problem": problem_text}
 
 
@@ -109,4 +114,5 @@ class ProblemError(Exception):
         self.status, self.detail, self.errors, self.kind, self.headers = status, detail, errors, kind, headers
 
     def response(self) -> Response:
+        """Return this error as a problem+json response."""
         return problem(self.status, self.detail, self.errors, kind=self.kind, headers=self.headers)

@@ -27,7 +27,7 @@ _ready: set[int] = set()
 
 
 def key_id(key: str) -> str:
-    """The id part of a ``gp_<id>_<secret>`` key (a hash prefix for any other shape)."""
+    """Return the id part of a ``gp_<id>_<secret>`` key (a hash prefix for any other shape)."""
     parts = key.split("_")
     if len(parts) >= 3 and parts[0] == "gp" and 0 < len(parts[1]) <= 16:
         return parts[1]
@@ -51,8 +51,7 @@ def queued_counts(engine: sa.Engine, kid: str) -> tuple[int, int]:
 
 
 def check_queue(engine: sa.Engine, settings: Settings, key: str) -> None:
-    """Raise a 429 :class:`ProblemError` (with ``Retry-After``) when the queue, or this key's share
-    of it, is full.
+    """Raise a 429 :class:`ProblemError` (with ``Retry-After``) when the queue or this key's share is full.
 
     Parameters
     ----------

@@ -23,6 +23,11 @@ def _loop_and_http() -> tuple[str, str]:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str = "gridplan-data",
           database_url: str | None = None, **overrides) -> None:
+    """Run the HTTP service with uvicorn until it is stopped.
+
+    Settings come from ``GRIDPLAN_*`` environment variables, then these arguments and
+    ``overrides``. Files the service creates are readable by its own user only (umask 077).
+    """
     import uvicorn
 
     from gridplan.api.app import create_app
@@ -35,6 +40,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str = "gridplan-d
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the service from the command line (``--host``, ``--port``, ``--data-dir``, ``--database-url``)."""
     ap = argparse.ArgumentParser(prog="python -m api.server", description="run the gridplan HTTP service")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)

@@ -15,8 +15,11 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _parse(text: str, kind: Any):
-    """One environment value -> the field's type (``int``, ``float``, ``bool``, ``str``, ``Path``,
-    ``X | None`` where "none"/"null" give None, and ``dict``/``list`` from JSON)."""
+    """Parse one environment value as the field's type.
+
+    Types: ``int``, ``float``, ``bool``, ``str``, ``Path``, ``X | None`` where "none"/"null" give
+    None, and ``dict``/``list`` from JSON.
+    """
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         if text.strip().lower() in ("none", "null"):
@@ -45,6 +48,12 @@ def _parse(text: str, kind: Any):
 
 @dataclass(frozen=True)
 class Settings:
+    """The server's settings: storage, limits, timeouts, leases, retention and the read limits.
+
+    Every field can be set as the environment variable ``GRIDPLAN_<FIELD>`` (see
+    :meth:`from_env`); the comment beside each field says what it governs.
+    """
+
     data_dir: str = "gridplan-data"
     database_url: str | None = None          # None: SQLite at <data_dir>/gridplan.sqlite
     max_upload_bytes: int = 512 * 1024 * 1024  # whole multipart body of POST /v1/jobs (413 above)
@@ -84,10 +93,12 @@ class Settings:
 
     @property
     def data_path(self) -> Path:
+        """Return the data directory as a path."""
         return Path(self.data_dir)
 
     @property
     def db_url(self) -> str:
+        """Return the SQLAlchemy URL: ``database_url`` (PostgreSQL via psycopg 3) or the data dir's SQLite file."""
         if self.database_url:
             url = self.database_url
             if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -97,16 +108,20 @@ class Settings:
 
     @property
     def is_postgres(self) -> bool:
+        """Tell whether the database is PostgreSQL (layers then live in PostGIS)."""
         return self.db_url.startswith("postgresql")
 
     def with_(self, **kw) -> "Settings":
+        """Return a copy with the fields in ``kw`` replaced."""
         return replace(self, **kw)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
-        """Settings from ``GRIDPLAN_<FIELD>`` environment variables (every field, by its own type),
-        then ``overrides`` (None: not given). An empty variable means "the default"; a malformed
-        one raises ``ValueError`` naming it."""
+        """Read settings from ``GRIDPLAN_<FIELD>`` environment variables, then ``overrides``.
+
+        Every field is read, by its own type; an override of None means "not given". An empty
+        variable means "the default"; a malformed one raises ``ValueError`` naming it.
+        """
         env = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
         values = {}

@@ -3,7 +3,8 @@
 Embedded default (no set-up): SQLite (WAL) at ``<data_dir>/gridplan.sqlite``, each job's files in
 ``<data_dir>/jobs/<id>/`` (``input/`` uploads, ``out/`` the output directory with plan.gpkg).
 Production: ``postgresql://…`` — the same tables in PostgreSQL, and each finished job's layers also
-copied into PostGIS tables ``gridplan_layers.j<id>_<layer>`` from which the layer routes read.
+copied into PostGIS tables ``gridplan_layers.j<id>_<layer>`` from which the layer routes read
+(:mod:`gridplan.api.layerstore`, whose methods are part of :class:`Store`).
 
 A job row is written (and committed) before the 202 is sent, and every state change is a single
 conditional UPDATE, so a crash at any point leaves a row the next start can act on
@@ -27,13 +28,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+# LAYERS and PG_SCHEMA are re-exported: callers import them from here
+from gridplan.api.layerstore import LAYERS as LAYERS, PG_SCHEMA as PG_SCHEMA, LayerStore
 from gridplan.api.owners import owner_gone
 from gridplan.api.settings import Settings
 
-LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
-PG_SCHEMA = "gridplan_layers"
 log = logging.getLogger("gridplan.store")
 
 metadata = sa.MetaData()
@@ -75,6 +76,12 @@ _ENGINES: dict[str, sa.Engine] = {}
 
 
 def engine_for(settings: Settings) -> sa.Engine:
+    """Return the engine of the settings' database, created once per URL with its tables.
+
+    SQLite runs in WAL mode with full sync and a 30 s busy timeout, its files owner-only;
+    PostgreSQL connections are checked before use. Columns added since a database was made are
+    added to it.
+    """
     url = settings.db_url
     eng = _ENGINES.get(url)
     if eng is None:
@@ -122,7 +129,8 @@ def _add_missing_columns(eng: sa.Engine) -> None:
 def secure_path(path: Path, directory: bool = False) -> None:
     """Owner-only access: 0700 for a directory, 0600 for a file (missing paths are skipped).
 
-    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning."""
+    A shared sticky directory (``/tmp`` given as the data dir, say) is left alone with a warning.
+    """
     try:
         if directory and os.stat(path).st_mode & 0o1000:
             log.warning("the data directory is a shared sticky directory: use a directory of its own",
@@ -156,7 +164,12 @@ def _row(r) -> dict:
     return d
 
 
-class Store:
+class Store(LayerStore):
+    """The service's jobs, metadata and result layers, and each job's files under the data dir.
+
+    Every state change of a job is one conditional UPDATE (see the module docstring).
+    """
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = engine_for(settings)
@@ -168,20 +181,25 @@ class Store:
 
     # ------------------------------------------------------------------ paths
     def job_dir(self, job_id: str) -> Path:
+        """Return the directory of a job's files."""
         return self.root / "jobs" / job_id
 
     def input_dir(self, job_id: str) -> Path:
+        """Return the directory of a job's saved uploads."""
         return self.job_dir(job_id) / "input"
 
     def out_dir(self, job_id: str) -> Path:
+        """Return a job's output directory (``plan.gpkg`` and the rest the CLI writes)."""
         return self.job_dir(job_id) / "out"
 
     # ------------------------------------------------------------------ jobs
     @staticmethod
     def new_id() -> str:
+        """Return a new random job id (16 hex digits)."""
         return uuid.uuid4().hex[:16]
 
     def create_job(self, job_id: str, params: dict, inputs: dict) -> dict:
+        """Write a queued job row (committed before the client hears of it) and return it."""
         now = time.time()
         with self.engine.begin() as c:
             c.execute(jobs.insert().values(id=job_id, status="queued", progress=0.0, stage="queued",
@@ -190,11 +208,13 @@ class Store:
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> dict | None:
+        """Return the job row of ``job_id`` (JSON columns decoded), None when there is none."""
         with self.engine.connect() as c:
             r = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         return _row(r) if r else None
 
     def list_jobs(self, status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+        """Return job rows, newest first, optionally only those with ``status``."""
         q = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit).offset(offset)
         if status:
             q = q.where(jobs.c.status == status)
@@ -202,6 +222,7 @@ class Store:
             return [_row(r) for r in c.execute(q)]
 
     def count_jobs(self, status: str | None = None) -> int:
+        """Return how many jobs there are (with ``status``, when given)."""
         q = sa.select(sa.func.count()).select_from(jobs)
         if status:
             q = q.where(jobs.c.status == status)
@@ -209,11 +230,13 @@ class Store:
             return int(c.execute(q).scalar_one())
 
     def status_counts(self) -> dict[str, int]:
+        """Return the number of jobs in each status (every status present, zeros too)."""
         with self.engine.connect() as c:
             rows = c.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
         return {s: 0 for s in STATUSES} | {r[0]: int(r[1]) for r in rows}
 
     def newest_succeeded(self) -> dict | None:
+        """Return the id and finish time of the newest succeeded job, None when there is none."""
         q = (sa.select(jobs.c.id, jobs.c.finished_at).where(jobs.c.status == "succeeded")
              .order_by(jobs.c.finished_at.desc(), jobs.c.id.desc()).limit(1))
         with self.engine.connect() as c:
@@ -221,8 +244,11 @@ class Store:
         return dict(r._mapping) if r else None
 
     def claim_next(self, owner: str, lease_s: float | None = None) -> dict | None:
-        """Atomically move the oldest queued job to running under ``owner`` with a lease of
-        ``lease_s`` seconds (None when the queue is empty)."""
+        """Atomically move the oldest queued job to running under ``owner`` and return it.
+
+        The run gets a lease of ``lease_s`` seconds (the setting when None). None when the queue
+        is empty.
+        """
         lease_s = self.settings.lease_s if lease_s is None else lease_s
         with self.engine.connect() as c:
             cands = c.execute(sa.select(jobs.c.id).where(jobs.c.status == "queued")
@@ -238,6 +264,7 @@ class Store:
         return None
 
     def set_pid(self, job_id: str, pid: int | None) -> None:
+        """Record the process id of a job's runner (None: no runner)."""
         with self.engine.begin() as c:
             c.execute(jobs.update().where(jobs.c.id == job_id).values(runner_pid=pid))
 
@@ -252,8 +279,11 @@ class Store:
         return sa.and_(*cond)
 
     def progress(self, job_id: str, stage: str, progress: float, attempt: int | None = None) -> bool:
-        """Record progress of a running job; False when it is no longer running (e.g. cancelled) or,
-        with ``attempt``, when that run has been superseded (re-queued after its lease expired)."""
+        """Record progress of a running job; False when that run is over.
+
+        Over means no longer running (e.g. cancelled) or, with ``attempt``, superseded (re-queued
+        after its lease expired).
+        """
         p = float(min(max(progress, 0.0), 1.0)) if progress == progress else 0.0
         with self.engine.begin() as c:
             n = c.execute(jobs.update().where(self._run_is(job_id, None, attempt), jobs.c.status == "running")
@@ -263,8 +293,10 @@ class Store:
     def finish(self, job_id: str, status: str, error: str | None = None, summary: dict | None = None,
                only_if: tuple[str, ...] = ("running",), owner: str | None = None,
                attempt: int | None = None) -> bool:
-        """Move a job to a final status if it is in ``only_if`` (and, when given, still the run of
-        ``owner`` / ``attempt``). True when this call made the change."""
+        """Move a job to a final status if it is in ``only_if``; True when this call made the change.
+
+        With ``owner`` / ``attempt`` it must also still be that run.
+        """
         assert status in FINAL
         now = time.time()
         vals = dict(status=status, error=error, updated_at=now, finished_at=now, runner_pid=None,
@@ -287,8 +319,10 @@ class Store:
         return n == 1
 
     def heartbeat(self, owner: str, runs: dict[str, int], lease_s: float | None = None) -> set[str]:
-        """Renew the lease of ``owner``'s running jobs ``{job_id: attempt}``; returns the ids renewed
-        (a job missing from the answer is no longer this owner's running run)."""
+        """Renew the lease of ``owner``'s running jobs ``{job_id: attempt}``; return the ids renewed.
+
+        A job missing from the answer is no longer this owner's running run.
+        """
         lease_s = self.settings.lease_s if lease_s is None else lease_s
         kept = set()
         if not runs:
@@ -303,13 +337,17 @@ class Store:
         return kept
 
     def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; True when this call cancelled it."""
         return self.finish(job_id, "cancelled", error="cancelled by request", only_if=("queued", "running"))
 
     def recover(self, owner: str, max_attempts: int, live: set[str] | frozenset = frozenset()) -> list[tuple[str, str]]:
-        """Re-queue (while it has attempts left) or fail with the reason every running job whose run
-        is dead: its lease has expired, or its owner is a process on this host that is gone. Jobs of
-        ``owner`` listed in ``live`` (its own runners) are left alone; a live runner of another server
-        is never touched. Returns [(job_id, new status)]."""
+        """Re-queue or fail every running job whose run is dead; return [(job_id, new status)].
+
+        A run is dead when its lease has expired, or its owner is a process on this host that is
+        gone. Such a job is re-queued while it has attempts left, else failed, with the reason.
+        Jobs of ``owner`` listed in ``live`` (its own runners) are left alone; a live runner of
+        another server is never touched.
+        """
         with self.engine.connect() as c:
             running = [_row(r) for r in c.execute(sa.select(jobs).where(jobs.c.status == "running"))]
         now, done = time.time(), []
@@ -341,10 +379,12 @@ class Store:
 
         Publishing does not exist yet ("Grids that live"): no plan has been published, so this is
         False for every job. The publishing change must make it answer from its own records; the
-        purge route and the retention sweep already ask it and refuse (409 / skip) on True."""
+        purge route and the retention sweep already ask it and refuse (409 / skip) on True.
+        """
         return False
 
     def delete_job_row(self, job_id: str) -> bool:
+        """Delete a job's row; True when there was one."""
         with self.engine.begin() as c:
             return c.execute(jobs.delete().where(jobs.c.id == job_id)).rowcount == 1
 
@@ -355,65 +395,18 @@ class Store:
             return list(c.execute(q).scalars())
 
     def job_ids(self) -> set[str]:
+        """Return the ids of all jobs."""
         with self.engine.connect() as c:
             return set(c.execute(sa.select(jobs.c.id)).scalars())
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, k: str) -> str | None:
+        """Return the metadata value of ``k``, None when unset."""
         with self.engine.connect() as c:
             return c.execute(sa.select(meta.c.v).where(meta.c.k == k)).scalar_one_or_none()
 
     def set_meta(self, k: str, v: str) -> None:
+        """Set the metadata value of ``k``."""
         with self.engine.begin() as c:
             if c.execute(meta.update().where(meta.c.k == k).values(v=v)).rowcount == 0:
                 c.execute(meta.insert().values(k=k, v=v))
-
-    # ------------------------------------------------------------------ layers
-    def layer_table(self, job_id: str, layer: str) -> str:
-        return f"j{job_id}_{layer}"
-
-    def publish_layers(self, job_id: str) -> None:
-        """PostgreSQL: copy the finished job's plan.gpkg layers into PostGIS tables (no-op for SQLite)."""
-        if not self.settings.is_postgres:
-            return
-        import pyogrio
-
-        gpkg = self.out_dir(job_id) / "plan.gpkg"
-        with self.engine.begin() as c:
-            c.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
-            c.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
-        for name, _ in pyogrio.list_layers(gpkg):
-            if name not in LAYERS:
-                continue
-            gdf = pyogrio.read_dataframe(gpkg, layer=name)
-            gdf = gdf.rename_geometry("geom") if gdf.geometry.name != "geom" else gdf
-            gdf.to_postgis(self.layer_table(job_id, name), self.engine, schema=PG_SCHEMA, if_exists="replace",
-                           index=False)
-
-    def has_layer(self, job_id: str, layer: str) -> bool:
-        if self.settings.is_postgres:
-            insp = sa.inspect(self.engine)
-            return insp.has_table(self.layer_table(job_id, layer), schema=PG_SCHEMA)
-        import pyogrio
-
-        gpkg = self.out_dir(job_id) / "plan.gpkg"
-        return gpkg.exists() and layer in {n for n, _ in pyogrio.list_layers(gpkg)}
-
-    def read_layer(self, job_id: str, layer: str):
-        """The layer as a WGS 84 GeoDataFrame."""
-        if self.settings.is_postgres:
-            import geopandas as gpd
-
-            return gpd.read_postgis(sa.text(f'SELECT * FROM "{PG_SCHEMA}"."{self.layer_table(job_id, layer)}"'),
-                                    self.engine, geom_col="geom")
-        import pyogrio
-
-        return pyogrio.read_dataframe(self.out_dir(job_id) / "plan.gpkg", layer=layer)
-
-    def drop_layers(self, job_id: str) -> None:
-        if not self.settings.is_postgres:
-            return
-        with self.engine.begin() as c:
-            for name in LAYERS:
-                c.execute(sa.text(f'DROP TABLE IF EXISTS "{PG_SCHEMA}"."{self.layer_table(job_id, name)}"'))
-

@@ -34,7 +34,7 @@ _sems: dict[int, asyncio.Semaphore] = {}
 
 # ---------------------------------------------------------------------------------- the child's side
 def run_validation(paths: dict, params: dict, names: dict | None = None, limits: dict | None = None) -> list:
-    """The fatal problems in the saved uploads (``geo.io`` records), named by the client's file names.
+    """Return the fatal problems in the saved uploads (``geo.io`` records), named by the client's file names.
 
     The one place that calls the reading/validation code, so a change of its entry point is a change
     here alone. ``limits``: ``geo.io.ReadLimits`` fields (the service's ``read_*`` settings).
@@ -74,15 +74,18 @@ def _check(req: dict) -> dict:
         return {"limit": "memory"}
     except ValueError as e:  # a usage error: an unknown coords or crs option
         return {"params": str(e)}
-    except Exception as e:  # noqa: BLE001 — an unreadable file is an input error
+    except Exception as e:  # an unreadable file is an input error
         msg = str(e)
         oom = any(w in msg.lower() for w in ("out of memory", "cannot allocate", "failed to map", "bad_alloc"))
         return {"limit": "memory"} if oom else {"unreadable": msg}
 
 
 def child_main() -> None:
-    """``python -m gridplan.api.submitcheck``: the check process. It caps its own address space and CPU time
-    first, then reads the job (JSON) on stdin and writes the answer (JSON) on stdout."""
+    """Run the check process (``python -m gridplan.api.submitcheck``).
+
+    It caps its own address space and CPU time first, then reads the job (JSON) on stdin and
+    writes the answer (JSON) on stdout.
+    """
     req = json.loads(sys.stdin.read())
     _limit_self(int(req["memory_mb"]), float(req["cpu_s"]))
     sys.stdout.write(json.dumps(_check(req)))
@@ -136,8 +139,9 @@ def _localise(text: str, paths: dict, names: dict) -> str:
 
 
 async def check_uploads(paths: dict, params: dict, names: dict, settings: Settings) -> list[dict]:
-    """Check the saved uploads in a limited child process; the contract's ``errors`` items (empty
-    when the uploads may be queued).
+    """Check the saved uploads in a limited child process; return the contract's ``errors`` items.
+
+    The list is empty when the uploads may be queued.
 
     Parameters
     ----------
@@ -163,7 +167,7 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
     """
     items = []
     if "network" in paths:
-        from gridplan.geo.formats import check_network   # reads the first blob header only (at most 70 KB)
+        from gridplan.geo.formats import check_network  # reads the first blob header only (at most 70 KB)
         items += [error_item(p.source, p.row, f"network: {p.message}")
                   for p in check_network(paths["network"], names.get("network") or "network")]
     if "boundaries" not in paths or "households" not in paths:
@@ -202,7 +206,7 @@ async def check_uploads(paths: dict, params: dict, names: dict, settings: Settin
 
 
 def read_limits(settings: Settings) -> dict:
-    """The service's ``read_*`` settings as ``geo.io.ReadLimits`` fields."""
+    """Return the service's ``read_*`` settings as ``geo.io.ReadLimits`` fields."""
     return {"max_bytes": settings.read_max_bytes, "max_ratio": settings.read_max_ratio,
             "max_rows": settings.read_max_rows, "max_vertices": settings.read_max_vertices,
             "max_json_bytes": settings.read_max_json_bytes}

@@ -55,6 +55,7 @@ def run_plan(inputs: dict[str, Path], params: dict, out_dir: Path, progress: Cal
 
 
 def load_runner(spec: str) -> Callable:
+    """Return the function that ``spec`` (``"module:function"``; function default ``run_plan``) names."""
     mod, _, fn = spec.partition(":")
     return getattr(importlib.import_module(mod), fn or "run_plan")
 
@@ -75,7 +76,8 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
 
     Every write is conditional on the run number ``attempt``: once the job has been re-queued and
     claimed again elsewhere (say this server's lease lapsed), this runner's writes are refused and
-    it stops at its next progress report."""
+    it stops at its next progress report.
+    """
     store = Store(settings)
     job = store.get_job(job_id)
     if job is None or job["status"] != "running" or (attempt is not None and job["attempts"] != attempt):
@@ -107,7 +109,7 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
         return 0
     except Cancelled:
         return 0
-    except Exception as e:  # noqa: BLE001 — every failure is recorded on the job
+    except Exception as e:  # every failure is recorded on the job
         from gridplan.geo.problems import DataError
 
         if isinstance(e, DataError):
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     The database URL (it may hold a password) comes from the environment variable
     ``GRIDPLAN_DATABASE_URL`` (``/proc/PID/environ`` is readable by the owner only) — never from
-    the command line, which every user of the machine can read in ``ps``."""
+    the command line, which every user of the machine can read in ``ps``.
+    """
     os.umask(0o077)
     ap = argparse.ArgumentParser(prog="python -m api.worker", description="run one gridplan job")
     ap.add_argument("job_id")
@@ -154,7 +157,8 @@ class Dispatcher:
     The server's ``owner`` id is written on every job it claims; the loop renews those jobs'
     leases (every ``lease_s / 3``), re-queues jobs of dead servers whose lease has expired (at
     start-up and every few seconds), follows the newest succeeded plan wherever it was made, and,
-    every ``sweep_interval_s``, applies the retention and orphan sweeps (:mod:`api.lifecycle`)."""
+    every ``sweep_interval_s``, applies the retention and orphan sweeps (:mod:`api.lifecycle`).
+    """
 
     def __init__(self, settings: Settings, store: Store, on_success: Callable[[str], None] | None = None):
         self.settings, self.store, self.on_success = settings, store, on_success
@@ -168,10 +172,11 @@ class Dispatcher:
         self._newest: str | None = ""   # "": not looked yet (the app loads the newest plan at start)
 
     def start(self) -> None:
+        """Re-queue or fail jobs whose runs died, sweep orphaned files, then start the dispatch thread."""
         self._recover()
         try:
             sweep_orphans(self.store, self.settings.orphan_grace_s)
-        except Exception:  # noqa: BLE001 — a sweep never stops the server
+        except Exception:  # a sweep never stops the server
             log.exception("orphan sweep failed")
         self._thread = threading.Thread(target=self._loop, name="gridplan-dispatcher", daemon=True)
         self._thread.start()
@@ -183,6 +188,7 @@ class Dispatcher:
             log.warning("recovered interrupted job", extra={"job": job_id, "status": status})
 
     def wake(self) -> None:
+        """Make the dispatch thread look at the queue now (say, a job was just queued)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -266,7 +272,7 @@ class Dispatcher:
             elif j and j["status"] == "succeeded" and self.on_success:
                 try:
                     self.on_success(job_id)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("on_success hook failed")
             log.info("job ended", extra={"job": job_id, "status": j["status"] if j else None, "rc": rc})
 
@@ -291,9 +297,11 @@ class Dispatcher:
                 sweep_orphans(self.store, s.orphan_grace_s)
 
     def _follow_newest(self) -> None:
-        """Another server sharing the database may finish (or purge) the newest plan: when the newest
-        succeeded job changes, tell ``on_success`` as if it had finished here (the app then reloads
-        the default lookup index)."""
+        """Tell ``on_success`` when the newest succeeded job changes, as if it had finished here.
+
+        Another server sharing the database may finish (or purge) the newest plan; the app then
+        reloads the default lookup index.
+        """
         newest = (self.store.newest_succeeded() or {}).get("id")
         if newest == self._newest:
             return
@@ -311,7 +319,7 @@ class Dispatcher:
                     if job is None:
                         break
                     self._spawn(job)
-            except Exception:  # noqa: BLE001 — keep dispatching (e.g. database briefly locked)
+            except Exception:  # keep dispatching (e.g. database briefly locked)
                 log.exception("dispatcher loop error")
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()

@@ -1,5 +1,8 @@
-"""GET /health (no key) and GET /metrics (Prometheus text format; any valid key, or none when the
-``metrics_public`` setting opens it to a scraper that cannot send headers)."""
+"""GET /health (no key) and GET /metrics (Prometheus text format).
+
+``/metrics`` needs any valid key, or none when the ``metrics_public`` setting opens it to a
+scraper that cannot send headers.
+"""
 from __future__ import annotations
 
 import time
@@ -17,6 +20,7 @@ _OK = b'{"status":"ok"}'
 @router.get("/health", summary="Liveness probe", responses={200: {"content": {"application/json": {
     "example": {"status": "ok"}}}}})
 async def health() -> Response:
+    """Answer ``{"status": "ok"}`` while the server is up (no key needed)."""
     return Response(_OK, media_type="application/json")
 
 
@@ -27,6 +31,12 @@ def _esc(v) -> str:
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
             responses={401: {"description": "no or unknown key (unless metrics_public is set)"}})
 def metrics(request: Request, key: str | None = Depends(api_key_header)) -> PlainTextResponse:
+    """Return the server's metrics in the Prometheus text format.
+
+    Requests by method, route and status; latency histograms by route; points looked up; jobs by
+    status; this server's running jobs; the current lookup index; uptime. Needs any valid key
+    unless the server sets ``metrics_public``.
+    """
     ctx = request.app.state.ctx
     if not ctx.settings.metrics_public:
         check_key(ctx.keys, key, "reader")

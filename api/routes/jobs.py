@@ -36,11 +36,20 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class JobCreated(BaseModel):
+    """The answer to a submitted job: its id (also in the ``Location`` header) and status ``queued``."""
+
     id: str
     status: Status
 
 
 class Job(BaseModel):
+    """A job: its status, progress, and once it has succeeded its plan summary.
+
+    Times are Unix seconds. ``stage`` names the step a running job is in; ``error`` says why a
+    job failed; ``params`` are the plan options as submitted; ``attempts`` counts the runs started
+    (a run whose server died is retried while attempts are left).
+    """
+
     id: str
     status: Status
     progress: float
@@ -55,11 +64,14 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    """One page of jobs, newest first, and ``total``: how many jobs match the filter."""
+
     jobs: list[Job]
     total: int
 
 
 def job_view(j: dict) -> dict:
+    """Return a job row as the API shows it (the error scrubbed of server paths)."""
     return {"id": j["id"], "status": j["status"], "progress": float(j.get("progress") or 0.0),
             "stage": j.get("stage"), "error": scrub(j.get("error")), "summary": j.get("summary"),
             "params": j.get("params"), "created_at": j.get("created_at"), "started_at": j.get("started_at"),
@@ -76,13 +88,13 @@ def _suffix(filename: str | None) -> str:
 
 
 def _client_name(filename: str | None, role: str) -> str:
-    """The last part of the name the client gave its file (no directories), or the field name."""
+    """Return the last part of the name the client gave its file (no directories), or the field name."""
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     return name[:200] if name and name not in (".", "..") else role
 
 
 def parse_params(raw: str | None) -> dict:
-    """The ``params`` form field -> the client's options, checked against the plan options schema.
+    """Parse the ``params`` form field into the client's options, checked against the plan options schema.
 
     Every refused value is a 422 problem+json whose ``errors`` name the option (``source`` "params",
     ``row`` the option); server-side settings (``FORBIDDEN_PARAMS``) are refused too.
@@ -128,6 +140,15 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
                  barriers: Optional[UploadFile] = File(None, description="lines no grid may straddle"),
                  params: Optional[str] = Form(None, description=PARAMS_DESCRIPTION),
                  _role: str = Depends(planner)) -> Response:
+    """Upload the input files and options of a plan; the job is queued once the files pass the checks.
+
+    Needs a planner key. ``boundaries`` and ``households`` are required; ``facilities``,
+    ``roster``, ``network`` and ``barriers`` are optional. The key and the queue caps are checked
+    before the body is read; the files are then checked as ``gridplan validate`` does, under
+    memory and time limits (a file too large to check is a 413). Every fatal problem comes back in
+    one 422 naming the file (as you named it), the row and the problem.
+    Poll ``GET /v1/jobs/{id}`` (the ``Location`` header) for progress.
+    """
     ctx = request.app.state.ctx
     opts = parse_params(params)
     files = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
@@ -164,8 +185,10 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
 
 
 def _queue_and_create(ctx, key: str, job_id: str, opts: dict, inputs: dict) -> None:
-    """Check the queue caps once more (other uploads may have filled the queue while this one was
-    checked), then write the job row and who submitted it."""
+    """Check the queue caps once more, then write the job row and who submitted it.
+
+    Other uploads may have filled the queue while this one was checked.
+    """
     with _QUEUE_LOCK:
         check_queue(ctx.store.engine, ctx.settings, key)
         record_submitter(ctx.store.engine, job_id, key)
@@ -175,11 +198,13 @@ def _queue_and_create(ctx, key: str, job_id: str, opts: dict, inputs: dict) -> N
 @router.get("", response_model=JobList, summary="List jobs, newest first")
 def list_jobs(request: Request, status: Optional[Status] = Query(None), limit: int = Query(100, ge=1, le=1000),
               offset: int = Query(0, ge=0, le=10**9), _role: str = Depends(reader)) -> dict:
+    """List jobs, newest first, optionally only those with ``status``; ``limit`` and ``offset`` page."""
     store = request.app.state.ctx.store
     return {"jobs": [job_view(j) for j in store.list_jobs(status, limit, offset)], "total": store.count_jobs(status)}
 
 
 def get_job_or_404(request: Request, job_id: str) -> dict:
+    """Return the job row of ``job_id``; a 404 problem when there is none."""
     j = request.app.state.ctx.store.get_job(job_id) if len(job_id) <= 64 else None
     if j is None:
         raise ProblemError(404, f"no job {job_id!r}", kind="not-found")
@@ -188,6 +213,7 @@ def get_job_or_404(request: Request, job_id: str) -> dict:
 
 @router.get("/{job_id}", response_model=Job, summary="A job's status, progress and summary")
 def get_job(request: Request, job_id: str, _role: str = Depends(reader)) -> dict:
+    """Return a job's status, progress, error, and summary once it has succeeded."""
     return job_view(get_job_or_404(request, job_id))
 
 
@@ -199,6 +225,11 @@ def cancel_job(request: Request, job_id: str,
                purge: bool = Query(False, description="remove the job with its uploads and results "
                                                       "(cancelling it first if it is queued or running)"),
                _role: str = Depends(planner)) -> Response | dict:
+    """Cancel a queued or running job; with ``purge=true`` remove the job and its files instead.
+
+    Needs a planner key. Cancelling a finished job is a 409. Purging works on any job (cancelling
+    it first), except a plan that is or was published (409), and answers 204.
+    """
     ctx = request.app.state.ctx
     j = get_job_or_404(request, job_id)
     if purge:

@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
 
 class Layer(str, Enum):
+    """The result layers of a plan (``workers`` exists only when a roster was given)."""
+
     grids = "grids"
     stations = "stations"
     service_areas = "service_areas"
@@ -43,6 +45,11 @@ def get_layer(request: Request, job_id: str, layer: Layer,
               bbox: str | None = Query(None, max_length=200, description="minlon,minlat,maxlon,maxlat (WGS 84): "
                                           "only features intersecting the box; applied before offset/limit"),
               _role: str = Depends(reader)) -> Response:
+    """Stream one result layer of a succeeded job as a GeoJSON FeatureCollection (WGS 84).
+
+    ``bbox`` keeps the features that intersect the box, then ``offset`` and ``limit`` page them,
+    in the layer's stored order. A job not yet succeeded is a 409.
+    """
     store = request.app.state.ctx.store
     try:
         box = parse_bbox(bbox)
@@ -60,6 +67,7 @@ def get_layer(request: Request, job_id: str, layer: Layer,
 @router.get("/{job_id}/download", summary="The output directory as a zip",
             responses={200: {"content": {"application/zip": {}}}, 409: {"description": "job not finished"}})
 def download(request: Request, job_id: str, _role: str = Depends(reader)) -> Response:
+    """Download the whole output directory of a succeeded job (the files the CLI writes) as a zip."""
     store = request.app.state.ctx.store
     _succeeded(request, job_id)
     out = store.out_dir(job_id)
