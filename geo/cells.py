@@ -36,12 +36,14 @@ class MergedPoints:
     xy: (m, 2) coordinates; households: (m,) summed counts; index: (n,) the merged point of each
     input row (input order), so ``households[index]`` broadcasts back to the input rows.
     """
+
     xy: np.ndarray
     households: np.ndarray
     index: np.ndarray
 
     @property
     def m(self) -> int:
+        """Return the number of merged points."""
         return len(self.households)
 
 
@@ -54,6 +56,7 @@ class CellGraph:
     point; edges: (e, 2) int pairs i < j of adjacent cells, sorted; edge_length: (e,) shared
     boundary length; component: (c,) connected-component id (0.. in order of first cell).
     """
+
     polygons: np.ndarray | None
     households: np.ndarray
     area: np.ndarray
@@ -65,10 +68,12 @@ class CellGraph:
 
     @property
     def n(self) -> int:
+        """Return the number of cells."""
         return len(self.households)
 
     @property
     def n_components(self) -> int:
+        """Return the number of connected components."""
         return int(self.component.max()) + 1 if self.n else 0
 
     def neighbours(self) -> list[np.ndarray]:
@@ -124,7 +129,7 @@ def merge_points(xy, households=None, snap: float = MERGE_RADIUS) -> MergedPoint
 
 
 def _polygons(geom) -> list:
-    """The non-empty Polygon parts of any geometry (collections flattened)."""
+    """Return the non-empty Polygon parts of any geometry (collections flattened)."""
     if geom is None or geom.is_empty:
         return []
     parts = shapely.get_parts(shapely.get_parts(geom))
@@ -173,9 +178,12 @@ def _voronoi(xy: np.ndarray, envelope) -> list:
 
 
 def fill_seeds(unit, xy: np.ndarray, spacing: float, limit: int = 5000) -> np.ndarray:
-    """Hexagonal lattice of extra (empty) Voronoi seeds inside ``unit`` at ``spacing`` metres, at
-    least spacing/2 away from every household point: they cut empty land into small cells, so grid
-    edges can run straight through fields instead of following long Voronoi edges."""
+    """Lay a hexagonal lattice of extra (empty) Voronoi seeds inside ``unit``.
+
+    Seeds lie ``spacing`` metres apart and at least spacing/2 away from every household point:
+    they cut empty land into small cells, so grid edges can run straight through fields instead
+    of following long Voronoi edges. Beyond ``limit`` seeds the spacing grows to fit.
+    """
     if not spacing > 0:
         return np.zeros((0, 2))
     minx, miny, maxx, maxy = unit.bounds
@@ -197,7 +205,7 @@ def fill_seeds(unit, xy: np.ndarray, spacing: float, limit: int = 5000) -> np.nd
 
 def build_cells(geometry, xy, households=None, barriers=None, snap: float = MERGE_RADIUS,
                 fill_spacing: float | None = None) -> tuple[MergedPoints, CellGraph]:
-    """Merged points and the cell graph of one unit.
+    """Build the merged points and the cell graph of one unit.
 
     geometry: the unit's valid Polygon/MultiPolygon (metric CRS); xy: (n, 2) household points
     (may be empty; points slightly outside the unit go to the nearest cell); households: (n,) counts;
@@ -211,9 +219,29 @@ def build_cells(geometry, xy, households=None, barriers=None, snap: float = MERG
     unit = shapely.set_precision(shapely.union_all(unit_parts), GRID_SIZE)
     mp = merge_points(xy, households, snap=snap)
     bar = _barrier_lines(barriers, unit)
+    pieces, owner = _voronoi_pieces(unit, mp, fill_spacing)
+    if bar is not None and len(pieces):
+        pieces, owner = _cut_by_barriers(pieces, owner, bar)
+    c = len(pieces)
+    point_cell = _point_cells(mp, pieces, owner)
+    hh = np.bincount(point_cell, weights=mp.households, minlength=c).astype(np.int64) if mp.m else np.zeros(c, np.int64)
+    area = shapely.area(pieces) if c else np.zeros(0)
+    cen = shapely.get_coordinates(shapely.centroid(pieces)) if c else np.zeros((0, 2))
 
-    # 1. Voronoi cells of the merged points, clipped to the unit, split into connected pieces
-    pieces, owner = [], []          # owner: merged point whose Voronoi cell the piece came from (-1: none)
+    # adjacency: shared boundary of positive length not along a barrier
+    edges, lengths = _adjacency(pieces, bar)
+    comp = _components(c, edges)
+    graph = CellGraph(pieces, hh, np.asarray(area, float), cen, point_cell, edges, lengths, comp)
+    return mp, graph
+
+
+def _voronoi_pieces(unit, mp: MergedPoints, fill_spacing: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``unit`` into Voronoi cells of the merged points, split into connected pieces.
+
+    Returns the pieces and their owners: the merged point whose Voronoi cell each piece came
+    from, -1 for pieces of fill seeds or of a unit without points.
+    """
+    pieces, owner = [], []
     if mp.m == 0:
         for p in _polygons(unit):
             pieces.append(p)
@@ -231,62 +259,65 @@ def build_cells(geometry, xy, households=None, barriers=None, snap: float = MERG
             for p in _polygons(g):
                 pieces.append(p)
                 owner.append(i if i < mp.m else -1)
-    owner = np.asarray(owner, dtype=np.int64)
-    pieces = np.array(pieces, dtype=object)
+    return np.array(pieces, dtype=object), np.asarray(owner, dtype=np.int64)
 
-    # 2. barrier lines cut pieces apart
-    if bar is not None and len(pieces):
-        tree = shapely.STRtree(pieces)
-        hit = set(tree.query(bar, predicate="intersects").tolist())
-        if hit:
-            new_p, new_o = [], []
-            for i, (p, o) in enumerate(zip(pieces, owner)):
-                if i in hit:
-                    cut = shapely.polygonize(shapely.get_parts(shapely.union_all(
-                        [shapely.boundary(p), shapely.intersection(bar, p)], grid_size=GRID_SIZE)))
-                    faces = [f for f in _polygons(cut) if shapely.contains(p, shapely.point_on_surface(f))]
-                    if len(faces) > 1 and abs(sum(f.area for f in faces) - p.area) <= 1e-3 * max(p.area, 1.0):
-                        faces = [shapely.set_precision(f, GRID_SIZE) for f in faces]
-                        for f in faces:
-                            for q in _polygons(f):
-                                new_p.append(q)
-                                new_o.append(o)
-                        continue
-                new_p.append(p)
+
+def _barrier_faces(p, bar) -> list | None:
+    """Split piece ``p`` along the barrier lines ``bar``; None when the cut is not clean."""
+    cut = shapely.polygonize(shapely.get_parts(shapely.union_all(
+        [shapely.boundary(p), shapely.intersection(bar, p)], grid_size=GRID_SIZE)))
+    faces = [f for f in _polygons(cut) if shapely.contains(p, shapely.point_on_surface(f))]
+    if len(faces) > 1 and abs(sum(f.area for f in faces) - p.area) <= 1e-3 * max(p.area, 1.0):
+        return [shapely.set_precision(f, GRID_SIZE) for f in faces]
+    return None
+
+
+def _cut_by_barriers(pieces: np.ndarray, owner: np.ndarray, bar) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the pieces that barrier lines cross apart; each new piece keeps its owner."""
+    tree = shapely.STRtree(pieces)
+    hit = set(tree.query(bar, predicate="intersects").tolist())
+    if not hit:
+        return pieces, owner
+    new_p, new_o = [], []
+    for i, (p, o) in enumerate(zip(pieces, owner)):
+        faces = _barrier_faces(p, bar) if i in hit else None
+        if faces is None:
+            new_p.append(p)
+            new_o.append(o)
+            continue
+        for f in faces:
+            for q in _polygons(f):
+                new_p.append(q)
                 new_o.append(o)
-            pieces = np.array(new_p, dtype=object)
-            owner = np.asarray(new_o, dtype=np.int64)
-    c = len(pieces)
+    return np.array(new_p, dtype=object), np.asarray(new_o, dtype=np.int64)
 
-    # 3. each merged point lives in exactly one piece: the one of its own cell nearest to it
+
+def _point_cells(mp: MergedPoints, pieces: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Give each merged point one piece: the piece of its own cell nearest to it.
+
+    A point whose own Voronoi cell missed the unit entirely goes to the nearest piece.
+    """
     point_cell = np.full(mp.m, -1, dtype=np.int64)
-    if mp.m:
-        pts = shapely.points(mp.xy)
-        order = np.argsort(owner, kind="stable")
-        so = owner[order]
-        starts = np.searchsorted(so, np.arange(mp.m), side="left")
-        ends = np.searchsorted(so, np.arange(mp.m), side="right")
-        for i in range(mp.m):
-            cand = order[starts[i]:ends[i]]
-            if len(cand) == 1:
-                point_cell[i] = cand[0]
-            elif len(cand) > 1:
-                d = shapely.distance(pieces[cand], pts[i])
-                point_cell[i] = cand[int(np.argmin(d))]
-        lost = np.flatnonzero(point_cell < 0)
-        if len(lost):   # a point whose own Voronoi cell missed the unit entirely: nearest piece
-            tree = shapely.STRtree(pieces)
-            _, nearest = tree.query_nearest(pts[lost], all_matches=False)
-            point_cell[lost] = nearest
-    hh = np.bincount(point_cell, weights=mp.households, minlength=c).astype(np.int64) if mp.m else np.zeros(c, np.int64)
-    area = shapely.area(pieces) if c else np.zeros(0)
-    cen = shapely.get_coordinates(shapely.centroid(pieces)) if c else np.zeros((0, 2))
-
-    # 4. adjacency: shared boundary of positive length not along a barrier
-    edges, lengths = _adjacency(pieces, bar)
-    comp = _components(c, edges)
-    graph = CellGraph(pieces, hh, np.asarray(area, float), cen, point_cell, edges, lengths, comp)
-    return mp, graph
+    if not mp.m:
+        return point_cell
+    pts = shapely.points(mp.xy)
+    order = np.argsort(owner, kind="stable")
+    so = owner[order]
+    starts = np.searchsorted(so, np.arange(mp.m), side="left")
+    ends = np.searchsorted(so, np.arange(mp.m), side="right")
+    for i in range(mp.m):
+        cand = order[starts[i]:ends[i]]
+        if len(cand) == 1:
+            point_cell[i] = cand[0]
+        elif len(cand) > 1:
+            d = shapely.distance(pieces[cand], pts[i])
+            point_cell[i] = cand[int(np.argmin(d))]
+    lost = np.flatnonzero(point_cell < 0)
+    if len(lost):
+        tree = shapely.STRtree(pieces)
+        _, nearest = tree.query_nearest(pts[lost], all_matches=False)
+        point_cell[lost] = nearest
+    return point_cell
 
 
 def _adjacency(pieces: np.ndarray, bar) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from gridplan.geo.validate import polygonal_part
 
 
 def polygon_parts(geom) -> list:
-    """The non-empty Polygons of a geometry (made valid; lines and points dropped)."""
+    """Return the non-empty Polygons of a geometry (made valid; lines and points dropped)."""
     if geom.geom_type == "Polygon" and geom.is_valid:   # the common case, cheap
         return [geom] if geom.area > 0 else []
     g = polygonal_part([shapely.make_valid(geom)])[0]
@@ -55,7 +55,7 @@ def order_for_codes(polygons) -> np.ndarray:
 
 
 def grid_codes(unit_code: str, k: int) -> list[str]:
-    """Unit code + 3-digit sequence (001, 002, ...) for k grids already in code order."""
+    """Return unit code + 3-digit sequence (001, 002, ...) for k grids already in code order."""
     if k > 999:
         raise ValueError(f"unit {unit_code}: {k} grids do not fit a 3-digit sequence")
     return [f"{unit_code}{i:03d}" for i in range(1, k + 1)]
@@ -121,8 +121,11 @@ def smooth_grids(polygons, tolerance: float):
 
 
 def assign_points(polygons, xy) -> np.ndarray:
-    """Index of the polygon holding each point (the first in index order when on a shared edge;
-    the nearest polygon for a point inside none)."""
+    """Return the index of the polygon holding each point.
+
+    A point on a shared edge goes to the first polygon in index order, a point inside none to
+    the nearest polygon.
+    """
     g = np.asarray(list(polygons), dtype=object)
     pts = shapely.points(np.asarray(xy, dtype=float).reshape(-1, 2))
     out = np.full(len(pts), -1, dtype=np.int64)

@@ -19,6 +19,7 @@ Per unit (``cell_partition``):
    worst grid) is minimized first. The previous round's solution is the CP-SAT hint (warm start);
    centers move to the node nearest their grid's weighted centroid; the best round (deviation,
    then moment of inertia) is kept.
+   One round is ``optimize.cellround.cpsat_round``.
 4. Fallback (CP-SAT found nothing within its deterministic limit): the shortest-path Voronoi
    assignment of the centers, connected by construction.
 5. Grid polygons = union of their cells (``geo.grids.dissolve_cells``), so the grids tile the unit
@@ -36,24 +37,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from ortools.sat.python import cp_model
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from gridplan.geo.cells import MIN_SHARED, CellGraph, MergedPoints, build_cells, coarsen
 from gridplan.geo.grids import assign_points, dissolve_cells, smooth_grids
+from gridplan.optimize.cellround import DTIME_PER_SECOND, cpsat_round
 
-# CP-SAT deterministic time units per second of options.time_limit_per_unit:
-# max_deterministic_time = DTIME_PER_SECOND * options.time_limit_per_unit (over all rounds).
-DTIME_PER_SECOND = 0.5
 FILL_CELLS_PER_GRID = 25  # empty lattice seeds per grid cut empty land into cells (0: off)
 MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
 ROUNDS = 4                # Lloyd-like center updates
-CANDIDATES = 5            # nearest centers (along the graph) a node may join
 SMOOTH = (3.0, 2.0, 1.0, 0.5, 0.25, 0.12)  # edge simplification tolerances tried, in typical cell spacings (): off
 BAND = 0.8                # the model's hard band is BAND·tolerance; the rest is slack for smoothing
 AREA_WEIGHT = 0.5         # share of area (vs households) in the moment-of-inertia weights
-RELATIVE_GAP = 0.01       # stop a CP-SAT round within 1% of the proven bound
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,9 @@ class CellResult:
     polygons: k grids (metric CRS, not yet in code order) tiling the unit; status: "optimal" |
     "feasible" | "heuristic"; k: grids (raised when separate parts each need one); notes: what
     the model did that a planner should know; mp, graph: the merged points and the cell graph
-    (``optimize.treecut`` works on the same graph)."""
+    (``optimize.treecut`` works on the same graph).
+    """
+
     polygons: list
     status: str
     k: int
@@ -74,7 +72,7 @@ class CellResult:
 
 
 def build_graph(geometry, xy: np.ndarray, households: np.ndarray, k: int, barriers=None):
-    """(merged points, cell graph) of a unit, with empty lattice seeds sized for ``k`` grids."""
+    """Build the merged points and cell graph of a unit, with empty lattice seeds sized for ``k`` grids."""
     fill = None
     if FILL_CELLS_PER_GRID:
         fill = math.sqrt(float(shapely.area(geometry)) / (FILL_CELLS_PER_GRID * k))
@@ -99,8 +97,11 @@ def cell_partition(mp: MergedPoints, graph: CellGraph, k: int, options) -> CellR
 
 
 def grid_polygons(mp: MergedPoints, graph: CellGraph, cell_lab: np.ndarray, k: int, tol: float):
-    """(k grid polygons from a label per cell — unions of cells, shared edges straightened where
-    that keeps the balance —, notes)."""
+    """Return the k grid polygons of a label per cell, and notes.
+
+    Each grid is the union of its cells; shared edges are straightened where that keeps the
+    balance.
+    """
     polys = dissolve_cells(graph.polygons, cell_lab, k)
     notes = []
     if SMOOTH:
@@ -111,8 +112,11 @@ def grid_polygons(mp: MergedPoints, graph: CellGraph, cell_lab: np.ndarray, k: i
 
 
 def _smooth(polys, mp, point_lab, graph, k, tol):
-    """Try simplification tolerances from coarse to fine; keep the first whose grids stay within
-    the tolerance (or no worse than before) once points that changed sides are re-assigned."""
+    """Straighten the grids' shared edges, keeping the balance.
+
+    Simplification tolerances are tried from coarse to fine; the first whose grids stay within
+    the tolerance (or no worse than before) once points that changed sides are re-assigned wins.
+    """
     h = mp.households
     total = float(h.sum())
     mean = total / k
@@ -201,8 +205,11 @@ def _subgraph(graph: CellGraph, idx: np.ndarray) -> CellGraph:
 
 
 def _attach_leftovers(graph: CellGraph, cell_lab: np.ndarray) -> list[str]:
-    """Give each cell of a component without grids the grid of a neighbour across a shared edge
-    (ignoring barriers), or else of the nearest labelled cell (the grid becomes a MultiPolygon)."""
+    """Give each component without grids the grid of a neighbour; return notes.
+
+    The neighbour is the labelled cell sharing the longest edge (ignoring barriers), or else the
+    nearest labelled cell (the grid becomes a MultiPolygon).
+    """
     notes = []
     polys = graph.polygons
     for c in range(graph.n_components):
@@ -230,8 +237,11 @@ def _attach_leftovers(graph: CellGraph, cell_lab: np.ndarray) -> list[str]:
 
 
 def _bisect_seeds(g: CellGraph, kc: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Balanced seeds: recursive coordinate bisection of each component's households (split the
-    longer side at the household quantile k1/k), then the node nearest each part's centroid."""
+    """Choose balanced seeds by recursive coordinate bisection of each component's households.
+
+    Each step splits the longer side at the household quantile k1/k; each part's seed is the
+    node nearest its centroid.
+    """
     centers: list[int] = []
     hw = g.households + 1e-6 * w / max(w.max(), 1e-12)
 
@@ -299,7 +309,7 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
         D = dijkstra(adj, indices=centers)            # (k, n) graph distances
         vor = _sp_voronoi(D)
         budget = max(0.05, (dtime_total - spent) / (ROUNDS - rnd))
-        res = _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint if hint is not None else vor,
+        res = cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint if hint is not None else vor,
                            budget, int(options.seed))
         if res is None:
             labels, status = vor, "heuristic"
@@ -348,102 +358,3 @@ def _recenter(g: CellGraph, labels: np.ndarray, k: int, w: np.ndarray) -> np.nda
         c = (g.centroid[idx] * ww[:, None]).sum(axis=0) / max(ww.sum(), 1e-12)
         out[j] = idx[int(np.argmin(((g.centroid[idx] - c) ** 2).sum(axis=1)))]
     return out
-
-
-def _cpsat_round(g, nbrs, centers, D, w, L2, hh, lo, hi, hint, dtime, seed):
-    """One CP-SAT assignment for fixed centers; None when no solution was found."""
-    n, k = g.n, len(centers)
-    finite = np.isfinite(D)
-    m_cand = min(k, CANDIDATES)
-    Dm = np.where(finite, D, np.inf)
-    near = np.argsort(Dm, axis=0, kind="stable")[:m_cand]       # (m, n) nearest centers of each node
-    allowed = np.zeros((k, n), dtype=bool)
-    cols = np.arange(n)
-    for r in range(m_cand):
-        allowed[near[r], cols] = True
-    allowed &= finite
-    allowed[hint, cols] = True & finite[hint, cols]
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], cp_model.IntVar] = {}
-    for j in range(k):
-        order = np.argsort(D[j], kind="stable")
-        for i in order:
-            i = int(i)
-            if not allowed[j, i]:
-                continue
-            if i == centers[j]:
-                x[i, j] = model.NewBoolVar(f"x{i}_{j}")
-                continue
-            pred = [x[l, j] for l in nbrs[i] if D[j, l] < D[j, i] and (int(l), j) in x]
-            if not pred:
-                continue
-            v = model.NewBoolVar(f"x{i}_{j}")
-            x[i, j] = v
-            model.Add(v <= sum(pred)) if len(pred) > 1 else model.AddImplication(v, pred[0])
-    per_node: list[list] = [[] for _ in range(n)]
-    for (i, j), v in x.items():
-        per_node[i].append((j, v))
-    if any(not p for p in per_node):
-        return None
-    for i in range(n):
-        model.AddExactlyOne(v for _, v in per_node[i])
-    for j, c in enumerate(centers):
-        model.Add(x[int(c), j] == 1)
-    H = int(hh.sum())
-    dev = model.NewIntVar(0, H, "dev")
-    for j in range(k):
-        terms = [(int(hh[i]), x[i, jj]) for (i, jj) in x if jj == j and hh[i] > 0]
-        s = sum(c * v for c, v in terms) if terms else 0
-        model.Add(s >= lo - dev)
-        model.Add(s <= hi + dev)
-    cen_xy = g.centroid[centers]
-    scale = 1e6
-    cost = {}
-    for (i, j) in x:
-        d2 = float(((g.centroid[i] - cen_xy[j]) ** 2).sum()) / L2
-        cost[i, j] = int(round(scale * w[i] * d2))
-    compact = sum(c * x[key] for key, c in cost.items() if c)
-    hint_ok = all((int(i), int(hint[i])) in x for i in range(n))
-    hint_excess = None
-    if hint_ok:
-        for (i, j), v in x.items():
-            model.AddHint(v, int(hint[i] == j))
-        gh = np.bincount(hint, weights=hh, minlength=k)
-        hint_excess = int(max(0, np.max(np.maximum(lo - gh, gh - hi))))
-        model.AddHint(dev, hint_excess)
-    solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.num_workers = 1
-    p.random_seed = int(seed)
-    p.max_time_in_seconds = 20.0 * float(dtime) / DTIME_PER_SECOND + 10.0    # a hung solver's net only
-    spent = 0.0
-    if hint_excess is None or hint_excess > 0:
-        # phase 1: the smallest excess deviation (lexicographic first objective), solved exactly
-        model.Minimize(dev)
-        p.max_deterministic_time = float(dtime) / 2
-        p.relative_gap_limit = 0.0
-        st = solver.Solve(model)
-        spent += solver.deterministic_time
-        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
-        best_dev = int(solver.Value(dev))
-        model.ClearHints()
-        for (i, j), v in x.items():
-            model.AddHint(v, int(solver.BooleanValue(v)))
-        model.Add(dev <= best_dev)
-    # phase 2: the most compact assignment at that deviation
-    model.Minimize(compact)
-    p.max_deterministic_time = max(0.01, float(dtime) - spent)
-    p.relative_gap_limit = RELATIVE_GAP
-    st = solver.Solve(model)
-    spent += solver.deterministic_time
-    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None
-    labels = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        for j, v in per_node[i]:
-            if solver.BooleanValue(v):
-                labels[i] = j
-                break
-    status = "optimal" if st == cp_model.OPTIMAL else "feasible"
-    return labels, status, float(spent)

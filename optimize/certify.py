@@ -41,6 +41,7 @@ class Certificate:
     smallest achievable max |load − mean| / mean if proven optimal (else None; ``band_bound`` is
     then a proven lower bound). lo, hi: the band in households.
     """
+
     reachable: bool | None
     lo: int
     hi: int
@@ -50,7 +51,7 @@ class Certificate:
 
 
 def band(total: int, k: int, tolerance: float) -> tuple[int, int]:
-    """(lo, hi): the households a group may hold, rounded inwards as the checker does."""
+    """Return (lo, hi): the households a group may hold, rounded inwards as the checker does."""
     mean = total / k
     return math.ceil(mean * (1 - tolerance) - 1e-9), math.floor(mean * (1 + tolerance) + 1e-9)
 
@@ -96,7 +97,7 @@ def certify(sizes, k: int, tolerance: float, dtime: float = DTIME, seed: int = 0
 
 
 def greedy(sizes: np.ndarray, k: int) -> np.ndarray:
-    """Largest point first into the lightest group (ties: lowest group): the group of each point."""
+    """Assign the largest point first to the lightest group (ties: lowest); return each point's group."""
     order = np.argsort(-sizes, kind="stable")
     loads = np.zeros(k, dtype=np.int64)
     out = np.zeros(len(sizes), dtype=np.int64)
@@ -143,9 +144,12 @@ def _feasible(sizes: np.ndarray, k: int, lo: int, hi: int, dtime: float, seed: i
 
 
 def min_band(sizes, k: int, dtime: float = DTIME, seed: int = 0) -> tuple[float | None, float]:
-    """(smallest achievable max |load − mean| / mean or None if not proven, a proven lower bound).
+    """Return the smallest achievable max |load − mean| / mean and a proven lower bound.
 
-    min E s.t. |k · load_j − H| ≤ E for every group j (integers, so E / H is exact)."""
+    The first is None when not proven optimal within ``dtime``.
+
+    min E s.t. |k · load_j − H| ≤ E for every group j (integers, so E / H is exact).
+    """
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum())
     m, loads = _count_model(sizes, k, 0, total)

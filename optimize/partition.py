@@ -55,6 +55,7 @@ CLEARANCE = 0.1   # m: each household this far inside its grid (less only betwee
 @dataclass(frozen=True)
 class UnitPartition:
     """One unit's grids: what the pipeline writes and counts."""
+
     labels: np.ndarray          # grid index 0..k-1 of each input household row, in input order
     polygons: list              # k Polygons (metric CRS), index = grid index, in code order, tiling the unit
     k: int
@@ -76,7 +77,7 @@ class UnitPartition:
 
 
 def choose_k(total_households: float, target: float) -> int:
-    """Number of grids for a unit: total / target rounded half up, at least 1."""
+    """Return the number of grids for a unit: total / target rounded half up, at least 1."""
     if not target > 0:
         raise ValueError(f"target must be > 0, got {target}")
     t = float(total_households) if total_households == total_households else 0.0
@@ -84,8 +85,11 @@ def choose_k(total_households: float, target: float) -> int:
 
 
 def model_budget(options) -> dict:
-    """The deterministic per-unit budget of each model (for the summary): iteration counts and
-    CP-SAT deterministic time units."""
+    """Return the deterministic per-unit budget of each model, for the summary.
+
+    Iteration counts of the power model, CP-SAT deterministic time units and rounds of the cell
+    model.
+    """
     return {"power": {"starts": power.STARTS, "starts_while_out_of_tolerance": power.MORE_STARTS,
                       "lloyd_rounds": power.ROUNDS},
             "cells": {"cp_sat_deterministic_time": cellmodel.DTIME_PER_SECOND * float(options.time_limit_per_unit),
@@ -98,6 +102,7 @@ def model_budget(options) -> dict:
 @dataclass(frozen=True)
 class _Answer:
     """One model's grids, counted from the polygons."""
+
     status: str
     polygons: list          # code order
     labels: np.ndarray      # grid of each input row
@@ -197,9 +202,11 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
 
 
 def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, options, barriers, cert) -> None:
-    """The models on the cell graph, appended to ``answers``: the power grids rebalanced on the
-    cells, then (while nothing is within the tolerance) the CP-SAT cell model (rebalanced too
-    when out of tolerance) and the spanning-tree bisection."""
+    """Run the models on the cell graph, appending their answers to ``answers``.
+
+    First the power grids rebalanced on the cells, then (while nothing is within the tolerance)
+    the CP-SAT cell model (rebalanced too when out of tolerance) and the spanning-tree bisection.
+    """
     tol = float(options.tolerance)
     built = _run(failures, "cell graph", cellmodel.build_graph, geometry, xy, hh, k, barriers)
     if built is None:
@@ -241,8 +248,10 @@ def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, optio
 
 
 def _patched(base: list, graph, mp, lab0: np.ndarray, lab: np.ndarray, k: int) -> list | None:
-    """The ``base`` grids with the moved cells cut out and given to their new grids (straight edges
-    kept elsewhere); None when that does not give k single Polygons."""
+    """Move the relabelled cells out of the ``base`` grids into their new grids.
+
+    Straight edges are kept elsewhere. Returns None when that does not give k single Polygons.
+    """
     moved = np.flatnonzero(lab != lab0)
     if not len(moved):
         return list(base)
@@ -261,7 +270,7 @@ def _run(failures: list[str], name: str, fn, *args):
     """One model; its exception becomes a note (the other models still run)."""
     try:
         return fn(*args)
-    except Exception as e:  # noqa: BLE001 — one model failing must not lose the others' answers
+    except Exception as e:  # one model failing must not lose the others' answers
         failures.append(f"the {name} model failed ({type(e).__name__}: {e})")
         return None
 
@@ -271,7 +280,7 @@ def _within(answers: list[_Answer], tol: float) -> bool:
 
 
 def _settled(answers: list[_Answer], cert) -> bool:
-    """The certificate proves the band unreachable and an answer already reaches the best band."""
+    """Tell whether the certificate proves the band unreachable and an answer reaches the best band."""
     return (cert is not None and cert.reachable is False and cert.best_band is not None
             and any(a.single and a.dev <= cert.best_band + 1e-9 for a in answers))
 
@@ -299,7 +308,7 @@ def _result(a: _Answer, notes: list[str], balance: str, best_band, t0: float) ->
 
 
 def _whole(geometry, xy, hh, status: str, notes: list[str], m: int, t0: float) -> UnitPartition:
-    """The unit as one grid (no households, or k = 1)."""
+    """Return the unit as one grid (no households, or k = 1)."""
     parts = polygon_parts(geometry)
     if not parts:
         raise ValueError("the unit geometry has no polygonal area")
@@ -310,7 +319,7 @@ def _whole(geometry, xy, hh, status: str, notes: list[str], m: int, t0: float) -
 
 
 def _power(geometry, mp, xy, hh, k, tol, options) -> _Answer | None:
-    """The power-diagram model's grids, or None when it found no single-Polygon tiling."""
+    """Return the power-diagram model's grids, or None when it found no single-Polygon tiling."""
     if mp.m < k:
         return None
     res = power.power_partition(geometry, mp.xy, mp.households, k, tol, seed=int(options.seed))

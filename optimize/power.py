@@ -29,7 +29,7 @@ import numpy as np
 import shapely
 from ortools.graph.python import min_cost_flow
 
-from gridplan.geo.grids import polygon_parts
+from gridplan.geo.grids import assign_points, polygon_parts
 
 ROUNDS = 14              # capacitated Lloyd rounds per start
 STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
@@ -43,6 +43,13 @@ NEAREST = 10             # candidate centers per point in the flow (all of them 
 
 @dataclass(frozen=True)
 class PowerResult:
+    """The power-diagram model's grids for one unit.
+
+    labels: grid of each merged point; polygons: k Polygons tiling the unit; centers, weights:
+    the power diagram's sites and weights; pp_mean: mean Polsby-Popper compactness; max_dev:
+    largest |households - mean| / mean.
+    """
+
     labels: np.ndarray       # grid of each merged point
     polygons: list           # k Polygons tiling the unit
     centers: np.ndarray
@@ -250,17 +257,12 @@ def _pp(polys) -> np.ndarray:
     return 4 * np.pi * a / np.maximum(p * p, 1e-12)
 
 
-def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: float, seed: int = 0,
-                    rounds: int = ROUNDS, starts: int = STARTS) -> PowerResult | None:
-    """Balanced compact partition of merged points into k grids, or None if none was found.
+def _bands(h: np.ndarray, k: int, tolerance: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Return the mean, the accepted slack and the flow's [lo, hi] households per grid.
 
-    Balanced means every grid within ±tolerance of the mean, or within half the largest
-    indivisible point (a tower block cannot be split).
+    The flow's band is BAND·tolerance, widened to [floor(mean), ceil(mean)] when that band holds
+    no integer solution.
     """
-    m = len(xy)
-    if k < 2 or m < k:
-        return None
-    h = np.asarray(h, dtype=np.int64)
     H = int(h.sum())
     mean = H / k
     slack = max(tolerance * mean, 0.5 * float(h.max()))
@@ -270,71 +272,112 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
     if (hi < lo).any() or lo.sum() > H or hi.sum() < H:
         lo = np.full(k, math.floor(mean), dtype=np.int64)
         hi = np.full(k, math.ceil(mean), dtype=np.int64)
+    return mean, slack, lo, hi
+
+
+class _Best:
+    """The best balanced result so far: least excess over the tolerance, then most compact."""
+
+    def __init__(self) -> None:
+        self.res: PowerResult | None = None
+        self.rank = None
+
+    def offer(self, res: PowerResult, rank) -> None:
+        """Keep ``res`` when its rank beats the best so far."""
+        if self.res is None or rank < self.rank:
+            self.res, self.rank = res, rank
+
+
+def _tile(geometry, xy, h, centers, labelings, k, mean, slack, tolerance, best: _Best):
+    """Turn each balanced labeling into power cells and repaired grids; offer balanced ones to ``best``.
+
+    Returns the first labeling's power cells (None when no labeling had power weights) and
+    (labels, grids) of the first labeling that tiled the unit (or None).
+    """
+    cells = None
+    repaired = None          # (labels, grids) of the first labeling that tiled the unit
+    for cand in labelings:
+        w = next((w for w in (power_weights(xy, cand, centers, mg) for mg in MARGINS)
+                  if w is not None), None)
+        if w is None:
+            continue
+        c_cells = power_cells(geometry, centers, w)
+        if cells is None:
+            cells = c_cells
+        polys = repair_fragments(c_cells, xy, h)
+        if polys is None:
+            continue
+        lab = assign_points(polys, xy)
+        if repaired is None:
+            repaired = (lab, polys)
+        gh = np.bincount(lab, weights=h, minlength=k)
+        dev = np.abs(gh - mean)
+        if dev.max() <= slack + 1e-9 and (np.bincount(lab, minlength=k) > 0).all():
+            pp = float(_pp(polys).mean())
+            res = PowerResult(lab, polys, centers.copy(), w, pp, float(dev.max() / mean))
+            # balance first (what exceeds the tolerance, in households), then compactness
+            best.offer(res, (round(max(dev.max() - tolerance * mean, 0.0)), -pp))
+    return cells, repaired
+
+
+def _lloyd_step(xy, wf, labels, cells, centers, k) -> np.ndarray:
+    """Move each center to a blend of its households' centroid and its cell's area centroid."""
+    new = centers.copy()
+    for j in range(k):
+        sel = labels == j
+        if sel.any():
+            hc = (xy[sel] * wf[sel, None]).sum(0) / wf[sel].sum()
+            c = cells[j]
+            ac = np.array(c.centroid.coords[0]) if not c.is_empty else hc
+            new[j] = (1 - AREA_BLEND) * hc + AREA_BLEND * ac
+    return new
+
+
+def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: float, seed: int = 0,
+                    rounds: int = ROUNDS, starts: int = STARTS) -> PowerResult | None:
+    """Split merged points into k balanced, compact grids, or return None if none was found.
+
+    Balanced means every grid within ±tolerance of the mean, or within half the largest
+    indivisible point (a tower block cannot be split). Each of the seeded k-means++ starts runs
+    capacitated Lloyd rounds; the best balanced result over all starts is kept.
+    """
+    m = len(xy)
+    if k < 2 or m < k:
+        return None
+    h = np.asarray(h, dtype=np.int64)
+    mean, slack, lo, hi = _bands(h, k, tolerance)
     origin = np.array(geometry.centroid.coords[0])
     xy = np.asarray(xy, dtype=float) - origin          # local coordinates: well-conditioned squares
     geometry = shapely.transform(geometry, lambda c: c - origin)
     area = float(geometry.area)
     scale = max(area / k / 1e6, 1e-9)          # costs in units of (cell area)/1e6: integer resolution
     wf = h.astype(float)
-    best: PowerResult | None = None
-    best_rank = None
+    best = _Best()
     rng = np.random.default_rng(seed)
     for start in range(max(starts, MORE_STARTS)):
-        if start >= starts and (best_rank is not None and best_rank[0] == 0 or float(h.max()) <= 3):
+        if start >= starts and (best.rank is not None and best.rank[0] == 0 or float(h.max()) <= 3):
             break   # balanced already (or nothing indivisible to work around): no more starts
         centers = _kmeanspp(xy, wf, k, rng)
-        res = None
         for _ in range(rounds):
             try:
                 labelings = balanced_flow(xy, h, centers, lo, hi, scale)
             except RuntimeError:
                 break
             labels = labelings[0]
-            cells = None
-            repaired = None          # (labels, grids) of the first labeling that tiled the unit
-            for cand in labelings:
-                w = next((w for w in (power_weights(xy, cand, centers, mg) for mg in MARGINS)
-                          if w is not None), None)
-                if w is None:
-                    continue
-                c_cells = power_cells(geometry, centers, w)
-                if cells is None:
-                    cells = c_cells
-                polys = repair_fragments(c_cells, xy, h)
-                if polys is None:
-                    continue
-                from gridplan.geo.grids import assign_points
-                lab = assign_points(polys, xy)
-                if repaired is None:
-                    repaired = (lab, polys)
-                gh = np.bincount(lab, weights=h, minlength=k)
-                dev = np.abs(gh - mean)
-                if dev.max() <= slack + 1e-9 and (np.bincount(lab, minlength=k) > 0).all():
-                    pp = float(_pp(polys).mean())
-                    res = PowerResult(lab, polys, centers.copy(), w, pp, float(dev.max() / mean))
-                    # balance first (what exceeds the tolerance, in households), then compactness
-                    rank = (round(max(dev.max() - tolerance * mean, 0.0)), -pp)
-                    if best is None or rank < best_rank:
-                        best, best_rank = res, rank
+            cells, repaired = _tile(geometry, xy, h, centers, labelings, k, mean, slack, tolerance, best)
             if cells is None:
                 break
             # Lloyd step: blend of household centroid and the cell's area centroid, taken over the
             # grids as repaired (a fragment across a notch moved to a neighbour moves its centre too)
             if repaired is not None:
                 labels, cells = repaired
-            new = centers.copy()
-            for j in range(k):
-                sel = labels == j
-                if sel.any():
-                    hc = (xy[sel] * wf[sel, None]).sum(0) / wf[sel].sum()
-                    c = cells[j]
-                    ac = np.array(c.centroid.coords[0]) if not c.is_empty else hc
-                    new[j] = (1 - AREA_BLEND) * hc + AREA_BLEND * ac
+            new = _lloyd_step(xy, wf, labels, cells, centers, k)
             moved = float(np.abs(new - centers).max())
             centers = new
             if moved < 0.5:
                 break
-    if best is None:
+    if best.res is None:
         return None
-    back = [shapely.transform(p, lambda c: c + origin) for p in best.polygons]
-    return PowerResult(best.labels, back, best.centers + origin, best.weights, best.pp_mean, best.max_dev)
+    b = best.res
+    back = [shapely.transform(p, lambda c: c + origin) for p in b.polygons]
+    return PowerResult(b.labels, back, b.centers + origin, b.weights, b.pp_mean, b.max_dev)

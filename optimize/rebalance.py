@@ -42,8 +42,11 @@ def _pieces(members: np.ndarray, nbrs: list[np.ndarray], n: int) -> np.ndarray:
 
 
 def connect(labels: np.ndarray, households: np.ndarray, nbrs: list[np.ndarray], k: int) -> np.ndarray:
-    """Every grid one connected piece: its heaviest piece stays, the others join the neighbouring
-    grid they share most edges with (repeated until nothing moves, at most k rounds)."""
+    """Make every grid one connected piece.
+
+    Each grid's heaviest piece stays; the others join the neighbouring grid they share most
+    edges with (repeated until nothing moves, at most k + 1 rounds).
+    """
     lab = labels.copy()
     n = len(lab)
     for _ in range(k + 1):
@@ -73,7 +76,9 @@ def connect(labels: np.ndarray, households: np.ndarray, nbrs: list[np.ndarray], 
 
 def rebalance(labels: np.ndarray, households: np.ndarray, centroid: np.ndarray, nbrs: list[np.ndarray],
               k: int, lo: int, hi: int, max_moves: int = MAX_MOVES) -> np.ndarray:
-    """Labels (a grid per cell) with the band's excess and then the spread lowered by boundary moves.
+    """Lower the band's excess and then the spread of the grids by boundary moves.
+
+    Returns the new grid of each cell.
 
     Parameters
     ----------

@@ -44,7 +44,7 @@ def note_parts(note) -> tuple[str, str]:
 
 
 def unit_balance(part, devs: np.ndarray, total: float, tol: float) -> str:
-    """The balance status of one unit from its partition and its grids' |deviation| (see module doc)."""
+    """Return the balance status of one unit from its partition and its grids' |deviation| (see module doc)."""
     given = getattr(part, "balance", "") or ""
     if given == "failed" or part.status == "failed":
         return "failed"
@@ -59,7 +59,7 @@ def unit_balance(part, devs: np.ndarray, total: float, tol: float) -> str:
 
 
 def balance_figures(dev: np.ndarray, tol: float) -> dict:
-    """max, p95 and the strict within-tolerance share of absolute deviations (contract fields)."""
+    """Return max, p95 and the strict within-tolerance share of absolute deviations (contract fields)."""
     dev = np.asarray(dev, dtype=float)
     if not len(dev):
         return {"max_abs_dev": 0.0, "p95_abs_dev": 0.0, "within_tolerance_share": 1.0}
@@ -119,7 +119,7 @@ def unit_review(units, grids, results, unit_totals, targets, tol: float):
 
 
 def geometry_figures(grids, geom_stats: dict) -> dict:
-    """Gap and overlap areas (m², each unit measured in its own metric CRS) and the contiguous share."""
+    """Return gap and overlap areas (m², each unit measured in its own metric CRS) and the contiguous share."""
     gap = overlap = 0.0
     contiguous = 0
     for st in geom_stats.values():
@@ -131,7 +131,7 @@ def geometry_figures(grids, geom_stats: dict) -> dict:
 
 
 def granular_share(grids, hh, tol: float) -> float:
-    """Secondary figure: grids within max(tol · mean, half the unit's largest point) of the unit mean."""
+    """Return the share of grids within max(tol · mean, half the unit's largest point) of the unit mean."""
     if not len(grids):
         return 1.0
     inside = hh[hh["unit_idx"] >= 0]
@@ -143,7 +143,7 @@ def granular_share(grids, hh, tol: float) -> float:
 
 
 def balance_section(grids, hh, status: dict, tol: float) -> dict:
-    """summary["balance"]: the contract's fields over all grids, then the added figures."""
+    """Return summary["balance"]: the contract's fields over all grids, then the added figures."""
     dev = np.abs(grids["deviation"].to_numpy(float)) if len(grids) else np.zeros(0)
     g_status = grids["unit_idx"].map(status).to_numpy(object) if len(grids) else np.zeros(0, object)
     failed = g_status == "failed"

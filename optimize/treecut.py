@@ -20,12 +20,16 @@ ATTEMPTS = 300      # spanning trees tried per split before giving up on that sp
 
 def tree_partition(n: int, edges: np.ndarray, weights: np.ndarray, k: int, tolerance: float, seed: int = 0,
                    attempts: int = ATTEMPTS, split_slack: float | None = None) -> np.ndarray | None:
-    """Labels 0..k-1 of the n nodes (every part connected, every part's weight within ±tolerance
-    of the mean), or None when no such split was found within ``attempts`` trees per split.
+    """Split n graph nodes into k connected parts of balanced weight by cutting seeded spanning trees.
+
+    Returns labels 0..k-1 of the nodes (every part connected, every part's weight within
+    ±tolerance of the mean), or None when no such split was found within ``attempts`` trees per
+    split.
 
     ``split_slack``: the relative error each split may make (default tolerance / levels, so that
     errors cannot compound beyond the tolerance; larger values find splits where indivisible
-    nodes leave no room, and the final check still enforces the tolerance)."""
+    nodes leave no room, and the final check still enforces the tolerance).
+    """
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     weights = np.asarray(weights, dtype=float)
     if k < 1 or n < k:
@@ -103,9 +107,10 @@ def _split(nodes: np.ndarray, k: int, edges: np.ndarray, weights: np.ndarray, ep
 
 
 def tree_grids(graph, k: int, tolerance: float, seed: int = 0, attempts: int = ATTEMPTS) -> list | None:
-    """Grid polygons (not in code order) of a tree bisection of a ``geo.cells.CellGraph``.
+    """Return the grid polygons (not in code order) of a tree bisection of a ``geo.cells.CellGraph``.
 
-    None when no balanced split was found or a grid is not one Polygon."""
+    None when no balanced split was found or a grid is not one Polygon.
+    """
     from gridplan.geo.grids import dissolve_cells
     levels = max(1, math.ceil(math.log2(k)))
     lab = None
