@@ -173,8 +173,8 @@ def test_max_stations_and_report_only(county):
 
 def test_deterministic(county):
     hh, units, fac = county
-    a = site_stations(hh, units, PlanOptions(coverage_target=0.8), facilities=fac, tiebreak_time=1)
-    b = site_stations(hh, units, PlanOptions(coverage_target=0.8), facilities=fac, tiebreak_time=1)
+    a = site_stations(hh, units, PlanOptions(coverage_target=0.8), facilities=fac, )
+    b = site_stations(hh, units, PlanOptions(coverage_target=0.8), facilities=fac, )
     assert list(a.stations.station_id) == list(b.stations.station_id)
     assert np.array_equal(np.nan_to_num(a.hh_minutes), np.nan_to_num(b.hh_minutes))
 
@@ -192,7 +192,7 @@ def test_tiebreak_keeps_coverage_and_count_and_does_not_lengthen_travel(county):
     hh, units, fac = county
     o = PlanOptions(coverage_target=None, max_stations=3)
     a = site_stations(hh, units, o, facilities=fac, tiebreak=False)
-    b = site_stations(hh, units, o, facilities=fac, tiebreak=True, tiebreak_time=3)
+    b = site_stations(hh, units, o, facilities=fac, tiebreak=True)
     assert b.summary["added"] <= a.summary["added"]
     assert b.summary["share"] >= a.summary["share"] - 1e-12
     w = hh.households.to_numpy(float)
