@@ -107,9 +107,11 @@ def reduce(cov: sparse.spmatrix, weights: np.ndarray, forced=()) -> Reduced:
 
 
 # --------------------------------------------------------------------------- greedy
-def greedy(red: Reduced, p: int | None = None, target: float | None = None) -> list[int]:
+def greedy_gains(red: Reduced, p: int | None = None, target: float | None = None
+                 ) -> tuple[list[int], list[float]]:
     """Lazy greedy on the reduced problem: pick the column with the largest uncovered weight until
-    ``p`` picks, or until the covered weight (reduced rows) reaches ``target``."""
+    ``p`` picks, or until the covered weight (reduced rows) reaches ``target``. Returns the picks and
+    each pick's marginal gain (non-increasing: coverage is submodular)."""
     csc = red.cov.tocsc()
     w = red.w
     covered = np.zeros(len(w), bool)
@@ -117,9 +119,10 @@ def greedy(red: Reduced, p: int | None = None, target: float | None = None) -> l
     heap = [(-g, j) for j, g in enumerate(gains) if g > 0]
     heapq.heapify(heap)
     picked: list[int] = []
-    got = 0.0
+    got: list[float] = []
+    total = 0.0
     while heap:
-        if (p is not None and len(picked) >= p) or (target is not None and got >= target):
+        if (p is not None and len(picked) >= p) or (target is not None and total >= target):
             break
         g, j = heapq.heappop(heap)
         rows = csc.indices[csc.indptr[j]:csc.indptr[j + 1]]
@@ -130,9 +133,15 @@ def greedy(red: Reduced, p: int | None = None, target: float | None = None) -> l
             heapq.heappush(heap, (-real, j))
             continue
         picked.append(j)
-        got += real
+        got.append(real)
+        total += real
         covered[rows] = True
-    return picked
+    return picked, got
+
+
+def greedy(red: Reduced, p: int | None = None, target: float | None = None) -> list[int]:
+    """The picks of ``greedy_gains``."""
+    return greedy_gains(red, p, target)[0]
 
 
 def covered_weight(red: Reduced, picked) -> float:
@@ -278,5 +287,5 @@ def min_cover(cov, weights, target_weight: float | None = None, forced=(), max_s
 
 from optimize.siting_median import mean_cost, p_median, tiebreak  # noqa: E402  (re-exported)
 
-__all__ = ["CoverResult", "Infeasible", "Reduced", "reduce", "greedy", "covered_weight", "max_cover",
+__all__ = ["CoverResult", "Infeasible", "Reduced", "reduce", "greedy", "greedy_gains", "covered_weight", "max_cover",
            "min_cover", "p_median", "tiebreak", "mean_cost"]
