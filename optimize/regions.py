@@ -15,12 +15,16 @@ The contract's coverage target is a province-wide share. Allocation:
    target. The province share is then at least the target whenever the candidates can reach it
    (coverage recounted over all stations only adds households served across a county line).
 
+3. the counties' reduced problems side by side form one province-wide covering model
+   (``optimize.siting_global``, when it is small enough): its solver bound is the bound on the
+   province's fewest stations (when each county's stations serve its own households), and when its
+   solution needs fewer stations than steps 1-2, its coverage per county becomes the counties'
+   targets and they are solved again. Without it the summary claims no bound (``bound`` None,
+   status ``ALLOCATED``): the sum of county bounds bounds nothing, as counties can trade coverage.
+
 The province figures are then put back together: every household's nearest station and minutes over
 all stations (straight line; along roads each county's own answer), station and unit coverage, and a
-summary with one line per county (its target, share, stations, proven bound, gap). The counties'
-bounds are bounds for their allocated targets; their sum is *not* a bound on the fewest stations
-reaching the province's share (counties could trade coverage), so the province summary reports no
-bound (``bound`` None, status ``ALLOCATED``) rather than a false one.
+summary with one line per county (its target, share, stations, proven bound, gap).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from optimize import siting_models as sm
 from optimize.executors import run_tasks
 from optimize.options import PlanOptions
 from optimize.siting import SitingResult, site_stations
+from optimize.siting_global import ProvinceCover, province_cover
 from optimize.siting_outputs import uncovered_clusters
 
 MAX_CLUSTERS = 50
@@ -61,11 +66,13 @@ class CountyTask:
 
 @dataclass
 class CountyAnswer:
-    """A county's result and the marginal coverage further stations would add (greedy, in order)."""
+    """A county's result, the marginal coverage further stations would add (greedy, in order) and its
+    reduced covering problem (for the province-wide model)."""
 
     code: str
     result: SitingResult
     gains: np.ndarray
+    red: sm.Reduced | None = None
 
 
 def site_county(task: CountyTask) -> CountyAnswer:
@@ -80,13 +87,14 @@ def site_county(task: CountyTask) -> CountyAnswer:
     tr = st.travel_sets(demand, cands, opts, task.network, task.households)
     out = st.solve_models(tr, demand, cands, opts, True, st.mip.NODE_LIMIT, st.TIEBREAK_NODE_LIMIT)
     res = st.build_outputs(task.households, task.units, opts, demand, cands, tr, out, t0)
-    gains = np.zeros(0)
+    gains, red = np.zeros(0), None
     if opts.coverage_target is not None:
-        red = sm.reduce(tr.cov, demand.w, forced=out.open)
-        gains = np.asarray(sm.greedy_gains(red, p=MAX_GAINS)[1], float)
+        beyond = sm.reduce(tr.cov, demand.w, forced=out.open)
+        gains = np.asarray(sm.greedy_gains(beyond, p=MAX_GAINS)[1], float)
+        red = sm.reduce(tr.cov, demand.w, forced=cands.forced) if opts.max_stations is None else None
     res.summary["target_weight"] = (opts.coverage_target * demand.total
                                     if opts.coverage_target is not None else None)
-    return CountyAnswer(task.code, res, gains)
+    return CountyAnswer(task.code, res, gains, red)
 
 
 def county_of_points(xy: np.ndarray, units: gpd.GeoDataFrame, county: np.ndarray) -> np.ndarray:
@@ -154,6 +162,10 @@ def _run(tasks, options) -> dict[str, CountyAnswer]:
     return answers
 
 
+def _added(answers: dict[str, CountyAnswer]) -> int:
+    return int(sum(a.result.summary["added"] for a in answers.values()))
+
+
 def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options: PlanOptions,
                    facilities: gpd.GeoDataFrame | None = None, network: str | None = None) -> SitingResult:
     """Stations county by county (in parallel with ``options.jobs``/``options.scheduler``), the
@@ -164,6 +176,7 @@ def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, option
     tasks = {t.code: t for t in county_tasks(households, units, options, facilities, network, county)}
     answers = _run(tasks.values(), options)
     raised: dict[str, float] = {}
+    proof, how = None, "raised where others fall short"
     if options.coverage_target is not None:
         own = sum(a.result.summary["households_covered"] for a in answers.values())
         total = float(sum(a.result.summary["households_total"] for a in answers.values()))
@@ -172,7 +185,15 @@ def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, option
             extra = allocate(shortfall, {c: a.gains for c, a in answers.items()})
             raised = {c: answers[c].result.summary["households_covered"] + e for c, e in extra.items()}
             answers.update(_run([replace(tasks[c], target_weight=raised[c]) for c in sorted(raised)], options))
-    return combine(households, units, options, network, county, tasks, answers, raised)
+        if options.max_stations is None:
+            proof = province_cover({c: a.red for c, a in answers.items()}, options.coverage_target * total, total)
+        if proof is not None and proof.new_sites < _added(answers):
+            # the province-wide model found fewer stations: its coverage per county becomes the targets
+            better = _run([replace(tasks[c], target_weight=proof.county_cover[c]) for c in sorted(tasks)], options)
+            if _added(better) < _added(answers):
+                answers, raised = better, dict(proof.county_cover)
+                how = "set by the province-wide model"
+    return combine(households, units, options, network, county, tasks, answers, (raised, how), proof)
 
 
 def _nearest(households, stations, answers, tasks, codes, options, network):
@@ -195,8 +216,10 @@ def _nearest(households, stations, answers, tasks, codes, options, network):
     return near, near_id, mins
 
 
-def combine(households, units, options, network, county, tasks, answers, raised) -> SitingResult:
-    """The province's layers, coverage and summary from the counties' answers."""
+def combine(households, units, options, network, county, tasks, answers, raised=({}, ""), proof=None
+            ) -> SitingResult:
+    """The province's layers, coverage and summary from the counties' answers; ``raised`` is (county
+    targets changed, how) and ``proof`` the province-wide model's answer."""
     codes = sorted(answers)
     crs = households.crs
     stations = gpd.GeoDataFrame(pd.concat([answers[c].result.stations for c in codes], ignore_index=True),
@@ -209,26 +232,43 @@ def combine(households, units, options, network, county, tasks, answers, raised)
     if len(stations):
         stations["households_covered"] = np.round(
             np.bincount(near[covered], weights=demand.w[covered], minlength=len(stations))).astype(np.int64)
-    summary = _summary(households, units, options, demand, covered, stations, answers, raised)
+    summary = _summary(households, units, options, demand, covered, stations, answers, raised, proof)
     return SitingResult(stations=stations, service_areas=areas, hh_station=near_id, hh_minutes=mins,
                         unit_coverage=st.so.unit_coverage(demand, covered, len(units)), summary=summary)
 
 
-def _summary(households, units, options, demand, covered, stations, answers, raised) -> dict:
+def _bound_status(options, n_stations: int, n_exist: int, proof: ProvinceCover | None) -> tuple:
+    """(status, bound on total stations, gap) for the province."""
+    if options.coverage_target is None and options.max_stations is None:
+        return "REPORT", None, None
+    if proof is None:
+        return "ALLOCATED", None, None
+    bound = n_exist + proof.bound
+    return ("OPTIMAL" if n_stations <= bound else "FEASIBLE", bound,
+            (n_stations - bound) / max(1, n_stations))
+
+
+def _summary(households, units, options, demand, covered, stations, answers, raised, proof) -> dict:
     per = {c: answers[c].result.summary for c in sorted(answers)}
     first = next(iter(per.values()))
     total = demand.total
     n_exist = int(stations["existing"].sum()) if len(stations) else 0
     notes = [f"county {c}: {n}" for c, s in per.items() for n in s.get("notes", [])]
+    raised, how = raised
     if raised:
-        notes.append(f"province target: {len(raised)} county target(s) raised where others fall short: "
+        notes.append(f"province target: {len(raised)} county target(s) {how}: "
                      + ", ".join(f"{c} to {raised[c] / per[c]['households_total']:.4f}" for c in sorted(raised)))
     share = float(demand.w[covered].sum() / total) if total > 0 else float("nan")
     if options.coverage_target is not None and share < options.coverage_target - sm.REL_EPS:
         notes.append(f"province target {options.coverage_target:g} unreachable: every county at its most "
                      f"coverable gives {share:.4f}")
-    notes.append("counties sited separately: the county bounds hold for their allocated targets; no bound on "
-                 "the province's fewest stations is proven")
+    status, bound, gap = _bound_status(options, len(stations), n_exist, proof)
+    if proof is None and status != "REPORT":
+        notes.append("counties sited separately: the county bounds hold for their allocated targets; no bound "
+                     "on the province's fewest stations is proven (province-wide model too large or not run)")
+    elif proof is not None:
+        notes.append(f"province-wide model ({proof.status.lower()}, {proof.nodes} nodes): at least {bound} "
+                     "stations when each county's stations serve its own households")
     return {
         "minutes": float(options.minutes), "mode": options.mode, "speed_kmh": options.effective_speed_kmh,
         "travel": first.get("travel"),
@@ -236,8 +276,7 @@ def _summary(households, units, options, demand, covered, stations, answers, rai
         "stations": int(len(stations)), "existing": n_exist, "added": int(len(stations) - n_exist),
         "candidates": int(sum(s.get("candidates", 0) for s in per.values())),
         "model": first.get("model"), "scope": "county",
-        "status": "ALLOCATED" if options.coverage_target is not None or options.max_stations is not None else "REPORT",
-        "bound": None, "gap": None,
+        "status": status, "bound": bound, "gap": gap,
         "target": options.coverage_target, "max_stations": options.max_stations,
         "counties": {c: {"share": s.get("share"), "stations": s.get("stations"), "added": s.get("added"),
                          "target_share": (s["target_weight"] / s["households_total"]

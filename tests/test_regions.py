@@ -5,8 +5,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from scipy import sparse
 
-from optimize import regions, siting_candidates
+from optimize import regions, siting_candidates, siting_global
+from optimize import siting_models as sm
 from optimize.options import PlanOptions
 from optimize.siting import site_stations
 
@@ -77,13 +79,51 @@ def test_households_outside_every_unit_are_in_the_models_and_the_share(prov):
     assert all(isinstance(x, str) for x in r.hh_station[outside & (r.hh_minutes <= 20 + 1e-6)])
 
 
-def test_province_summary_claims_no_unproven_bound(prov):
+def county_reds(hh, units, options):
+    county = units.county_code.to_numpy()
+    return {t.code: regions.site_county(t).red
+            for t in regions.county_tasks(hh, units, options, None, None, county)}
+
+
+def test_province_bound_is_proven_by_the_province_wide_model(prov):
+    """The bound comes from one model over all counties; one new station fewer than it cannot reach the
+    province's target in that model (checked with the exact province-wide MCLP)."""
     hh, units = prov
-    s = regions.site_by_county(hh, units, PlanOptions(coverage_target=0.9)).summary
-    assert s["bound"] is None and s["gap"] is None and s["status"] == "ALLOCATED"
+    o = PlanOptions(coverage_target=0.9)
+    s = regions.site_by_county(hh, units, o).summary
+    assert s["status"] == "OPTIMAL" and s["bound"] == s["stations"] and s["gap"] == 0
+    reds = county_reds(hh, units, o)
+    codes = sorted(reds)
+    cov = sparse.block_diag([reds[c].cov.astype(float) for c in codes], format="csr")
+    w = np.concatenate([reds[c].w for c in codes])
+    best = sm.max_cover(cov, w, s["bound"] - s["existing"] - 1)
+    assert best.status == "OPTIMAL"
+    assert best.covered_weight + sum(reds[c].base for c in codes) < 0.9 * s["households_total"]
     for c in s["counties"].values():
         assert c["status"] == "OPTIMAL" and c["gap"] == 0 and c["bound"] == c["stations"]
         assert c["share"] >= c["target_share"] - 1e-12
+
+
+def test_province_wide_model_beats_every_county_at_the_province_share(prov):
+    """Counties may trade coverage: here the province reaches 0.9 with fewer stations than each
+    county reaching 0.9 of its own households would need."""
+    hh, units = prov
+    o = PlanOptions(coverage_target=0.9)
+    r = regions.site_by_county(hh, units, o)
+    county = units.county_code.to_numpy()
+    each = sum(regions.site_county(t).result.summary["stations"]
+               for t in regions.county_tasks(hh, units, o, None, None, county))
+    assert r.summary["stations"] < each
+    assert r.summary["share"] >= 0.9 and any("set by the province-wide model" in n for n in r.summary["notes"])
+
+
+def test_without_the_province_wide_model_no_bound_is_claimed(prov, monkeypatch):
+    hh, units = prov
+    monkeypatch.setattr(siting_global, "MAX_NNZ", 0)
+    s = regions.site_by_county(hh, units, PlanOptions(coverage_target=0.9)).summary
+    assert s["bound"] is None and s["gap"] is None and s["status"] == "ALLOCATED"
+    assert s["share"] >= 0.9
+    assert any("no bound on the province's fewest stations" in n for n in s["notes"])
 
 
 def facilities_only(hh, monkeypatch, b_east_limit):
