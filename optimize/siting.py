@@ -25,7 +25,6 @@ import numpy as np
 from scipy import sparse
 
 from geo import travel
-from optimize import siting_mip as mip
 from optimize import siting_models as sm
 from optimize import siting_outputs as so
 from optimize.options import PlanOptions
@@ -82,7 +81,7 @@ def travel_sets(demand: Demand, cands: Candidates, options: PlanOptions, network
     return Travel(cov=cov, net=net, seconds=time.perf_counter() - t)
 
 
-def _both(tr: Travel, demand: Demand, forced, P: int, need: float, node_limit: int, notes: list):
+def _both(tr: Travel, demand: Demand, forced, P: int, need: float, node_limit: int | None, notes: list):
     """Target and cap: the fewest (≤ P) reaching the target, else P at maximal cover."""
     result = sm.max_cover(tr.cov, demand.w, int(P), forced=forced, node_limit=node_limit)
     if result.covered_weight >= need - sm.REL_EPS * demand.total:
@@ -98,7 +97,7 @@ def _both(tr: Travel, demand: Demand, forced, P: int, need: float, node_limit: i
 
 
 def solve_models(tr: Travel, demand: Demand, cands: Candidates, options: PlanOptions, tiebreak: bool,
-                 node_limit: int, tiebreak_node_limit: int) -> ModelOutcome:
+                 node_limit: int | None, tiebreak_node_limit: int) -> ModelOutcome:
     """Run the covering model the options ask for, then the p-median tiebreak."""
     t = time.perf_counter()
     P, target = options.max_stations, options.coverage_target
@@ -175,7 +174,7 @@ def build_outputs(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
 # --------------------------------------------------------------------------- main entry
 def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options: PlanOptions,
                   facilities: gpd.GeoDataFrame | None = None, network: str | None = None,
-                  tiebreak: bool = True, node_limit: int = mip.NODE_LIMIT,
+                  tiebreak: bool = True, node_limit: int | None = None,
                   tiebreak_node_limit: int = TIEBREAK_NODE_LIMIT) -> SitingResult:
     """Stations, service areas and coverage (see the module docstring).
 
@@ -187,7 +186,8 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
     facilities : candidate or existing stations (``facility_id``, ``name``, ``existing``)
     network : an .osm.pbf path when travel follows roads
     tiebreak : run the p-median second stage
-    node_limit, tiebreak_node_limit : branch-and-bound nodes per model (deterministic limits)
+    node_limit, tiebreak_node_limit : branch-and-bound nodes per model (deterministic limits; None:
+        ``siting_mip.node_limit_for`` the model's size)
 
     Returns
     -------

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from optimize import siting_mip as mip
 from optimize import siting_models as sm
 
-MAX_NNZ = 500_000        # reduced (row, site) pairs over all counties for the province-wide model
+MAX_NNZ = 150_000        # reduced (row, site) pairs over all counties for the province-wide model
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class ProvinceCover:
 
 
 def province_cover(reds: dict, target_weight: float, total_weight: float,
-                   node_limit: int = mip.NODE_LIMIT) -> ProvinceCover | None:
+                   node_limit: int | None = None) -> ProvinceCover | None:
     """Fewest new sites over all counties reaching ``target_weight`` (None when the model is larger
     than ``MAX_NNZ`` pairs). ``reds`` maps county code → ``siting_models.Reduced``."""
     codes = sorted(reds)

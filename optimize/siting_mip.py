@@ -11,7 +11,8 @@ Why HiGHS here, and how it is set:
   same thing whatever the weights' unit (×1e-8 … ×1e3 give the same model up to rounding).
 * **deterministic** — HiGHS's branch and bound is deterministic for a fixed input, seed and thread
   count; the only limit is a node count (``node_limit``), never wall-clock time, so the answer does
-  not depend on the machine's load. When the node limit stops the search, the incumbent is returned
+  not depend on the machine's load (``node_limit_for``: fewer nodes for larger models, so a node
+  budget is roughly a work budget). When the node limit stops the search, the incumbent is returned
   with status FEASIBLE and the solver's bound and gap.
 
 scipy passes options it does not know (``mip_abs_gap``, ``random_seed``, ...) to HiGHS verbatim, with
@@ -26,7 +27,14 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-NODE_LIMIT = 50_000          # default branch-and-bound nodes per model (deterministic)
+NODE_LIMIT = 50_000          # most branch-and-bound nodes per model (deterministic)
+WORK_LIMIT = 20_000_000      # nodes x nonzeros of the model: larger models get fewer nodes
+
+
+def node_limit_for(nnz: int) -> int:
+    """The node limit for a model with ``nnz`` nonzeros: ``WORK_LIMIT / nnz`` within [10, NODE_LIMIT]
+    — a budget of work that depends on the input only, never on the machine's speed or load."""
+    return int(max(10, min(NODE_LIMIT, WORK_LIMIT // max(int(nnz), 1))))
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _cover_model(red: Reduced, extra_rows: list[tuple[np.ndarray, float, float]]
     return A, lo, hi, integ, np.zeros(m + n), np.ones(m + n)
 
 
-def max_cover(cov, weights, p: int, forced=(), node_limit: int = mip.NODE_LIMIT) -> CoverResult:
+def max_cover(cov, weights, p: int, forced=(), node_limit: int | None = None) -> CoverResult:
     """MCLP: at most ``p`` sites besides the forced ones, maximal covered weight.
 
     Parameters
@@ -176,7 +176,7 @@ def max_cover(cov, weights, p: int, forced=(), node_limit: int = mip.NODE_LIMIT)
     weights : demand weights (floats, any positive scale)
     p : new sites allowed besides ``forced``
     forced : candidate indices always open
-    node_limit : branch-and-bound nodes (deterministic limit)
+    node_limit : branch-and-bound nodes (deterministic; None: ``siting_mip.node_limit_for`` the model)
 
     Returns
     -------
@@ -197,7 +197,7 @@ def max_cover(cov, weights, p: int, forced=(), node_limit: int = mip.NODE_LIMIT)
         s = float(red.w.max())
         A, lo, hi, integ, lb, ub = _cover_model(red, [(np.r_[np.ones(m), np.zeros(n)], 0.0, float(p))])
         sol = mip.solve(np.r_[np.zeros(m), red.w / s], A, lo, hi, integ, lb, ub, maximize=True,
-                        node_limit=node_limit)
+                        node_limit=node_limit or mip.node_limit_for(A.nnz))
         nodes = sol.nodes
         bound = min(sol.bound * s, live) if np.isfinite(sol.bound) else live
         if sol.x is not None:
@@ -233,7 +233,7 @@ def _lscp_target(red: Reduced, cov, weights, target_weight, notes) -> float:
 
 
 def min_cover(cov, weights, target_weight: float | None = None, forced=(), max_sites: int | None = None,
-              node_limit: int = mip.NODE_LIMIT) -> CoverResult:
+              node_limit: int | None = None) -> CoverResult:
     """Fewest sites besides the forced ones whose covered weight reaches ``target_weight``.
 
     ``target_weight`` None: every demand of positive weight (the classic LSCP; raises ``Infeasible``
@@ -260,7 +260,8 @@ def min_cover(cov, weights, target_weight: float | None = None, forced=(), max_s
     if max_sites is not None:
         extra.append((np.r_[np.ones(m), np.zeros(n)], 0.0, float(max_sites)))
     A, lo, hi, integ, lb, ub = _cover_model(red, extra)
-    sol = mip.solve(np.r_[np.ones(m), np.zeros(n)], A, lo, hi, integ, lb, ub, node_limit=node_limit)
+    sol = mip.solve(np.r_[np.ones(m), np.zeros(n)], A, lo, hi, integ, lb, ub,
+                    node_limit=node_limit or mip.node_limit_for(A.nnz))
     if sol.status == "INFEASIBLE":
         raise Infeasible(f"no set of at most {max_sites} new sites reaches the target")
     res_pick, status, bound = pick, "GREEDY", 1.0
