@@ -12,7 +12,6 @@ import pytest
 import shapely
 from scipy import sparse
 
-from geo import travel
 from optimize import siting_models as sm
 from optimize.options import PlanOptions
 from optimize.siting import site_stations
