@@ -3,8 +3,9 @@
 Instance: demand points clustered around towns (integer weights), candidates drawn from the demand
 points, a 20-minute walk radius (1,333 m). Both solve the same MCLP (P new sites) and LSCP (cover
 everything coverable — demand no candidate reaches is dropped first, as spopt cannot solve otherwise).
-gridplan: sparse coverage (cKDTree) -> preprocessing (identical rows merged) -> greedy hint -> MIP.
-spopt: MCLP.from_cost_matrix / LSCP.from_cost_matrix on the dense distance matrix, CBC.
+gridplan: sparse coverage (cKDTree) -> preprocessing (identical rows merged) -> HiGHS MIP (scipy.optimize.milp,
+relative and absolute gap 0, node limit). spopt: MCLP.from_cost_matrix / LSCP.from_cost_matrix on the dense
+distance matrix, PuLP + CBC with gapRel=0 (so both prove optimality).
 Then a large MCLP for gridplan alone (default 200,000 x 5,000).
 
     python benchmarks/siting_vs_spopt.py [--demand 20000 --candidates 1000 --p 50]
@@ -46,11 +47,11 @@ def run_gridplan(xy, w, cand, p):
     t_cov = time.perf_counter() - t
     out = {}
     t = time.perf_counter()
-    r = sm.max_cover(cov, w, p, time_limit=120)
+    r = sm.max_cover(cov, w, p)
     out["mclp"] = dict(time=t_cov + time.perf_counter() - t, obj=r.covered_weight, bound=r.bound, status=r.status)
     keep = np.diff(cov.indptr) > 0
     t = time.perf_counter()
-    r2 = sm.min_cover(cov[keep], w[keep], time_limit=120)
+    r2 = sm.min_cover(cov[keep], w[keep])
     out["lscp"] = dict(time=t_cov + time.perf_counter() - t, obj=len(r2.open), bound=r2.bound, status=r2.status)
     return out, keep
 
@@ -63,14 +64,14 @@ def run_spopt(xy, w, cand, p, keep, time_limit=600):
     t = time.perf_counter()
     d = np.hypot(xy[:, None, 0] - cand[None, :, 0], xy[:, None, 1] - cand[None, :, 1])
     mclp = MCLP.from_cost_matrix(d, w, radius, p_facilities=p)
-    mclp = mclp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit), results=False)
+    mclp = mclp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0), results=False)
     y = np.array([v.value() > 0.5 for v in mclp.fac_vars])
     obj = float(w[(d[:, y] <= radius).any(axis=1)].sum())
     out["mclp"] = dict(time=time.perf_counter() - t, obj=obj, status=pulp.LpStatus[mclp.problem.status])
     t = time.perf_counter()
     dk = np.hypot(xy[keep, None, 0] - cand[None, :, 0], xy[keep, None, 1] - cand[None, :, 1])
     lscp = LSCP.from_cost_matrix(dk, radius)
-    lscp = lscp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit), results=False)
+    lscp = lscp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=0), results=False)
     y = np.array([v.value() > 0.5 for v in lscp.fac_vars])
     out["lscp"] = dict(time=time.perf_counter() - t, obj=int(y.sum()), status=pulp.LpStatus[lscp.problem.status])
     return out
@@ -110,7 +111,7 @@ def main(argv=None):
         t = time.perf_counter()
         cov = travel.straight_coverage(xy, cand, SPEED, MINUTES)
         t_cov = time.perf_counter() - t
-        r = sm.max_cover(cov, w, a.big_p, time_limit=45)
+        r = sm.max_cover(cov, w, a.big_p)
         tot = time.perf_counter() - t
         red = sm.reduce(cov, w)
         print(f"\nlarge MCLP: {a.big_demand:,} demand x {a.big_candidates:,} candidates, P={a.big_p}: "
