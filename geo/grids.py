@@ -176,15 +176,66 @@ def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
     # a 16-gon around each point, circumscribed so that it holds the whole circle of that radius
     disks = shapely.buffer(pts[near], radius / np.cos(np.pi / 16), quad_segs=4)
     whole = shapely.union_all(g, grid_size=GRID_SIZE)
+    owner = labels[near]
+    for give in (_give_clipped, _give_pieces):
+        out = give(polys, owner, disks, range(len(near)), whole)
+        if _same_kind(out, polys):
+            return out
+    # all at once broke a grid (a disk cut a sliver off, say): take the disks one point at a time,
+    # keeping each that leaves every grid a valid polygon of its former kind
+    out, todo = polys, list(range(len(near)))
+    for _ in range(3):                      # a disk refused early may fit once its neighbours are in
+        left = []
+        for i in todo:
+            trial = next((t for t in (give(out, owner, disks, [i], whole) for give in (_give_clipped, _give_pieces))
+                          if _same_kind(t, polys)), None)
+            if trial is None:
+                left.append(i)
+            else:
+                out = trial
+        if len(left) == len(todo):
+            break
+        todo = left
+    return out
+
+
+def _give_clipped(polys, owner, disks, which, whole) -> list:
+    """Cut the disks ``which`` from every grid but their owner's; add them, clipped to the grids' union, to it."""
+    which = list(which)
     out = []
-    for k in range(len(polys)):
-        mine = labels[near] == k
-        p = polys[k]
-        if (~mine).any():
-            p = shapely.difference(p, shapely.union_all(disks[~mine]))
-        if mine.any():
+    for k, p in enumerate(polys):
+        mine = [i for i in which if owner[i] == k]
+        theirs = [i for i in which if owner[i] != k]
+        if theirs:
+            p = shapely.difference(p, shapely.union_all(disks[theirs]))
+        if mine:
             p = shapely.union_all([p, shapely.intersection(shapely.union_all(disks[mine]), whole)])
         out.append(p)
-    if any(q.geom_type != polys[i].geom_type or not q.is_valid or q.is_empty for i, q in enumerate(out)):
-        return polys
     return out
+
+
+def _give_pieces(polys, owner, disks, which, whole=None) -> list:
+    """Move to each disk's owner exactly the parts of the other grids that the disk covers.
+
+    Only what the other grids held changes hands (no clip to the snapped outline, whose rounding can
+    leave a detached sliver); a hairline (~1e-10 m) between neighbours is closed by a 1 µm snap.
+    """
+    out = list(polys)
+    gained: dict[int, list] = {}
+    for i in which:
+        o = int(owner[i])
+        for k, p in enumerate(out):
+            if k != o and shapely.intersects(p, disks[i]):
+                gained.setdefault(o, []).append(shapely.intersection(p, disks[i]))
+                out[k] = shapely.difference(p, disks[i])
+    for k, parts in gained.items():
+        merged = shapely.union_all([out[k], *parts])
+        if merged.geom_type != out[k].geom_type:
+            merged = shapely.union_all([out[k], *parts], grid_size=1e-6)
+        out[k] = merged
+    return out
+
+
+def _same_kind(out, polys) -> bool:
+    """Whether every grid is still a valid, non-empty geometry of its former type."""
+    return all(q.geom_type == polys[i].geom_type and q.is_valid and not q.is_empty for i, q in enumerate(out))

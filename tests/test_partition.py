@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import shapely
 import shapely.affinity
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import example, HealthCheck, given, settings, strategies as st
 
 from gridplan.geo.grids import assign_points
 from gridplan.optimize.options import PlanOptions
@@ -202,6 +202,8 @@ def towers_in(unit, seed: int, n_houses: int, n_towers: int, near_pairs: int):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), kind=st.sampled_from(["convex", "L", "U", "star"]),
        towers=st.integers(0, 12), pairs=st.integers(0, 80), target=st.sampled_from([150.0, 300.0]))
+# found by the long random run: clearing all points at once cut a sliver off a grid, so no point was cleared
+@example(seed=33, kind="convex", towers=0, pairs=33, target=150.0)
 def test_every_household_lies_in_the_grid_its_label_names(seed, kind, towers, pairs, target):
     """Labels come from the polygons: every household row's point is covered by the polygon of its
     grid and by no other, and each grid's households are exactly those of the points inside it —
