@@ -37,8 +37,7 @@ import pandas as pd
 import shapely
 
 from gridplan.geo import travel
-from gridplan.optimize import siting as st
-from gridplan.optimize import siting_models as sm
+from gridplan.optimize import siting as st, siting_models as sm
 from gridplan.optimize.executors import run_tasks
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.siting import SitingResult, site_stations
@@ -66,8 +65,11 @@ class CountyTask:
 
 @dataclass
 class CountyAnswer:
-    """A county's result, the marginal coverage further stations would add (greedy, in order) and its
-    reduced covering problem (for the province-wide model)."""
+    """Hold one county's siting answer.
+
+    A county's result, the marginal coverage further stations would add (greedy, in order) and its
+    reduced covering problem (for the province-wide model).
+    """
 
     code: str
     result: SitingResult
@@ -141,9 +143,12 @@ def county_tasks(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options:
 
 
 def allocate(shortfall: float, gains: dict[str, np.ndarray]) -> dict[str, float]:
-    """Extra coverage per county closing ``shortfall``: the largest marginal gains first across
+    """Share the extra coverage that closes ``shortfall`` among the counties.
+
+    Extra coverage per county closing ``shortfall``: the largest marginal gains first across
     counties (each county's gains are non-increasing, so the picks are prefixes). Counties left out
-    get nothing; if all gains together fall short, every county gets all its gains."""
+    get nothing; if all gains together fall short, every county gets all its gains.
+    """
     items = sorted(((-float(g), code, i) for code, arr in gains.items() for i, g in enumerate(arr)))
     extra: dict[str, float] = {}
     got = 0.0
@@ -168,8 +173,11 @@ def _added(answers: dict[str, CountyAnswer]) -> int:
 
 def site_by_county(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options: PlanOptions,
                    facilities: gpd.GeoDataFrame | None = None, network: str | None = None) -> SitingResult:
-    """Stations county by county (in parallel with ``options.jobs``/``options.scheduler``), the
-    coverage target met province-wide (see the module docstring), combined into one result."""
+    """Site stations county by county and combine them into one result.
+
+    Stations county by county (in parallel with ``options.jobs``/``options.scheduler``), the
+    coverage target met province-wide (see the module docstring), combined into one result.
+    """
     county = units["county_code"].fillna("").astype(str).to_numpy() if len(units) else np.zeros(0, object)
     if len(set(county)) <= 1:
         return site_stations(households, units, options, facilities, network)
@@ -219,8 +227,11 @@ def _nearest(households, stations, answers, tasks, codes, options, network):
 
 def combine(households, units, options, network, county, tasks, answers, raised=({}, ""), proof=None
             ) -> SitingResult:
-    """The province's layers, coverage and summary from the counties' answers; ``raised`` is (county
-    targets changed, how) and ``proof`` the province-wide model's answer."""
+    """Combine the counties' answers into the province's layers, coverage and summary.
+
+    The province's layers, coverage and summary from the counties' answers; ``raised`` is (county
+    targets changed, how) and ``proof`` the province-wide model's answer.
+    """
     codes = sorted(answers)
     crs = households.crs
     stations = gpd.GeoDataFrame(pd.concat([answers[c].result.stations for c in codes], ignore_index=True),

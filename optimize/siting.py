@@ -26,8 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from gridplan.geo import travel
-from gridplan.optimize import siting_models as sm
-from gridplan.optimize import siting_outputs as so
+from gridplan.optimize import siting_models as sm, siting_outputs as so
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.siting_candidates import Candidates, Demand, build_candidates, generate_candidates  # noqa: F401
 from gridplan.optimize.siting_outputs import uncovered_clusters  # noqa: F401  (re-exported)
@@ -50,8 +49,11 @@ class SitingResult:
 
 @dataclass
 class Travel:
-    """Coverage sets: ``cov`` (household x candidate, minutes + 1 stored for pairs within reach) and
-    the road network when travel follows roads."""
+    """Hold the coverage sets of one siting problem.
+
+    Coverage sets: ``cov`` (household x candidate, minutes + 1 stored for pairs within reach) and
+    the road network when travel follows roads.
+    """
 
     cov: sparse.csr_matrix
     net: object | None
@@ -125,8 +127,11 @@ def solve_models(tr: Travel, demand: Demand, cands: Candidates, options: PlanOpt
 
 
 def _bound_for(result: sm.CoverResult | None, model: str, forced) -> float | int | None:
-    """The proven bound in the summary's terms: for min_cover the fewest stations in total (existing +
-    new) any solution needs; for max_cover the most households any P stations can cover."""
+    """Express the proven bound in the summary's terms.
+
+    The proven bound in the summary's terms: for min_cover the fewest stations in total (existing +
+    new) any solution needs; for max_cover the most households any P stations can cover.
+    """
     if result is None:
         return None
     if model == "min_cover":

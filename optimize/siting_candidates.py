@@ -18,8 +18,11 @@ from gridplan.geo import travel
 
 @dataclass(frozen=True)
 class Demand:
-    """Household points in the plan's metric CRS: ``xy``, weight ``w`` (0 where unusable), ``finite``
-    (has coordinates), ``unit`` (row of the unit holding it, -1 if none)."""
+    """Hold the household points of one siting problem.
+
+    Household points in the plan's metric CRS: ``xy``, weight ``w`` (0 where unusable), ``finite``
+    (has coordinates), ``unit`` (row of the unit holding it, -1 if none).
+    """
 
     xy: np.ndarray
     w: np.ndarray
@@ -45,8 +48,11 @@ class Demand:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Candidate sites: the first ``n_facilities`` rows are the given facilities (ids, names,
-    ``existing``), the rest generated (``kind`` "seat" | "cell")."""
+    """Hold the candidate sites of one siting problem.
+
+    Candidate sites: the first ``n_facilities`` rows are the given facilities (ids, names,
+    ``existing``), the rest generated (``kind`` "seat" | "cell").
+    """
 
     xy: np.ndarray
     n_facilities: int
@@ -78,7 +84,7 @@ def _nearest_member(xy: np.ndarray, groups: np.ndarray, w: np.ndarray) -> pd.Dat
 
 def generate_candidates(hh_xy: np.ndarray, hh_w: np.ndarray, hh_unit: np.ndarray, cell_m: float
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Generated candidate points (x, y) and their kind ("seat" | "cell"), deduplicated, deterministic."""
+    """Generate candidate points (x, y) and their kind ("seat" | "cell"), deduplicated, deterministic."""
     ok = travel.finite_rows(hh_xy) & (hh_w > 0)
     xy, w, unit = hh_xy[ok], hh_w[ok], hh_unit[ok]
     if not len(xy):
@@ -96,8 +102,11 @@ def generate_candidates(hh_xy: np.ndarray, hh_w: np.ndarray, hh_unit: np.ndarray
 
 
 def build_candidates(demand: Demand, facilities: gpd.GeoDataFrame | None, crs, radius_m: float) -> Candidates:
-    """Facilities first (``existing`` ones forced; without the column all are existing), then the
-    generated seats and lattice cells (side ``radius_m / 2``)."""
+    """Build the candidate sites: facilities first, then generated ones.
+
+    Facilities first (``existing`` ones forced; without the column all are existing), then the
+    generated seats and lattice cells (side ``radius_m / 2``).
+    """
     fac_xy, ids, names, exist, notes = np.zeros((0, 2)), [], [], np.zeros(0, bool), []
     if facilities is not None and len(facilities):
         fac = facilities.to_crs(crs) if facilities.crs is not None and facilities.crs != crs else facilities

@@ -25,8 +25,11 @@ MAX_NNZ = 150_000        # reduced (row, site) pairs over all counties for the p
 
 @dataclass(frozen=True)
 class ProvinceCover:
-    """The province-wide model's answer: new sites in its solution, the solver's bound on the fewest
-    new sites, status, and each county's covered weight (forced sites' coverage included)."""
+    """Hold the province-wide model's answer.
+
+    The province-wide model's answer: new sites in its solution, the solver's bound on the fewest
+    new sites, status, and each county's covered weight (forced sites' coverage included).
+    """
 
     new_sites: int
     bound: int
@@ -37,8 +40,11 @@ class ProvinceCover:
 
 def province_cover(reds: dict, target_weight: float, total_weight: float,
                    node_limit: int | None = None) -> ProvinceCover | None:
-    """Fewest new sites over all counties reaching ``target_weight`` (None when the model is larger
-    than ``MAX_NNZ`` pairs). ``reds`` maps county code → ``siting_models.Reduced``."""
+    """Solve for the fewest new sites province-wide.
+
+    Fewest new sites over all counties reaching ``target_weight`` (None when the model is larger
+    than ``MAX_NNZ`` pairs). ``reds`` maps county code → ``siting_models.Reduced``.
+    """
     codes = sorted(reds)
     if sum(reds[c].cov.nnz for c in codes) > MAX_NNZ:
         return None

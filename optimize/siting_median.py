@@ -85,7 +85,9 @@ def _travel_of(cm: sparse.csr_matrix, w: np.ndarray, open_: np.ndarray, radius: 
 def tiebreak(cov_minutes: sparse.csr_matrix, weights: np.ndarray, first: CoverResult, forced=(),
              radius: float = 1.0, max_pairs: int = 10_000, node_limit: int = 200
              ) -> tuple[CoverResult, str]:
-    """Second stage: at most the first stage's new sites, covered weight >= the first stage's, least
+    """Solve the second stage: least weighted travel, keeping the first stage's coverage.
+
+    Second stage: at most the first stage's new sites, covered weight >= the first stage's, least
     weighted travel of covered demand (uncovered demand counts as ``radius``).
 
     ``cov_minutes`` stores minutes + 1 for pairs within reach (``geo.travel`` convention). Returns

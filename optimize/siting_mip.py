@@ -32,16 +32,22 @@ WORK_LIMIT = 20_000_000      # nodes x nonzeros of the model: larger models get 
 
 
 def node_limit_for(nnz: int) -> int:
-    """The node limit for a model with ``nnz`` nonzeros: ``WORK_LIMIT / nnz`` within [10, NODE_LIMIT]
-    — a budget of work that depends on the input only, never on the machine's speed or load."""
+    """Return the node limit for a model with ``nnz`` nonzeros.
+
+    The node limit for a model with ``nnz`` nonzeros: ``WORK_LIMIT / nnz`` within [10, NODE_LIMIT]
+    — a budget of work that depends on the input only, never on the machine's speed or load.
+    """
     return int(max(10, min(NODE_LIMIT, WORK_LIMIT // max(int(nnz), 1))))
 
 
 @dataclass(frozen=True)
 class MipSolution:
-    """What one solve proved: the incumbent ``x`` (None if none), its objective and the solver's
+    """Hold what one solve proved.
+
+    What one solve proved: the incumbent ``x`` (None if none), its objective and the solver's
     dual bound in the caller's sense (maximisation or minimisation), the solver's relative gap, the
-    status (OPTIMAL | FEASIBLE | INFEASIBLE | NO_SOLUTION) and the nodes explored."""
+    status (OPTIMAL | FEASIBLE | INFEASIBLE | NO_SOLUTION) and the nodes explored.
+    """
 
     x: np.ndarray | None
     objective: float
@@ -94,5 +100,5 @@ def solve(c: np.ndarray, A: sparse.spmatrix, row_lb: np.ndarray, row_ub: np.ndar
 
 
 def binary(x: np.ndarray) -> np.ndarray:
-    """A solver's values of 0/1 variables as booleans (integrality tolerance aside)."""
+    """Return a solver's values of 0/1 variables as booleans (integrality tolerance aside)."""
     return np.asarray(x) > 0.5

@@ -76,8 +76,11 @@ def _forced(forced) -> np.ndarray:
 
 
 def reduce(cov: sparse.spmatrix, weights: np.ndarray, forced=()) -> Reduced:
-    """Drop demand covered by forced sites or by no candidate, candidates reaching nothing; merge
-    demand rows with identical candidate sets."""
+    """Reduce a covering problem to the rows and columns that matter.
+
+    Drop demand covered by forced sites or by no candidate, candidates reaching nothing; merge
+    demand rows with identical candidate sets.
+    """
     cov = sparse.csr_matrix(cov, dtype=bool)
     cov.eliminate_zeros()
     w = np.asarray(weights, float)
@@ -109,9 +112,12 @@ def reduce(cov: sparse.spmatrix, weights: np.ndarray, forced=()) -> Reduced:
 # --------------------------------------------------------------------------- greedy
 def greedy_gains(red: Reduced, p: int | None = None, target: float | None = None
                  ) -> tuple[list[int], list[float]]:
-    """Lazy greedy on the reduced problem: pick the column with the largest uncovered weight until
+    """Pick columns greedily, returning the picks and their marginal gains.
+
+    Lazy greedy on the reduced problem: pick the column with the largest uncovered weight until
     ``p`` picks, or until the covered weight (reduced rows) reaches ``target``. Returns the picks and
-    each pick's marginal gain (non-increasing: coverage is submodular)."""
+    each pick's marginal gain (non-increasing: coverage is submodular).
+    """
     csc = red.cov.tocsc()
     w = red.w
     covered = np.zeros(len(w), bool)
@@ -140,7 +146,7 @@ def greedy_gains(red: Reduced, p: int | None = None, target: float | None = None
 
 
 def greedy(red: Reduced, p: int | None = None, target: float | None = None) -> list[int]:
-    """The picks of ``greedy_gains``."""
+    """Return the picks of ``greedy_gains``."""
     return greedy_gains(red, p, target)[0]
 
 
@@ -154,9 +160,12 @@ def covered_weight(red: Reduced, picked) -> float:
 
 # --------------------------------------------------------------------------- the covering MIP
 def _cover_model(red: Reduced, extra_rows: list[tuple[np.ndarray, float, float]]):
-    """Variables [y_0..y_m-1 (binary), z_0..z_n-1 (continuous in [0, 1])]; rows z_i - sum_{j∋i} y_j <= 0
+    """Build the covering model's variables and rows.
+
+    Variables [y_0..y_m-1 (binary), z_0..z_n-1 (continuous in [0, 1])]; rows z_i - sum_{j∋i} y_j <= 0
     (with y integral an optimum sets z_i = min(1, sum y), so z may stay continuous), plus extra rows
-    given as (coefficients over all variables, lower, upper)."""
+    given as (coefficients over all variables, lower, upper).
+    """
     n, m = red.cov.shape
     link = sparse.hstack([-red.cov.astype(float), sparse.identity(n, format="csr")], format="csr")
     rows = [link] + [sparse.csr_matrix(c.reshape(1, -1)) for c, _, _ in extra_rows]
@@ -286,7 +295,7 @@ def min_cover(cov, weights, target_weight: float | None = None, forced=(), max_s
                        time_s=time.perf_counter() - t0, nodes=sol.nodes, notes=notes)
 
 
-from gridplan.optimize.siting_median import mean_cost, p_median, tiebreak  # noqa: E402  (re-exported)
+from gridplan.optimize.siting_median import mean_cost, p_median, tiebreak
 
 __all__ = ["CoverResult", "Infeasible", "Reduced", "reduce", "greedy", "greedy_gains", "covered_weight", "max_cover",
            "min_cover", "p_median", "tiebreak", "mean_cost"]

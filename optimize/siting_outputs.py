@@ -1,4 +1,6 @@
-"""Siting outputs: station ids and names, the stations and service-area layers, each household's
+"""Build the siting outputs.
+
+Siting outputs: station ids and names, the stations and service-area layers, each household's
 nearest station, coverage per unit, and the uncovered clusters.
 
 Coverage = minutes <= minutes + 1e-6 to the nearest station, the rule the plan checker applies.
@@ -33,8 +35,11 @@ def units_of(points: np.ndarray, units: gpd.GeoDataFrame) -> np.ndarray:
 
 def station_labels(open_: np.ndarray, cands: Candidates, units: gpd.GeoDataFrame | None
                    ) -> tuple[list, list, list, list, np.ndarray]:
-    """(ids, names, existing, source kinds, unit row) of the open candidates. Facilities keep theirs;
-    generated ones get "S" + unit code + a 3-digit sequence, west→east then north→south in the unit."""
+    """Name the open candidates.
+
+    (ids, names, existing, source kinds, unit row) of the open candidates. Facilities keep theirs;
+    generated ones get "S" + unit code + a 3-digit sequence, west→east then north→south in the unit.
+    """
     st_xy = cands.xy[open_] if len(open_) else np.zeros((0, 2))
     st_unit = units_of(st_xy, units)
     ids, names, exist, kinds, gen = [], [], [], [], []
@@ -73,7 +78,7 @@ def covered_mask(demand: Demand, mins: np.ndarray, minutes: float) -> np.ndarray
 
 
 def stations_layer(ids, names, exist, kinds, st_unit, st_xy, near, covered, w, units, crs) -> gpd.GeoDataFrame:
-    """The ``stations`` layer (contract columns + ``source``)."""
+    """Build the ``stations`` layer (contract columns + ``source``)."""
     n = len(ids)
     per = np.bincount(near[covered], weights=w[covered], minlength=n) if n else np.zeros(0)
     codes = units["unit_code"].astype(str).to_numpy() if units is not None and len(units) else np.array([])
@@ -123,8 +128,11 @@ def _cell_components(xy: np.ndarray, radius: float) -> np.ndarray:
 
 def uncovered_clusters(households: gpd.GeoDataFrame, w: np.ndarray, mask: np.ndarray, hh_unit: np.ndarray,
                        unit_codes: np.ndarray, radius: float, limit: int = MAX_CLUSTERS) -> list[dict]:
-    """Groups of uncovered households: cells of side ``radius`` joined with their 8 neighbours; the
-    largest ``limit`` by households, each with its weighted WGS 84 centre and main unit code."""
+    """Group the uncovered households into clusters.
+
+    Groups of uncovered households: cells of side ``radius`` joined with their 8 neighbours; the
+    largest ``limit`` by households, each with its weighted WGS 84 centre and main unit code.
+    """
     idx = np.flatnonzero(mask & (w > 0))
     if not len(idx):
         return []
