@@ -94,6 +94,8 @@ def body(script: str, f: dict) -> str:
 
 def quote(path: Path) -> str:
     d = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(d.get("git"), dict) or "load" not in d:   # a file not written by record.py
+        return f"### {path.stem}\n\nresults/{path.name} (its own format):\n\n" + table(flat(d), ["figure", "value"]) + "\n"
     g, m, ld = d["git"], d["machine"], d["load"]
     rev = (g.get("revision") or "?")[:10] + (" **(dirty)**" if g.get("dirty") else "") + \
         (" **(changed during the run)**" if g.get("changed_during_run") else "")
