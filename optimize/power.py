@@ -182,8 +182,8 @@ def _clip(poly: np.ndarray, n: np.ndarray, b: float) -> np.ndarray:
     pts = np.empty((len(poly), 2, 2))
     pts[:, 0] = poly
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = s / (s - s[nxt])
-    pts[:, 1] = poly + t[:, None] * (poly[nxt] - poly)
+        t = s / (s - s[nxt])                 # inf/nan only on rows that do not cross (dropped)
+        pts[:, 1] = poly + t[:, None] * (poly[nxt] - poly)
     return pts[np.column_stack([inside, cross])]
 
 
