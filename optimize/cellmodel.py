@@ -47,6 +47,7 @@ from gridplan.optimize.cellround import DTIME_PER_SECOND, cpsat_round
 FILL_CELLS_PER_GRID = 25  # empty lattice seeds per grid cut empty land into cells (0: off)
 MAX_NODES = 700           # above this many cells a unit is coarsened into atoms
 ROUNDS = 4                # Lloyd-like center updates
+STOP_WHEN_WORSE = True    # stop the rounds at the first one that improves neither balance nor inertia
 SMOOTH = (3.0, 2.0, 1.0, 0.5, 0.25, 0.12)  # edge simplification tolerances tried, in typical cell spacings (): off
 BAND = 0.8                # the model's hard band is BAND·tolerance; the rest is slack for smoothing
 AREA_WEIGHT = 0.5         # share of area (vs households) in the moment-of-inertia weights
@@ -323,6 +324,8 @@ def _solve(g: CellGraph, kc: np.ndarray, mean: float, tol: float, options) -> tu
         inertia = _inertia(g, labels, k, w)
         if best is None or (excess, inertia) < (best[0], best[1]):
             best = (excess, inertia, labels, status)
+        elif STOP_WHEN_WORSE:
+            break                # a Lloyd round that did not improve: the centers have settled
         hint = labels
         centers = _recenter(g, labels, k, w)
     _, _, labels, status = best

@@ -153,10 +153,12 @@ def power_weights(xy: np.ndarray, labels: np.ndarray, centers: np.ndarray, margi
     d2 = ((xy[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
     gap = 2.0 * np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(-1)) * margin
     C = np.full((k, k), np.inf)
-    for j in range(k):
-        sel = labels == j
-        if sel.any():
-            C[j] = (d2[sel] - d2[sel, j][:, None]).min(0) - gap[j]
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    diff = d2[order] - d2[order, lab][:, None]          # d_il − d_ij of each point i of grid j
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    js = lab[starts]
+    C[js] = np.minimum.reduceat(diff, starts, axis=0) - gap[js]
     np.fill_diagonal(C, 0.0)
     w = np.zeros(k)
     for _ in range(k + 1):
@@ -176,15 +178,13 @@ def _clip(poly: np.ndarray, n: np.ndarray, b: float) -> np.ndarray:
     if not inside.any():
         return poly[:0]
     nxt = np.roll(np.arange(len(poly)), -1)
-    out = []
-    for i in range(len(poly)):
-        j = nxt[i]
-        if inside[i]:
-            out.append(poly[i])
-        if inside[i] != inside[j]:           # the edge crosses the line: keep the crossing point
-            t = s[i] / (s[i] - s[j])
-            out.append(poly[i] + t * (poly[j] - poly[i]))
-    return np.array(out)
+    cross = inside != inside[nxt]            # the edge i → i+1 crosses the line: keep the crossing point
+    pts = np.empty((len(poly), 2, 2))
+    pts[:, 0] = poly
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = s / (s - s[nxt])                 # inf/nan only on rows that do not cross (dropped)
+        pts[:, 1] = poly + t[:, None] * (poly[nxt] - poly)
+    return pts[np.column_stack([inside, cross])]
 
 
 def power_cells(geometry, centers: np.ndarray, weights: np.ndarray) -> list:
@@ -213,9 +213,11 @@ def power_cells(geometry, centers: np.ndarray, weights: np.ndarray) -> list:
             poly = _clip(poly, n, (sq[l] - sq[j] - weights[l] + weights[j]) / 2.0)
             if len(poly) < 3:
                 break
-        cell = shapely.Polygon(poly) if len(poly) >= 3 else shapely.Polygon()
-        out.append(shapely.intersection(cell, geometry) if not cell.is_empty else cell)
-    return out
+        out.append(shapely.Polygon(poly) if len(poly) >= 3 else shapely.Polygon())
+    cells = np.asarray(out, dtype=object)
+    full = ~shapely.is_empty(cells)
+    cells[full] = shapely.intersection(cells[full], geometry)     # one call for all cells
+    return list(cells)
 
 
 def repair_fragments(cells: list, xy: np.ndarray, h: np.ndarray) -> list | None:
