@@ -97,13 +97,18 @@ def sweep_orphans(store: Store, grace_s: float, now: float | None = None) -> lis
     return removed
 
 
-def _sweep_temp(root: Path, d: Path, cutoff: float) -> list[str]:
-    out = []
+def _entries(d: Path) -> list:
+    """List the directory's entries; none when it cannot be read (it may have just been purged)."""
     try:
-        entries = list(os.scandir(d))
+        return list(os.scandir(d))
     except OSError:
-        return out
-    for e in entries:
+        return []
+
+
+def _sweep_temp(root: Path, d: Path, cutoff: float) -> list[str]:
+    """Remove temporary files (``TEMP_SUFFIXES``) in ``d`` last written before ``cutoff``."""
+    out = []
+    for e in _entries(d):
         if e.is_file(follow_symlinks=False) and e.name.endswith(TEMP_SUFFIXES):
             try:
                 if e.stat(follow_symlinks=False).st_mtime < cutoff:
@@ -117,11 +122,7 @@ def _sweep_temp(root: Path, d: Path, cutoff: float) -> list[str]:
 def _sweep_temp_dirs(root: Path, d: Path, cutoff: float) -> list[str]:
     """Hidden directories in a job dir (``write_plan_dir``'s ``.out.*`` of a run that was killed)."""
     out = []
-    try:
-        entries = list(os.scandir(d))
-    except OSError:
-        return out
-    for e in entries:
+    for e in _entries(d):
         if e.name.startswith(".") and e.is_dir(follow_symlinks=False) and _newest_mtime(Path(e.path)) < cutoff:
             shutil.rmtree(e.path, ignore_errors=True)
             out.append(Path(e.path).relative_to(root).as_posix())
