@@ -2,23 +2,16 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from gridplan.optimize.rebalance import connect, rebalance
+from tests.helpers.graphs import lattice_edges
 
 
 def lattice(rows: int, cols: int):
-    e = []
-    for r in range(rows):
-        for c in range(cols):
-            a = r * cols + c
-            if c + 1 < cols:
-                e.append((a, a + 1))
-            if r + 1 < rows:
-                e.append((a, a + cols))
+    e = lattice_edges(rows, cols)
     n = rows * cols
     nb = [[] for _ in range(n)]
     for a, b in e:

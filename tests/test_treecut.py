@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from gridplan.optimize.treecut import tree_partition
+from tests.helpers.graphs import lattice_edges
 
 
 def lattice(rows: int, cols: int, holes: np.ndarray) -> tuple[int, np.ndarray]:
@@ -16,14 +16,7 @@ def lattice(rows: int, cols: int, holes: np.ndarray) -> tuple[int, np.ndarray]:
     keep[holes] = False
     ids = np.full(rows * cols, -1)
     ids[keep] = np.arange(keep.sum())
-    e = []
-    for r in range(rows):
-        for c in range(cols):
-            a = r * cols + c
-            if c + 1 < cols:
-                e.append((a, a + 1))
-            if r + 1 < rows:
-                e.append((a, a + cols))
+    e = lattice_edges(rows, cols)
     e = ids[np.array(e)]
     return int(keep.sum()), e[(e >= 0).all(axis=1)]
 
