@@ -421,6 +421,21 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id, as `gridpl
     console.print(f"Key {kid} {done}.")
 
 
+# Commands that live in their own modules (``gridplan.api.cli_<name>``), each with ``register(app)``:
+# one module per concern keeps this file to the shared plumbing.
+COMMAND_MODULES: list[str] = [
+]
+
+
+def _register_commands() -> None:
+    import importlib
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"gridplan.api.{name}").register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Run the CLI: errors print one line (no traceback unless GRIDPLAN_DEBUG is set) and exit non-zero."""
     try:
