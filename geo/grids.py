@@ -21,6 +21,39 @@ def polygon_parts(geom) -> list:
     return [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and p.area > 0]
 
 
+SLIVER_SHARE = 1e-6   # parts of a repaired polygon below this share of its area are dropped
+
+
+def repair_transformed(geoms) -> np.ndarray:
+    """Repair polygons that a coordinate transform made invalid; valid ones are returned as they are.
+
+    A vertex a few centimetres from an edge (a household kept just inside its grid) can cross that
+    edge after reprojection to degrees. The invalid ring is rebuilt (``make_valid``, structure
+    method); slivers smaller than ``SLIVER_SHARE`` of the polygon's area are dropped, so a grid stays
+    one Polygon when the defect was such a spike.
+    """
+    g = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object).reshape(-1).copy()
+    bad = np.flatnonzero(~shapely.is_valid(g) & ~shapely.is_missing(g))
+    for i in bad:
+        fixed = shapely.make_valid(g[i], method="structure", keep_collapsed=False)
+        parts = [p for p in shapely.get_parts(fixed) if p.geom_type == "Polygon" and p.area > 0]
+        if not parts:
+            continue
+        total = sum(p.area for p in parts)
+        parts = [p for p in parts if p.area >= SLIVER_SHARE * total]
+        g[i] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+    return g
+
+
+def to_crs_valid(gdf, crs):
+    """Return ``gdf`` in ``crs`` with polygons the transform made invalid repaired (``repair_transformed``)."""
+    out = gdf.to_crs(crs)
+    if len(out):
+        fixed = repair_transformed(out.geometry.values)
+        out = out.set_geometry(type(out.geometry)(fixed, index=out.index, crs=out.crs))
+    return out
+
+
 def polsby_popper(geoms) -> np.ndarray:
     """Polsby-Popper compactness 4πA/P² of each geometry (1 for a disc; 0 for empty/degenerate)."""
     g = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object).reshape(-1)

@@ -18,6 +18,7 @@ import pandas as pd
 import pyogrio
 
 from gridplan.geo.coords import geometries_from_wgs84
+from gridplan.geo.grids import repair_transformed
 
 # geometry type written for an empty layer (GeoPackage needs one)
 EMPTY_GEOMETRY_TYPE = {"grids": "Polygon", "stations": "Point", "service_areas": "MultiPolygon",
@@ -53,7 +54,8 @@ def to_output_coords(gdf: gpd.GeoDataFrame, output_coords: str) -> gpd.GeoDataFr
     if output_coords in (None, "wgs84") or len(gdf) == 0:
         return gdf
     out = gdf.copy()
-    out.geometry = gpd.GeoSeries(geometries_from_wgs84(gdf.geometry.values, output_coords), index=gdf.index, crs=4326)
+    moved = repair_transformed(geometries_from_wgs84(gdf.geometry.values, output_coords))
+    out.geometry = gpd.GeoSeries(moved, index=gdf.index, crs=4326)
     return out
 
 

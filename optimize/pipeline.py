@@ -21,6 +21,7 @@ import pandas as pd
 import shapely
 
 from gridplan.geo.crs import Reprojector, local_crs_by_group
+from gridplan.geo.grids import to_crs_valid
 from gridplan.geo.model import Dataset
 from gridplan.geo.problems import Problem
 from gridplan.optimize.assemble import assemble_grids, households_layer, units_layer
@@ -345,9 +346,9 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     summary["runtime_s"] = {k: round(v, 3) for k, v in runtime.items()}
     summary["runtime_s"]["total"] = round(sum(runtime.values()), 3)
     _report(progress, "output", 0.0)
-    return Plan(grids=grids_out.to_crs(4326), stations=sres.stations.to_crs(4326),
-                service_areas=sres.service_areas.to_crs(4326), households=hh_out.to_crs(4326),
-                units=units_out.to_crs(4326), workers=workers_m.to_crs(4326), summary=summary, options=opts,
+    return Plan(grids=to_crs_valid(grids_out, 4326), stations=sres.stations.to_crs(4326),
+                service_areas=to_crs_valid(sres.service_areas, 4326), households=hh_out.to_crs(4326),
+                units=to_crs_valid(units_out, 4326), workers=workers_m.to_crs(4326), summary=summary, options=opts,
                 network_minutes=sres.node_minutes)
 
 

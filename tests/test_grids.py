@@ -5,7 +5,8 @@ import numpy as np
 import shapely
 
 from gridplan.geo.cells import build_cells
-from gridplan.geo.grids import assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper, smooth_grids
+from gridplan.geo.grids import (assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper,
+                                repair_transformed, smooth_grids)
 
 
 def test_polsby_popper_known_shapes():
@@ -59,3 +60,18 @@ def test_clear_points_moves_edges_off_households_without_changing_labels():
     assert d_other[2] >= 0.45 * 0.15 - 1e-6 and d_other[3] >= 0.45 * 0.15 - 1e-6   # 0.15 m apart
     assert abs(out[0].area + out[1].area - 200) < 1e-6 and out[0].intersection(out[1]).area < 1e-9
     assert all(p.geom_type == "Polygon" and p.is_valid for p in out)
+
+
+def test_repair_transformed_drops_a_crossing_spike_and_keeps_valid_polygons():
+    # the province's case: a 4 cm zig-zag that crossed its own edge after reprojection
+    square = shapely.Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
+    spike = shapely.Polygon([(0, 0), (10, 0), (10, 10), (5.00, 10), (5.02, 9.98), (5.04, 10.02), (0, 10)])
+    assert square.is_valid and not spike.is_valid
+    out = repair_transformed([square, spike, None])
+    assert out[0] is square and out[2] is None
+    assert out[1].is_valid and out[1].geom_type == "Polygon"
+    assert abs(out[1].area - 100) < 0.1 and out[1].symmetric_difference(square).area < 0.1
+    # a real second part is kept, not dropped as a sliver
+    bow = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
+    fixed = repair_transformed([bow])[0]
+    assert fixed.is_valid and fixed.geom_type == "MultiPolygon" and abs(fixed.area - 50) < 1e-9
