@@ -96,6 +96,28 @@ def certify(sizes, k: int, tolerance: float, dtime: float = DTIME, seed: int = 0
     return Certificate(False, lo, hi, best_band=best, band_bound=bound)
 
 
+def splittable(sizes, k: int, lo: int, hi: int, dtime: float = DTIME, seed: int = 0) -> bool | None:
+    """Tell whether points of these ``sizes`` split into ``k`` groups of ``lo..hi`` each (None: undecided).
+
+    The cheap necessary conditions first, then the largest-first greedy split, then CP-SAT on
+    counts per distinct size within ``dtime``.
+    """
+    sizes = np.rint(np.asarray(sizes, dtype=float)).astype(np.int64).reshape(-1)
+    sizes = sizes[sizes > 0]
+    total = int(sizes.sum())
+    if k < 1 or lo > hi or total < k * lo or total > k * hi or (len(sizes) and int(sizes.max()) > hi):
+        return False
+    if k == 1 or total == 0:
+        return True
+    if len(sizes) < k and lo > 0:
+        return False
+    g = greedy(sizes, k)
+    loads = np.bincount(g, weights=sizes, minlength=k)
+    if loads.min() >= lo and loads.max() <= hi:
+        return True
+    return _feasible(sizes, k, lo, hi, dtime, seed)
+
+
 def greedy(sizes: np.ndarray, k: int) -> np.ndarray:
     """Assign the largest point first to the lightest group (ties: lowest); return each point's group."""
     order = np.argsort(-sizes, kind="stable")

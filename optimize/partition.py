@@ -47,7 +47,7 @@ import shapely
 
 from gridplan.geo.cells import GRID_SIZE, merge_points
 from gridplan.geo.grids import assign_points, clear_points, order_for_codes, polsby_popper, polygon_parts
-from gridplan.optimize import cellmodel, certify, power, rebalance, treecut
+from gridplan.optimize import cellmodel, certify, compact, power, rebalance, treecut
 
 CLEARANCE = 0.1   # m: each household this far inside its grid (less only between points 0.2 m apart)
 
@@ -241,10 +241,13 @@ def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, optio
             _run(failures, "rebalance", rebalanced, cell.status + "+rebalanced", cell.labels, cell.notes)
     if not _within(answers, tol) and graph.n_components == 1:
         band = tol if cert is None or cert.best_band is None else max(tol, cert.best_band)
-        polys = _run(failures, "tree", treecut.tree_grids, graph, k, band, int(options.seed))
-        if polys is not None:
-            answers.append(_answer("tree", polys, xy, hh, ("balanced by recursive spanning-tree bisection: the "
-                                                           "compact models missed the tolerance here",), graph.n))
+        lab = _run(failures, "tree", treecut.tree_labels, graph, k, band, int(options.seed))
+        if lab is not None:
+            lab = compact.compact(lab, graph, k, *certify.band(int(graph.households.sum()), k, band))
+            polys, more = cellmodel.grid_polygons(mp, graph, lab, k, band)
+            answers.append(_answer("tree", polys, xy, hh, ("balanced by recursive spanning-tree bisection (edges "
+                                                           "then shortened by boundary moves): the compact models "
+                                                           "missed the tolerance here",) + tuple(more), graph.n))
 
 
 def _patched(base: list, graph, mp, lab0: np.ndarray, lab: np.ndarray, k: int) -> list | None:

@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
-from gridplan.optimize.certify import band, certify, greedy, min_band
+from gridplan.optimize.certify import band, certify, greedy, min_band, splittable
 from tests.conftest import CHECK_PLAN
 
 
@@ -102,3 +101,15 @@ def test_same_verdict_as_the_checker(seed, k, tol):
     if sizes.sum() == 0:
         sizes = np.array([1])
     assert certify(sizes, k, tol).reachable is chk.tolerance_reachable(sizes, k, tol)
+
+
+@settings(max_examples=60)
+@given(sizes=st.lists(st.integers(1, 60), min_size=1, max_size=7), k=st.integers(1, 3),
+       lo=st.integers(0, 90), width=st.integers(0, 40))
+@example(sizes=[280, 30, 5], k=2, lo=27, width=6)
+def test_splittable_agrees_with_brute_force(sizes, k, lo, width):
+    hi = lo + width
+    want = any(np.bincount(np.array(a, int), weights=sizes, minlength=k).min() >= lo
+               and np.bincount(np.array(a, int), weights=sizes, minlength=k).max() <= hi
+               for a in itertools.product(range(k), repeat=len(sizes)))
+    assert splittable(sizes, k, lo, hi) is want
