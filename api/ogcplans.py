@@ -24,6 +24,11 @@ TITLES = {"grids": "Grids", "units": "Units (villages/communities)", "stations":
           "service_areas": "Station service areas", "households": "Households", "workers": "Grid workers"}
 
 
+def shown(text: str, n: int = 80) -> str:
+    """Return ``text`` quoted for an error message, cut to ``n`` characters."""
+    return repr(text if len(text) <= n else text[:n] + "…")
+
+
 def live_plan_id(store) -> str | None:
     """Return the id of the live plan (the one the unprefixed collections show), None when there is none.
 
@@ -114,10 +119,10 @@ def resolve(store, cid: str) -> Collection:
         plan_id = live_plan_id(store)
     job = store.get_job(plan_id) if plan_id and len(plan_id) <= 64 else None
     if job is None or job["status"] != "succeeded" or layer not in LAYERS:
-        raise ProblemError(404, f"no collection {cid!r}", kind="not-found")
+        raise ProblemError(404, f"no collection {shown(cid)}", kind="not-found")
     c = _collection(store, job, layer, live)
     if layer not in plan_layers(c.gpkg):
-        raise ProblemError(404, f"no collection {cid!r}", kind="not-found")
+        raise ProblemError(404, f"no collection {shown(cid)}", kind="not-found")
     return c
 
 

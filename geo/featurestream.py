@@ -208,15 +208,22 @@ def read_feature(gpkg: Path, layer: str, feature_id: str, coords: str = "wgs84")
     The frame is empty when there is no such feature.
     """
     import pyogrio
+    from pyogrio.errors import FeatureError
 
+    none = gpd.GeoDataFrame(geometry=[], crs=4326)
     id_field = ID_FIELDS.get(layer)
     if id_field is not None:
+        if not feature_id.isprintable():   # no NUL or control characters reach the SQL text
+            return none
         literal = "'" + feature_id.replace("'", "''") + "'"
         gdf = pyogrio.read_dataframe(gpkg, layer=layer, where=f'"{id_field}" = {literal}', fid_as_index=True)
-    elif feature_id.isdigit() and len(feature_id) < 19:
-        gdf = pyogrio.read_dataframe(gpkg, layer=layer, fids=[int(feature_id)], fid_as_index=True)
+    elif feature_id.isascii() and feature_id.isdigit() and len(feature_id) < 19:
+        try:
+            gdf = pyogrio.read_dataframe(gpkg, layer=layer, fids=[int(feature_id)], fid_as_index=True)
+        except FeatureError:   # no feature with that FID
+            return none
     else:
-        return gpd.GeoDataFrame(geometry=[], crs=4326)
+        return none
     if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(4326)
     system = check_system(coords)

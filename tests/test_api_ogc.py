@@ -100,6 +100,10 @@ def test_gdal_reads_every_collection_with_bbox_and_paging(data, tmp_path):
                 _same(got, want, name)
                 got = pyogrio.read_dataframe(url, layer=prefix + name, PAGE_SIZE=3, bbox=box)
                 _same(got, want[want.intersects(shapely.box(*box))], name)
+        # Part 2: GDAL asks for CGCS2000 (EPSG:4490, latitude first on the wire) and gets the same positions
+        got = pyogrio.read_dataframe(url, layer="grids", PAGE_SIZE=10, CRS="EPSG:4490")
+        assert got.crs.to_epsg() == 4490
+        _same(got, plans[""][1]["grids"], "grids")
         # the key travels in the header file only: without it the collections are refused
         pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": None})
         with pytest.raises(Exception):
@@ -185,8 +189,18 @@ def test_attribute_filters_single_items_and_bad_parameters(client):
     code = layers["grids"].grid_code[11]
     r = c.get(f"/ogc/collections/grids/items/{code}", headers=h)
     assert r.status_code == 200 and r.json()["properties"]["grid_code"] == code
-    assert c.get("/ogc/collections/grids/items/nope'; --", headers=h).status_code == 404
+    for bad in ("nope'; --", "a%00b", "%00"):
+        assert c.get(f"/ogc/collections/grids/items/{bad}", headers=h).status_code == 404, bad
     assert c.get("/ogc/collections/units/items/2", headers=h).json()["id"] == 2
+    for fid in ("0", "3", "99999999999999999999", "x"):
+        assert c.get(f"/ogc/collections/units/items/{fid}", headers=h).status_code == 404, fid
+    r = c.get("/ogc/collections/" + "x" * 5000 + ".grids", headers=h)
+    assert r.status_code == 404 and len(r.json()["detail"]) < 200
+    # a box beyond the globe is the globe, also for a plan stored in GCJ-02
+    old = next(p for p in plans if p)
+    for coll in ("grids", old + "grids"):
+        r = c.get(f"/ogc/collections/{coll}/items?bbox=-1e308,-90,1e308,90&limit=100", headers=h)
+        assert r.status_code == 200 and r.json()["numberReturned"] == 25
     for q in ("bbox=1,2,3", "bbox=a,b,c,d", "limit=0", "offset=-1", "crs=EPSG:3857", "nosuch=1",
               "datetime=yesterday"):
         r = c.get(f"/ogc/collections/grids/items?{q}", headers=h)

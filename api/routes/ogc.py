@@ -159,6 +159,8 @@ def _bbox(text: str | None, crs: str) -> tuple[float, float, float, float] | Non
         raise _bad("bbox", "bbox numbers must be finite")
     if crs != CRS84:   # EPSG:4326 and EPSG:4490 list latitude first
         v = [v[1], v[0], v[3], v[2]]
+    v = [min(max(v[0], -180.0), 180.0), min(max(v[1], -90.0), 90.0),   # nothing lies outside the globe
+         min(max(v[2], -180.0), 180.0), min(max(v[3], -90.0), 90.0)]
     if v[1] > v[3]:
         raise _bad("bbox", "the box's lower latitude is above its upper one")
     if v[0] > v[2]:
@@ -269,7 +271,8 @@ def item(request: Request, collection_id: str, feature_id: str,
     out_crs = _crs(crs, "crs")
     gdf = read_feature(c.gpkg, c.layer, feature_id, c.coords) if len(feature_id) <= 200 else ()
     if len(gdf) == 0:
-        raise ProblemError(404, f"collection {collection_id!r} has no feature {feature_id!r}", kind="not-found")
+        raise ProblemError(404, f"collection {plans.shown(collection_id)} has no feature {plans.shown(feature_id)}",
+                           kind="not-found")
     doc = json.loads(feature_jsons(gdf, c.layer, out_crs != CRS84)[0])
     b = f"{_base(request)}/collections/{c.id}"
     doc["links"] = [_link(str(request.url), "self", GEOJSON), _link(b, "collection", "application/json")]
