@@ -101,8 +101,14 @@ def _meta(path: str, mtime_ns: int, layer: str, coords: str) -> tuple:
 
 
 def layer_meta(c: Collection) -> tuple:
-    """Return ``(WGS 84 extent or None, feature count, {field: dtype})`` of a collection (cached)."""
-    return _meta(str(c.gpkg), c.gpkg.stat().st_mtime_ns, c.layer, c.coords)
+    """Return ``(WGS 84 extent or None, feature count, {field: dtype})`` of a collection (cached).
+
+    A 404 problem when the plan's files are gone (purged meanwhile).
+    """
+    try:
+        return _meta(str(c.gpkg), c.gpkg.stat().st_mtime_ns, c.layer, c.coords)
+    except OSError:
+        raise ProblemError(404, f"no collection {shown(c.id)}: its plan was removed", kind="not-found") from None
 
 
 def _collection(store, job: dict, layer: str, live: bool) -> Collection:

@@ -242,3 +242,15 @@ def test_public_published_opens_the_live_plan_only(data):
         assert c.get(f"/ogc/collections/{old}grids/items").status_code == 401
         assert c.get(f"/ogc/collections/{old}grids/items", headers={"X-API-Key": key}).status_code == 200
         assert c.get("/ogc/collections/grids/items", headers={"X-API-Key": "gp_bad_key"}).status_code == 401
+
+
+def test_a_plan_whose_files_are_gone_is_not_listed_nor_served(client):
+    import shutil
+
+    c, h, plans = client
+    old = next(p for p in plans if p)
+    assert c.get(f"/ogc/collections/{old}grids", headers=h).status_code == 200
+    shutil.rmtree(c.app.state.ctx.store.out_dir(plans[old][0]))
+    ids = {col["id"] for col in c.get("/ogc/collections", headers=h).json()["collections"]}
+    assert "grids" in ids and not any(i.startswith(old) for i in ids)
+    assert c.get(f"/ogc/collections/{old}grids/items", headers=h).status_code == 404

@@ -123,7 +123,12 @@ def list_collections(request: Request, key: str | None = Depends(api_key_header)
     _allow(request, key, None)
     store = request.app.state.ctx.store
     b = _base(request)
-    cols = [_collection_doc(request, c) for c in plans.collections(store, public_only=public)]
+    cols = []
+    for c in plans.collections(store, public_only=public):
+        try:
+            cols.append(_collection_doc(request, c))
+        except ProblemError:   # a plan purged while we listed
+            continue
     return JSONResponse({"links": [_link(b + "/collections", "self", "application/json")], "collections": cols,
                          "crs": CRS_LIST})
 
