@@ -254,3 +254,23 @@ def test_a_plan_whose_files_are_gone_is_not_listed_nor_served(client):
     ids = {col["id"] for col in c.get("/ogc/collections", headers=h).json()["collections"]}
     assert "grids" in ids and not any(i.startswith(old) for i in ids)
     assert c.get(f"/ogc/collections/{old}grids/items", headers=h).status_code == 404
+
+
+def test_the_api_definition_is_valid_openapi_30(client):
+    import jsonschema
+    from schemathesis.specs.openapi.definitions import OPENAPI_30  # the official OAS 3.0 schema
+
+    c, _h, _plans = client
+    links = [lk for lk in c.get("/ogc").json()["links"] if lk["rel"] == "service-desc"]
+    assert links[0]["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    r = c.get(links[0]["href"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    doc = r.json()
+    jsonschema.Draft4Validator(OPENAPI_30).validate(doc)
+    assert doc["openapi"].startswith("3.0") and set(doc["paths"]) >= {
+        "/ogc", "/ogc/conformance", "/ogc/collections", "/ogc/collections/{collection_id}/items"}
+    params = {p["name"]: p for p in doc["paths"]["/ogc/collections/{collection_id}/items"]["get"]["parameters"]}
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10}
+    # the 3.1 document of the whole service does not pass as 3.0: the check can fail
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(OPENAPI_30).validate(dict(c.get("/openapi.json").json(), openapi="3.0.3"))

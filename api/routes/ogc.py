@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gridplan.api import ogcplans as plans
 from gridplan.api.auth import api_key_header, check_key
+from gridplan.api.ogcopenapi import openapi30
 from gridplan.api.problems import ProblemError, error_item
 from gridplan.geo.featurestream import Query as FeatureQuery, feature_jsons, read_feature, read_pages
 
@@ -34,9 +35,11 @@ _CRS_ALIASES = {"crs84": CRS84, "ogc:crs84": CRS84, "epsg:4326": EPSG4326, "epsg
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 GEOJSON = "application/geo+json"
+OAS30 = "application/vnd.oai.openapi+json;version=3.0"
 MAX_LIMIT = 10_000
 _PARAMS = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f"}
 
@@ -86,16 +89,27 @@ def landing(request: Request) -> JSONResponse:
         "title": "gridplan plans", "description": "Grid-governance plans (grids, units, stations, service areas, "
                                                   "households, workers) as OGC API – Features collections.",
         "links": [_link(b, "self", "application/json", "this document"),
+                  _link(b + "/api", "service-desc", OAS30, "this API's definition (OpenAPI 3.0)"),
                   _link(root + "/openapi.json", "service-desc", "application/vnd.oai.openapi+json;version=3.1",
-                        "the API definition (OpenAPI 3.1)"),
+                        "the whole service's definition (OpenAPI 3.1)"),
                   _link(root + "/docs", "service-doc", "text/html", "the API documentation"),
                   _link(b + "/conformance", "conformance", "application/json", "conformance classes"),
                   _link(b + "/collections", "data", "application/json", "the collections")]})
 
 
+@router.get("/api", summary="The OGC API – Features definition (OpenAPI 3.0)",
+            responses={200: {"content": {OAS30: {}}}})
+def api_definition(request: Request) -> Response:
+    """Return the ``/ogc`` paths as an OpenAPI 3.0 document (the rest of the service is in ``/openapi.json``)."""
+    doc = getattr(request.app.state, "ogc_openapi30", None)
+    if doc is None:
+        doc = request.app.state.ogc_openapi30 = json.dumps(openapi30(request.app.openapi()), ensure_ascii=False)
+    return Response(doc, media_type=OAS30)
+
+
 @router.get("/conformance", summary="The conformance classes this API implements")
 def conformance() -> JSONResponse:
-    """Return the conformance declaration (Part 1 Core and GeoJSON, Part 2 CRS)."""
+    """Return the conformance declaration (Part 1 Core, GeoJSON and OpenAPI 3.0, Part 2 CRS)."""
     return JSONResponse({"conformsTo": CONFORMANCE})
 
 
