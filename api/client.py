@@ -184,6 +184,8 @@ class Client:
         """
         import pandas as pd
 
+        if limit == 0:
+            return _frame(b'{"type": "FeatureCollection", "features": []}')
         params = {"limit": min(page_size, limit or page_size), **{k: str(v) for k, v in equals.items()}}
         if bbox:
             params["bbox"] = ",".join(map(str, bbox))

@@ -46,7 +46,7 @@ def test_lists_and_pulls_layers_as_geodataframes(service):
     east = ro.items("grids", village_code="330110001002", page_size=3)
     assert set(east.village_code) == {"330110001002"} and len(east) == 4
     assert len(ro.items("grids", bbox=(120.0, 30.0, 120.009, 30.009))) == 1
-    assert len(ro.items("households", limit=1)) == 1
+    assert len(ro.items("households", limit=1)) == 1 and len(ro.items("grids", limit=0)) == 0
 
 
 def test_lookup_single_and_batch(service):
