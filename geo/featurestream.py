@@ -13,7 +13,6 @@ EPSG:4326 / EPSG:4490.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -246,24 +245,27 @@ def _plain(v):
     return v
 
 
-def feature_jsons(gdf: gpd.GeoDataFrame, layer: str, lat_lon: bool = False) -> list[str]:
-    """Return each feature of ``gdf`` as a GeoJSON Feature string with its ``id``.
+def feature_jsons(gdf: gpd.GeoDataFrame, layer: str, lat_lon: bool = False) -> list[bytes]:
+    """Return each feature of ``gdf`` as GeoJSON Feature bytes (UTF-8) with its ``id``.
 
     The id is the layer's id attribute (``grid_code``, ``station_id``, ``worker_id``), else the
     GeoPackage FID (the frame's index). ``lat_lon`` swaps every coordinate pair (EPSG:4326 / 4490
-    axis order).
+    axis order). Missing values (None, NaN, NA) are written as null.
     """
-    geoms = gdf.geometry.values
+    import orjson
+
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
     if lat_lon:
-        geoms = shapely.transform(np.asarray(geoms, dtype=object), lambda c: c[:, ::-1])
-    gj = shapely.to_geojson(np.asarray(geoms, dtype=object))
+        geoms = shapely.transform(geoms, lambda c: c[:, ::-1])
+    gj = shapely.to_geojson(geoms)
     props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    cols = list(props.columns)
     id_field = ID_FIELDS.get(layer)
-    ids = props[id_field].tolist() if id_field in cols else gdf.index.tolist()
-    out = []
-    for fid, g, row in zip(ids, gj, props.itertuples(index=False, name=None)):
-        p = json.dumps({c: _plain(v) for c, v in zip(cols, row)}, ensure_ascii=False)
-        out.append(f'{{"type": "Feature", "id": {json.dumps(_plain(fid), ensure_ascii=False)}, '
-                   f'"geometry": {g if g is not None else "null"}, "properties": {p}}}')
-    return out
+    ids = props[id_field].tolist() if id_field in props.columns else gdf.index.tolist()
+    opt = orjson.OPT_SERIALIZE_NUMPY
+
+    def dump(v) -> bytes:
+        return orjson.dumps(v, default=_plain, option=opt)
+
+    return [b'{"type": "Feature", "id": ' + dump(fid) + b', "geometry": ' + (g.encode() if g else b"null")
+            + b', "properties": ' + dump(row) + b"}"
+            for fid, g, row in zip(ids, gj, props.to_dict("records"))]

@@ -274,3 +274,22 @@ def test_the_api_definition_is_valid_openapi_30(client):
     # the 3.1 document of the whole service does not pass as 3.0: the check can fail
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft4Validator(OPENAPI_30).validate(dict(c.get("/openapi.json").json(), openapi="3.0.3"))
+
+
+def test_features_write_missing_values_as_null_and_keep_types():
+    import json
+
+    import pandas as pd
+
+    from gridplan.geo.featurestream import feature_jsons
+
+    gdf = gpd.GeoDataFrame({"grid_code": ["g1", "g2"], "name": pd.array(["东厅", pd.NA], dtype="string"),
+                            "existing": np.array([True, False]), "minutes": [np.nan, 2.5], "n": np.array([1, 2])},
+                           geometry=[shapely.Point(120.1, 30.2), None], crs=4326, index=[7, 9])
+    a, b = (json.loads(x) for x in feature_jsons(gdf, "grids"))
+    assert a == {"type": "Feature", "id": "g1", "geometry": {"type": "Point", "coordinates": [120.1, 30.2]},
+                 "properties": {"grid_code": "g1", "name": "东厅", "existing": True, "minutes": None, "n": 1}}
+    assert b["geometry"] is None and b["properties"]["name"] is None and b["properties"]["minutes"] == 2.5
+    # other layers are named by FID (the frame's index); lat_lon swaps the axes
+    c = json.loads(feature_jsons(gdf, "units", lat_lon=True)[0])
+    assert c["id"] == 7 and c["geometry"]["coordinates"] == [30.2, 120.1]

@@ -225,7 +225,7 @@ def _page(request: Request, c: plans.Collection, q: FeatureQuery, lat_lon: bool,
             gdf, more = gdf.iloc[:q.limit - n], True
         parts = feature_jsons(gdf, c.layer, lat_lon) if len(gdf) else []
         if parts:
-            yield (", " if n else "").encode() + ", ".join(parts).encode("utf-8")
+            yield (b", " if n else b"") + b", ".join(parts)
         n += len(parts)
     links = [_link(str(request.url), "self", GEOJSON, "this page"),
              _link(f"{_base(request)}/collections/{c.id}", "collection", "application/json")]
