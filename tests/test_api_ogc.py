@@ -106,7 +106,7 @@ def test_gdal_reads_every_collection_with_bbox_and_paging(data, tmp_path):
         _same(got, plans[""][1]["grids"], "grids")
         # the key travels in the header file only: without it the collections are refused
         pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": None})
-        with pytest.raises(Exception):
+        with pytest.raises(pyogrio.errors.DataSourceError, match="401"):
             pyogrio.read_dataframe(url, layer="grids")
     finally:
         pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": None})
