@@ -23,6 +23,7 @@ from gridplan.api.auth import api_key_header, check_key
 from gridplan.api.ogcopenapi import openapi30
 from gridplan.api.problems import ProblemError, error_item
 from gridplan.geo.featurestream import Query as FeatureQuery, feature_jsons, read_feature, read_pages
+from gridplan.geo.vocabulary import WGS84_ALIKE
 
 router = APIRouter(prefix="/ogc", tags=["OGC API – Features"])
 
@@ -63,7 +64,7 @@ def _bad(name: str, msg: str) -> ProblemError:
 def _allow(request: Request, key: str | None, c: plans.Collection | None = None) -> None:
     """Let the request through: a reader key, or none for the live plan when ``public_published`` is on."""
     ctx = request.app.state.ctx
-    if getattr(ctx.settings, "public_published", False) and (c is None or c.live) and not key:
+    if ctx.settings.public_published and (c is None or c.live) and not key:
         return
     check_key(ctx.keys, key, "reader")
 
@@ -125,7 +126,7 @@ def _collection_doc(request: Request, c: plans.Collection) -> dict:
                                    "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}}}
     if extent is not None:
         doc["extent"]["spatial"] = {"bbox": [list(extent)], "crs": CRS84}
-    if c.coords in ("wgs84", "cgcs2000"):   # stored as lon/lat that need no conversion
+    if c.coords in WGS84_ALIKE:   # stored as lon/lat that need no conversion
         doc["storageCrs"] = CRS84
     return doc
 
@@ -133,7 +134,7 @@ def _collection_doc(request: Request, c: plans.Collection) -> dict:
 @router.get("/collections", summary="The collections: the live plan's layers, then each plan's")
 def list_collections(request: Request, key: str | None = Depends(api_key_header)) -> JSONResponse:
     """List the collections: the live plan's layers (``grids``…), then each listed plan's (``{plan}.{layer}``)."""
-    public = bool(getattr(request.app.state.ctx.settings, "public_published", False)) and not key
+    public = request.app.state.ctx.settings.public_published and not key
     _allow(request, key, None)
     store = request.app.state.ctx.store
     b = _base(request)
@@ -149,7 +150,7 @@ def list_collections(request: Request, key: str | None = Depends(api_key_header)
 
 def _resolve(request: Request, cid: str, key: str | None) -> plans.Collection:
     store = request.app.state.ctx.store
-    if not key and not getattr(request.app.state.ctx.settings, "public_published", False):
+    if not key and not request.app.state.ctx.settings.public_published:
         check_key(request.app.state.ctx.keys, key, "reader")   # 401 before revealing what exists
     c = plans.resolve(store, cid)
     _allow(request, key, c)
