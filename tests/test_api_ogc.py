@@ -226,6 +226,12 @@ def test_documents_and_keys(client, data):
     assert "storageCrs" not in cols[old + "grids"]   # stored in GCJ-02, served converted
     assert np.allclose(cols[old + "grids"]["extent"]["spatial"]["bbox"][0], plans[old][1]["grids"].total_bounds,
                        atol=2e-3)
+    q = c.get("/ogc/collections/grids/queryables", headers=h).json()["properties"]
+    assert q == {"grid_code": {"title": "grid_code", "type": "string"},
+                 "village_code": {"title": "village_code", "type": "string"},
+                 "households": {"title": "households", "type": "integer"},
+                 "area_km2": {"title": "area_km2", "type": "number"}}
+    assert c.get("/ogc/collections/stations/queryables", headers=h).json()["properties"]["existing"]["type"] == "boolean"
     # a datetime before the plan existed selects nothing
     r = c.get("/ogc/collections/grids/items?datetime=2000-01-01T00:00:00Z", headers=h)
     assert r.json()["features"] == [] and r.json()["numberMatched"] == 0

@@ -41,6 +41,8 @@ CONFORMANCE = [
 ]
 GEOJSON = "application/geo+json"
 OAS30 = "application/vnd.oai.openapi+json;version=3.0"
+QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+_JSON_TYPES = {"int": "integer", "uint": "integer", "float": "number", "bool": "boolean"}
 MAX_LIMIT = 10_000
 _PARAMS = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f"}
 
@@ -121,7 +123,9 @@ def _collection_doc(request: Request, c: plans.Collection) -> dict:
     doc = {"id": c.id, "title": title, "description": f"layer {c.layer} of plan {c.plan_id}", "itemType": "feature",
            "crs": CRS_LIST,
            "links": [_link(b, "self", "application/json"),
-                     _link(b + "/items", "items", GEOJSON, "the features")],
+                     _link(b + "/items", "items", GEOJSON, "the features"),
+                     _link(b + "/queryables", QUERYABLES, "application/schema+json",
+                           "the attributes items can be filtered on (?name=value)")],
            "extent": {"temporal": {"interval": [[plans.iso(c.finished_at), None]],
                                    "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}}}
     if extent is not None:
@@ -146,6 +150,20 @@ def list_collections(request: Request, key: str | None = Depends(api_key_header)
             continue
     return JSONResponse({"links": [_link(b + "/collections", "self", "application/json")], "collections": cols,
                          "crs": CRS_LIST})
+
+
+@router.get("/collections/{collection_id}/queryables", summary="The attributes items can be filtered on",
+            responses={200: {"content": {"application/schema+json": {}}}})
+def queryables(request: Request, collection_id: str, key: str | None = Depends(api_key_header)) -> Response:
+    """Return the collection's attributes as a JSON Schema: each may filter items as ``?name=value`` (equality)."""
+    c = _resolve(request, collection_id, key)
+    _extent, _count, fields = plans.layer_meta(c)
+    props = {name: {"title": name, "type": next((t for k, t in _JSON_TYPES.items() if dtype.startswith(k)), "string")}
+             for name, dtype in fields.items()}
+    doc = {"$schema": "https://json-schema.org/draft/2019-09/schema",
+           "$id": f"{_base(request)}/collections/{c.id}/queryables", "type": "object", "title": c.id,
+           "properties": props, "additionalProperties": False}
+    return Response(json.dumps(doc, ensure_ascii=False), media_type="application/schema+json")
 
 
 def _resolve(request: Request, cid: str, key: str | None) -> plans.Collection:
