@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(layers.router)
     app.include_router(lookup.router)
+    from gridplan.api.routes import ogc
+    app.include_router(ogc.router)
     try:
         from gridplan.api.routes import (
             map as map_routes,  # the report engineer's map page, when present

@@ -19,6 +19,7 @@ import geopandas as gpd
 import shapely
 
 from gridplan.api.store import PG_SCHEMA, Store
+from gridplan.geo.featurestream import page_frames
 
 HEAD = b'{"type": "FeatureCollection", "features": ['
 TAIL = b"]}"
@@ -82,29 +83,19 @@ def _gpkg_frames(store: Store, job_id: str, layer: str, window: Window, batch: i
 
     path = store.out_dir(job_id) / "plan.gpkg"
     skip = window.offset if window.bbox is None else 0   # GDAL skips cheaply when nothing is filtered
-    to_skip = 0 if window.bbox is None else window.offset
-    left = window.limit
     box = shapely.box(*window.bbox) if window.bbox else None
-    if left == 0:
+    if window.limit == 0:
         return
-    with open_arrow(path, layer=layer, skip_features=skip, batch_size=batch, use_pyarrow=True) as (meta, reader):
-        for rb in reader:
-            gdf = gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([rb]))
-            if gdf.crs is None and meta.get("crs"):
-                gdf = gdf.set_crs(meta["crs"])
-            gdf = _wgs84(gdf)
-            if box is not None:
-                gdf = gdf[gdf.intersects(box)]
-            if to_skip:
-                n = min(to_skip, len(gdf))
-                gdf, to_skip = gdf.iloc[n:], to_skip - n
-            if left is not None:
-                gdf = gdf.iloc[:left]
-                left -= len(gdf)
-            if len(gdf):
-                yield gdf
-            if left is not None and left <= 0:
-                return
+
+    def filtered() -> Iterator[gpd.GeoDataFrame]:
+        with open_arrow(path, layer=layer, skip_features=skip, batch_size=batch, use_pyarrow=True) as (meta, reader):
+            for rb in reader:
+                gdf = gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([rb]))
+                if gdf.crs is None and meta.get("crs"):
+                    gdf = gdf.set_crs(meta["crs"])
+                gdf = _wgs84(gdf)
+                yield gdf[gdf.intersects(box)] if box is not None else gdf
+    yield from page_frames(filtered(), 0 if window.bbox is None else window.offset, window.limit)
 
 
 def _pg_frames(store: Store, job_id: str, layer: str, window: Window, batch: int) -> Iterator[gpd.GeoDataFrame]:

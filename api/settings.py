@@ -83,6 +83,7 @@ class Settings:
     max_queued_jobs_per_key: int = 10        # queued jobs submitted with one key (429 past it)
     queue_retry_after_s: int = 30            # Retry-After sent with a queue-full 429
     metrics_public: bool = False             # True: GET /metrics needs no key
+    public_published: bool = False           # True: the live plan's OGC API collections need no key
     # --- what one uploaded file may cost to read (geo.io.ReadLimits; the limit is named in the 413)
     read_max_bytes: int = 512 * 1024 * 1024  # bytes after decompression (a zip's members together)
     read_max_ratio: float = 100.0            # decompressed bytes per zipped byte (zip bombs: far beyond)
