@@ -1,5 +1,7 @@
-"""``apply_edits(plan, edits)``: a list of edit dicts (JSON, as the CLI's ``--edits`` file and the HTTP
-``POST /v1/plans/{id}/edits`` body give them), validated strictly, applied in order.
+"""``apply_edits(plan, edits)``: a list of edit dicts, validated strictly, applied in order.
+
+The dicts are JSON, as the CLI's ``--edits`` file and the HTTP ``POST /v1/plans/{id}/edits`` body
+give them.
 
 Each edit is one of::
 
@@ -19,8 +21,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError, \
-    model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from gridplan.optimize.edit_state import EditError
 from gridplan.optimize.result import Plan
@@ -160,8 +171,7 @@ def _suffix(err: dict) -> str:
 
 def apply_one(plan: Plan, edit) -> Plan:
     """Apply one validated edit to ``plan``; return the new plan."""
-    from gridplan.optimize import edit as E
-    from gridplan.optimize import edit_split as S
+    from gridplan.optimize import edit as E, edit_split as S
     if isinstance(edit, (LockEdit, UnlockEdit)):
         return E.lock(plan, list(edit.codes), unlock=isinstance(edit, UnlockEdit))
     if isinstance(edit, MoveEdit):
