@@ -8,9 +8,9 @@ not touch keeps its geometry bit for bit, and the grids it does touch keep tilin
   grid (the piece holding the household), as the planner's cells are (``geo.cells``); land the
   source keeps that no longer touches its households goes along when it touches the receiver.
 - ``merge_polygons``: two grids sharing an edge become one.
-- ``fit_parts``: polygons computed elsewhere (a re-partition in a metric CRS, carried back to
-  lon/lat) are clipped to the exact region they replace, overlaps removed and leftover slivers
-  given to the neighbour sharing most border, so the result tiles the region exactly.
+- ``parts_from_labels``: a re-partition's households labels become grids tiling the exact region
+  they replace: the union of each grid's households' Voronoi cells, clipped to the region (no
+  geometry is carried across coordinate systems, so nothing can come back a hair off).
 - ``grid_metrics``: area (km²) and Polsby-Popper, measured in a metric CRS (``geo.crs``).
 
 Geometry problems (a grid that would fall apart, two grids that do not touch) raise
@@ -26,8 +26,6 @@ import shapely
 from gridplan.geo.grids import polsby_popper, polygon_parts
 
 SLIVER_REL = 1e-9      # parts/holes below this share of the region's area are rounding debris
-SNAP_DEG = 1e-7        # ~1 cm: vertices of re-partitioned grids this close to the region's snap onto it
-REPEAT_DEG = 1e-9      # ~0.1 mm: consecutive vertices closer than this are one (reprojection debris)
 
 
 class RegridError(ValueError):
@@ -178,62 +176,56 @@ def _owner_of(piece, polys: list, exclude: int = -1) -> int:
     return best
 
 
-def fit_parts(region, parts: list) -> list:
-    """Make ``parts`` tile ``region`` exactly: clip, remove overlaps, hand leftovers to neighbours.
+def parts_from_labels(region, xy: np.ndarray, labels: np.ndarray, k: int) -> list:
+    """Tile ``region`` exactly into ``k`` grids: the union of the Voronoi cells of each label's points.
 
     Parameters
     ----------
     region : shapely geometry
-        The exact area the parts replace (lon/lat).
-    parts : list of shapely geometries
-        Approximately tiling ``region`` (e.g. carried back from a metric CRS).
+        The exact area to tile (lon/lat).
+    xy : (n, 2) array
+        Household points (lon/lat); coincident points must share a label.
+    labels : (n,) array of int
+        Grid 0..k-1 of each point.
+    k : int
+        Number of grids.
 
     Returns
     -------
     list of shapely geometries
-        One per input part, in order; single Polygons wherever the debris allowed.
+        Grid ``j`` is the union of its points' cells clipped to ``region``; pieces of a cell cut
+        off from its point (a concave region) go to the grid they share most border with. The
+        edges between grids are Voronoi edges shared exactly; the region's outline is kept as it is.
     """
-    area = region.area
-    out, taken = [], None
-    for p in parts:
-        # carried back from another CRS, the parts' outline runs a hair beside the region's: snapping
-        # first keeps the clip from cutting needle slivers along it
-        g = shapely.intersection(shapely.snap(p, region, SNAP_DEG), region)
-        if taken is not None:
-            g = shapely.difference(g, taken)
-        taken = g if taken is None else shapely.union(taken, g)
-        out.append(_clean(g, area))
-    left = shapely.difference(region, taken) if taken is not None else region
-    loose = [(-1, q) for q in polygon_parts(left) if q.area > 0] if not left.is_empty else []
-    for j, g in enumerate(out):          # stray pieces of a part go to the neighbour they touch most
-        pieces = polygon_parts(g) if not g.is_empty else []
-        if len(pieces) > 1:
-            pieces.sort(key=lambda q: -q.area)
-            out[j] = pieces[0]
-            loose.extend((j, q) for q in pieces[1:])
-    for j, q in loose:
-        k = _owner_of(q, out, exclude=j)
-        out[k] = _clean(shapely.union(out[k], q), area)
-    return [_tidy(g, area) for g in out]
-
-
-def _tidy(g, area: float):
-    """Drop vertices a hair apart (they turn a valid ring invalid once reprojected), keeping validity."""
-    t = shapely.remove_repeated_points(g, REPEAT_DEG)
-    if not t.is_valid:
-        t = _clean(shapely.make_valid(t), area)
-    return t if t.is_valid and not t.is_empty and t.geom_type == g.geom_type else g
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    labels = np.asarray(labels, np.int64)
+    uxy, first = np.unique(xy, axis=0, return_index=True)
+    lab = labels[first]
+    cells = voronoi_cells(uxy, region)
+    own, loose = [[] for _ in range(k)], []
+    for i, c in enumerate(cells):
+        parts = polygon_parts(c) if not c.is_empty else []
+        if not parts:
+            continue
+        main = piece_holding(c, *uxy[i])
+        own[lab[i]].append(main)
+        loose.extend(p for p in parts if p is not main)
+    out = [_clean(shapely.union_all(np.asarray(g, dtype=object)), region.area) if g else shapely.Polygon()
+           for g in own]
+    for q in sorted(loose, key=lambda q: -q.area):
+        j = _owner_of(q, out)
+        out[j] = _clean(shapely.union(out[j], q), region.area)
+    return out
 
 
 @lru_cache(maxsize=16)
 def _reprojectors(epsg: int):
     from gridplan.geo.crs import Reprojector
-    fwd = Reprojector(4326, epsg)
-    return fwd, Reprojector(epsg, 4326)
+    return Reprojector(4326, epsg), Reprojector(epsg, 4326)
 
 
 def metric_reprojectors(bounds_wgs84):
-    """(to metric, back to WGS 84) Reprojectors for a metric CRS chosen for these WGS 84 bounds (cached)."""
+    """Return (to metric, back to WGS 84) Reprojectors for a metric CRS chosen for these bounds (cached)."""
     from gridplan.geo.crs import choose_metric_crs
     return _reprojectors(int(choose_metric_crs(bounds_wgs84).to_epsg()))
 

@@ -1,9 +1,10 @@
 """Edits that re-partition: split one grid into k, rebalance a unit around its locked grids.
 
 Both run the planner's own partition (``optimize.partition.partition_unit``) on the region they
-replace — the grid, or the union of the unit's unlocked grids — in a metric CRS, carry the grids
-back to WGS 84 and fit them to that exact region (``geo.regrid.fit_parts``), so every other grid
-keeps its polygon bit for bit and the unit stays tiled. Households are labelled with the grid
+replace — the grid, or the union of the unit's unlocked grids — in a metric CRS, and rebuild the
+grids from its household labels in WGS 84 on that exact region (``geo.regrid.parts_from_labels``:
+Voronoi cells of the households), so every other grid keeps its polygon bit for bit and the unit
+stays tiled. The grids' edges are therefore the cells' (stepped), not the model's straight ones. Households are labelled with the grid
 polygon holding them and recounted. Codes: ``split`` leaves the original code on the part holding
 most of its households; ``rebalance`` gives each new grid the old code whose households it keeps
 most of (an optimal matching), so the fewest households change code; other grids get the next
@@ -15,7 +16,7 @@ import numpy as np
 import shapely
 
 from gridplan.geo.grids import order_for_codes
-from gridplan.geo.regrid import fit_parts, label_points, metric_reprojectors
+from gridplan.geo.regrid import label_points, metric_reprojectors, parts_from_labels
 from gridplan.optimize.edit_balance import judge
 from gridplan.optimize.edit_state import (
     Change,
@@ -68,16 +69,27 @@ def repartition(region, xy: np.ndarray, households: np.ndarray, k: int, options)
         WGS 84 polygons tiling ``region`` exactly, the grid of each row, the ``UnitPartition``.
     """
     from gridplan.optimize.partition import partition_unit
-    fwd, back = metric_reprojectors(region.bounds)
+    fwd = metric_reprojectors(region.bounds)[0]
     h = np.asarray(households, np.int64)
     part = partition_unit(fwd.geom(region), fwd.xy(xy), h, max(float(h.sum()), 1.0) / k, options)
-    polys = fit_parts(region, list(back.geom(np.asarray(part.polygons, dtype=object))))
+    # the grids are rebuilt here, in lon/lat, from the partition's labels: Voronoi cells of the
+    # households clipped to the exact region, so nothing is carried across coordinate systems
+    lab = _same_place_same_label(xy, np.asarray(part.labels, np.int64))
+    polys = parts_from_labels(region, xy, lab, part.k)
     multipart = region.geom_type != "Polygon"
     bad = [i for i, p in enumerate(polys) if p.is_empty or (p.geom_type != "Polygon" and not multipart)]
     if bad:
         raise EditError(f"the re-partition gave {len(bad)} grid(s) in pieces or empty; nothing was changed")
-    labels = label_points(polys, xy, prefer=np.asarray(part.labels, np.int64)) if len(xy) else np.zeros(0, np.int64)
+    labels = label_points(polys, xy, prefer=lab) if len(xy) else np.zeros(0, np.int64)
     return polys, labels, part
+
+
+def _same_place_same_label(xy: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Give rows at one location the label of the first of them (one place lies in one grid)."""
+    if not len(xy):
+        return labels
+    _, first, inv = np.unique(xy, axis=0, return_index=True, return_inverse=True)
+    return labels[first][inv.reshape(-1)]
 
 
 def _rows_of(work: Work, codes) -> np.ndarray:

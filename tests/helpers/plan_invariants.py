@@ -16,9 +16,9 @@ AREA_EPS_M2 = 0.5
 
 
 def _metric(plan):
-    from gridplan.geo.crs import Reprojector, choose_metric_crs
+    from gridplan.geo.regrid import metric_reprojectors
     bounds = plan.units.total_bounds if len(plan.units) else plan.grids.total_bounds
-    return Reprojector(4326, choose_metric_crs(bounds))
+    return metric_reprojectors(tuple(bounds))[0]
 
 
 def check_tiling(plan) -> None:
@@ -58,6 +58,11 @@ def check_counts(plan) -> None:
     mine = codes.map(recount).fillna(0).astype(int).to_numpy()
     diff = np.flatnonzero(mine != g["households"].astype(int).to_numpy())
     assert not len(diff), f"grid {codes.iloc[diff[0]]}: {g['households'].iloc[diff[0]]} households, recount {mine[diff[0]]}"
+    if "population" in hh.columns:
+        pop = labelled.groupby(labelled["grid_code"].astype(str))["population"].sum()
+        want = np.rint(codes.map(pop).fillna(0).to_numpy(float)).astype(int)
+        bad = np.flatnonzero(want != g["population"].astype(int).to_numpy())
+        assert not len(bad), f"grid {codes.iloc[bad[0]]}: population {g['population'].iloc[bad[0]]}, recount {want[bad[0]]}"
     unknown = set(labelled["grid_code"].astype(str)) - set(codes)
     assert not unknown, f"households labelled with grids not in the plan: {sorted(unknown)[:5]}"
     poly = dict(zip(codes, g.geometry.values))
