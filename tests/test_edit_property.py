@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
-
-from tests.helpers.edit_plans import synthetic_plan
-from tests.helpers.plan_invariants import CodeHistory, check_plan_invariants
+from hypothesis import event, given, settings, strategies as st
 
 from gridplan.optimize.edit_balance import BALANCE_KINDS
 from gridplan.optimize.edit_state import EditError
+from tests.helpers.edit_plans import synthetic_plan
+from tests.helpers.plan_invariants import CodeHistory, check_plan_invariants
 
 PLANS = [(0, 2, 80, 40), (1, 2, 60, 30), (2, 3, 50, 25)]
 OPS = ["lock", "unlock", "move", "move", "move", "merge", "merge", "split", "split", "rebalance"]
