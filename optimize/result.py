@@ -60,6 +60,8 @@ class Plan:
         from gridplan.optimize.edit import move
         if isinstance(points_or_polygon, dict) or hasattr(points_or_polygon, "geom_type"):
             return move(self, polygon=points_or_polygon, to=to, force=force)
+        if isinstance(points_or_polygon, (str, int)):       # one household id
+            points_or_polygon = [points_or_polygon]
         return move(self, points=points_or_polygon, to=to, force=force)
 
     def merge_grids(self, a: str, b: str, force: bool = False) -> "Plan":
