@@ -256,9 +256,11 @@ def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None 
     retired = sorted(set(free) - set(names.values()))
     template = free_rows[0]
     by_code = {str(g.at[r, "grid_code"]): r for r in free_rows}
+    # the same grids as before (every household keeps its code): keep their polygons as they are
+    same = not fresh and not retired and all(names[int(i)] == c for i, c in zip(labels, old_lab))
     reshaped = []
     for i, c in names.items():
-        if c in by_code:
+        if c in by_code and not same:
             if not shapely.equals_exact(g.geometry.values[g.index.get_loc(by_code[c])], polys[i], 0.0):
                 reshaped.append(c)
             g.loc[by_code[c], "geometry"] = polys[i]
@@ -269,12 +271,13 @@ def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None 
     if len(work.workers) and "grid_code" in work.workers.columns:
         work.workers.loc[work.workers["grid_code"].astype(str).isin(retired), "grid_code"] = None
     recount(work, {unit})
-    remeasure(work, list(names.values()))
+    remeasure(work, reshaped + fresh)
     problems = judge(work, force)
     moved = int(h[new_lab != old_lab].sum())
     change = Change("rebalance", {"unit": unit, "k": int(k), "force": force},
                     f"rebalanced unit {unit} into {k} unlocked grid(s) around {len(locked)} locked: "
-                    f"{moved} household(s) change grid (model {part.status}, balance {part.balance})",
+                    + ("the partition gives the same grids, nothing changed" if same else
+                       f"{moved} household(s) change grid (model {part.status}, balance {part.balance})"),
                     households_moved=moved, created=tuple(fresh), retired=tuple(retired),
                     reshaped=tuple(sorted(reshaped)),
                     forced=any(p["kind"] == "edit_forced_imbalance" for p in problems),

@@ -169,6 +169,16 @@ def test_rebalance_keeps_locked_grids_and_codes(base):
         everything_locked.rebalance(unit)
 
 
+def test_rebalance_that_finds_the_same_grids_changes_nothing(base):
+    unit = unit_code(1)
+    out = base.rebalance(unit)
+    check_plan_invariants(out)
+    ch = out.changes[-1]                          # the deterministic partition finds the planner's grids again
+    assert (ch.households_moved, ch.created, ch.retired, ch.reshaped) == (0, (), (), ())
+    assert out.grids.geometry.to_wkb().tolist() == base.grids.geometry.to_wkb().tolist()
+    assert "nothing changed" in ch.summary
+
+
 def test_apply_edits_validates_and_is_all_or_nothing(base):
     a = base.grids.grid_code.iloc[0]
     with pytest.raises(EditsInvalid) as e:
