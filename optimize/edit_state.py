@@ -137,7 +137,8 @@ def grid_row(work: Work, code: str, what: str = "grid") -> int:
     """Return the row index of grid ``code``; EditError when there is none."""
     hit = np.flatnonzero(work.grids["grid_code"].astype(str).to_numpy() == str(code))
     if not len(hit):
-        raise EditError(f"{what} {code}: no such grid in the plan", (str(code),))
+        raise EditError(f"{what} {code}: no such grid in the plan", (str(code),),
+                        field=None if what == "grid" else what)
     return int(work.grids.index[hit[0]])
 
 

@@ -234,3 +234,17 @@ def test_cli_edit_writes_the_edited_plan(base, tmp_path):
     assert r.exit_code == 1 and "edits[0].k" in r.output
     r = CliRunner().invoke(app, ["edit", "--plan", str(tmp_path / "p"), "--out", str(tmp_path / "s")])
     assert r.exit_code == 2
+
+
+def test_edit_errors_become_422_problems_naming_the_field(base):
+    from gridplan.api.edit_errors import edits_problem
+    a = base.grids.grid_code.iloc[0]
+    with pytest.raises(EditsInvalid) as e:
+        apply_edits(base, [{"op": "split", "code": a, "k": 1}])
+    p = edits_problem(e.value)
+    assert p.status == 422 and p.errors[0]["source"] == "edits[0].k"
+    with pytest.raises(EditsRefused) as r:
+        apply_edits(base, [{"op": "merge", "a": a, "b": "469001000009001"}])
+    p = edits_problem(r.value)
+    assert p.status == 422 and p.kind == "edit-refused" and "no such grid" in p.errors[0]["problem"]
+    assert p.errors[0]["source"] == "edits[0].b"
