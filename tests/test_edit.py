@@ -234,6 +234,13 @@ def test_cli_edit_writes_the_edited_plan(base, tmp_path):
     assert r.exit_code == 1 and "edits[0].k" in r.output
     r = CliRunner().invoke(app, ["edit", "--plan", str(tmp_path / "p"), "--out", str(tmp_path / "s")])
     assert r.exit_code == 2
+    r = CliRunner().invoke(app, ["edit", "--plan", str(tmp_path / "p"), "--merge", a, b, "--split", a, "--k", "2",
+                                 "--rebalance", unit_code(1), "--force", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    from gridplan.optimize.result import read_plan
+    m = read_plan(tmp_path / "m")
+    check_plan_invariants(m)
+    assert [c.op for c in m.changes] == ["merge", "split", "rebalance"] and b not in set(m.grids.grid_code)
 
 
 def test_edit_errors_become_422_problems_naming_the_field(base):
