@@ -187,6 +187,48 @@ def _match_codes(old_codes: list[str], old_lab: np.ndarray, new_lab: np.ndarray,
     return names
 
 
+def _free_grids(work: Work, unit: str) -> tuple[list[str], list[str], list[int]]:
+    """Return the unit's locked codes, its unlocked codes and their grid rows (EditError if none)."""
+    g = work.grids
+    in_unit = g["village_code"].astype(str).to_numpy() == unit
+    if not in_unit.any():
+        raise EditError(f"unit {unit}: no such unit in the plan", field="unit")
+    codes = g.loc[in_unit, "grid_code"].astype(str).tolist()
+    locked = sorted(set(codes) & locked_codes(work.base))
+    free = [c for c in codes if c not in locked]
+    if not free:
+        raise EditError(f"unit {unit}: every grid is locked ({', '.join(locked)})", tuple(locked), field="unit")
+    rows = [int(g.index[i]) for i in np.flatnonzero(in_unit) if str(g.iloc[i]["grid_code"]) in free]
+    return locked, free, rows
+
+
+def _place(work: Work, unit: str, free_rows: list[int], polys: list, labels: np.ndarray, old_lab: np.ndarray,
+           h: np.ndarray):
+    """Put the re-partitioned grids in place of the free ones: codes matched, new ones numbered, rest retired.
+
+    Returns (new codes, retired codes, reshaped codes, whether nothing changed, each row's new code).
+    """
+    g = work.grids
+    free = [str(g.at[r, "grid_code"]) for r in free_rows]
+    names = _match_codes(free, old_lab, labels, h, len(polys))
+    unnamed = [int(i) for i in order_for_codes(polys) if int(i) not in names]
+    fresh = new_codes(work, unit, len(unnamed))
+    names.update(zip(unnamed, fresh))
+    retired = sorted(set(free) - set(names.values()))
+    by_code = dict(zip(free, free_rows))
+    # the same grids as before (every household keeps its code): keep their polygons as they are
+    same = not fresh and not retired and all(names[int(i)] == c for i, c in zip(labels, old_lab))
+    reshaped = []
+    for i, c in names.items():
+        if c in by_code and not same:
+            if not shapely.equals_exact(g.geometry.values[g.index.get_loc(by_code[c])], polys[i], 0.0):
+                reshaped.append(c)
+            g.loc[by_code[c], "geometry"] = polys[i]
+    work.grids = g.drop(index=[by_code[c] for c in retired])
+    _new_rows(work, free_rows[0], fresh, [polys[i] for i in unnamed])
+    return fresh, retired, reshaped, same, np.array([names[int(i)] for i in labels], dtype=object)
+
+
 def _band_options(options, total: int, k_unit: int, free_total: int, k_free: int):
     """Options whose tolerance around the free grids' mean keeps them inside the unit's band.
 
@@ -226,15 +268,7 @@ def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None 
     work = Work.of(plan)
     unit = str(unit)
     g = work.grids
-    in_unit = g["village_code"].astype(str).to_numpy() == unit
-    if not in_unit.any():
-        raise EditError(f"unit {unit}: no such unit in the plan", field="unit")
-    codes = g.loc[in_unit, "grid_code"].astype(str).tolist()
-    locked = sorted(set(codes) & locked_codes(plan))
-    free = [c for c in codes if c not in locked]
-    if not free:
-        raise EditError(f"unit {unit}: every grid is locked ({', '.join(locked)})", tuple(locked), field="unit")
-    refuse_locked(work, free, "rebalance")    # (never: free grids are unlocked by construction)
+    locked, free, free_rows = _free_grids(work, unit)
     total = int(work.households.loc[work.households["village_code"].astype(str) == unit, "households"].sum())
     if k is None:
         k = max(1, choose_k(total, float(target or plan_target(plan))) - len(locked))
@@ -243,30 +277,12 @@ def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None 
     rows = _rows_of(work, free)
     xy = _xy(work, rows)
     h = work.households.loc[rows, "households"].to_numpy(np.int64)
-    free_rows = [int(g.index[i]) for i in np.flatnonzero(in_unit) if str(g.iloc[i]["grid_code"]) in free]
     region = shapely.union_all(np.asarray([g.geometry.values[g.index.get_loc(r)] for r in free_rows], dtype=object))
     opts = _band_options(partition_options(plan), total, len(locked) + int(k), int(h.sum()), int(k))
     polys, labels, part = repartition(region, xy, h, int(k), opts)
     k = len(polys)
     old_lab = work.households.loc[rows, "grid_code"].astype(str).to_numpy()
-    names = _match_codes(free, old_lab, labels, h, k)
-    unnamed = [int(i) for i in order_for_codes(polys) if int(i) not in names]
-    fresh = new_codes(work, unit, len(unnamed))
-    names.update(zip(unnamed, fresh))
-    retired = sorted(set(free) - set(names.values()))
-    template = free_rows[0]
-    by_code = {str(g.at[r, "grid_code"]): r for r in free_rows}
-    # the same grids as before (every household keeps its code): keep their polygons as they are
-    same = not fresh and not retired and all(names[int(i)] == c for i, c in zip(labels, old_lab))
-    reshaped = []
-    for i, c in names.items():
-        if c in by_code and not same:
-            if not shapely.equals_exact(g.geometry.values[g.index.get_loc(by_code[c])], polys[i], 0.0):
-                reshaped.append(c)
-            g.loc[by_code[c], "geometry"] = polys[i]
-    work.grids = g.drop(index=[by_code[c] for c in retired])
-    _new_rows(work, template, fresh, [polys[i] for i in unnamed])
-    new_lab = np.array([names[int(i)] for i in labels], dtype=object)
+    fresh, retired, reshaped, same, new_lab = _place(work, unit, free_rows, polys, labels, old_lab, h)
     work.households.loc[work.households.index[np.flatnonzero(rows)], "grid_code"] = new_lab
     if len(work.workers) and "grid_code" in work.workers.columns:
         work.workers.loc[work.workers["grid_code"].astype(str).isin(retired), "grid_code"] = None
