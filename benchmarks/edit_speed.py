@@ -9,7 +9,8 @@ planned with ``gridplan plan --coverage-target 0`` (no stations: edits do not to
 edit runs on the unit with the most grids, ``--repeat`` times from the same plan (median and max
 reported; the first, warm-up call is not counted). Edits that would leave grids out of tolerance
 are forced, so each call does the whole work (balance verdict and certificate included). The
-reference for rebalance is ``partition_unit`` on the same unit and points, timed the same way.
+reference for rebalance is ``partition_unit`` on the same unit and points, timed in alternation
+with it; the target holds when every rebalance took at most 1 s more than the partition beside it.
 """
 from __future__ import annotations
 
@@ -80,6 +81,22 @@ def _partition_reference(plan, unit: str):
     return lambda: partition_unit(geom, xy, h, target, opts)
 
 
+def _rebalance_vs_partition(plan, unit: str, repeat: int) -> dict:
+    """Time rebalance and partition_unit on the same unit in alternation (so load drifts hit both alike)."""
+    reb, ref = (lambda: plan.rebalance(unit, force=True)), _partition_reference(plan, unit)
+    reb(), ref()
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, out in ((reb, a), (ref, b)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    over = np.array(a) - np.array(b)
+    return {"rebalance": {"median_s": round(float(np.median(a)), 4), "max_s": round(float(max(a)), 4)},
+            "partition_unit (reference)": {"median_s": round(float(np.median(b)), 4), "max_s": round(float(max(b)), 4)},
+            "rebalance_overhead_s": {"median_s": round(float(np.median(over)), 4), "max_s": round(float(over.max()), 4)}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", type=Path, default=None, help="a plan directory (default: generate the county)")
@@ -98,8 +115,6 @@ def main(argv=None) -> int:
         "move": lambda: plan.move(ids, to=a, force=True),
         "merge": lambda: plan.merge_grids(a, b, force=True),
         "split": lambda: plan.split(a, k=2, force=True),
-        "rebalance": lambda: plan.rebalance(unit, force=True),
-        "partition_unit (reference)": _partition_reference(plan, unit),
     }
     figures = {"households": int(plan.households["households"].sum()), "household_rows": len(plan.households),
                "grids": len(plan.grids), "unit": str(unit), "unit_grids": int((plan.grids.village_code == unit).sum()),
@@ -107,10 +122,10 @@ def main(argv=None) -> int:
                "repeat": args.repeat}
     for name, fn in edits.items():
         figures[name] = _timed(fn, args.repeat)
+    figures.update(_rebalance_vs_partition(plan, unit, args.repeat))
     slowest = max(figures[k]["max_s"] for k in ("lock", "move", "merge", "split"))
     figures["target_edits_under_1s"] = bool(slowest < 1.0)
-    figures["target_rebalance_within_partition_plus_1s"] = bool(
-        figures["rebalance"]["median_s"] <= figures["partition_unit (reference)"]["median_s"] + 1.0)
+    figures["target_rebalance_within_partition_plus_1s"] = bool(figures["rebalance_overhead_s"]["max_s"] <= 1.0)
     record("edit_speed", figures, run=run)
     return 0
 
