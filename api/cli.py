@@ -363,6 +363,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
 # one module per concern keeps this file to the shared plumbing.
 COMMAND_MODULES: list[str] = [
     "cli_keys",
+    "cli_edit",
 ]
 
 

@@ -143,4 +143,5 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
         "minutes": round_minutes(minutes),   # as lookup reports them (geo.travel)
         "village_code": village,
         "households": hh["households"].to_numpy(),
+        "population": hh["population"].to_numpy(float),   # (added) so grid populations can be recounted
     }, geometry=gpd.points_from_xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()), crs=4326)

@@ -32,6 +32,7 @@ class Plan:
     summary: dict = field(default_factory=dict)
     options: object = None  # the PlanOptions it was made with
     network_minutes: object = None  # network plans: road minutes per node, saved for lookup (geo.travel)
+    changes: list = field(default_factory=list)  # edits made to it (optimize.edit_state.Change), changes.json
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         """Return the output layers by their contract names."""
@@ -41,8 +42,42 @@ class Plan:
         """Write plan.gpkg, summary.json and report.html into ``path`` (created if needed)."""
         from gridplan.geo.output import write_plan_dir
         oc = getattr(self.options, "output_coords", "wgs84")
-        return write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report,
-                              network_minutes=self.network_minutes)
+        out = write_plan_dir(path, self.layers(), self.summary, output_coords=oc, report=report,
+                             network_minutes=self.network_minutes)
+        if self.changes:
+            from gridplan.optimize.edit_io import write_changes
+            write_changes(out, self.changes)
+        return out
+
+    # --- edits (optimize.edit, optimize.edit_split): each returns a new Plan -------------------
+    def lock(self, codes, unlock: bool = False) -> "Plan":
+        """Return a new plan with the grids ``codes`` locked (``unlock=True``: unlocked); see optimize.edit."""
+        from gridplan.optimize.edit import lock
+        return lock(self, codes, unlock=unlock)
+
+    def move(self, points_or_polygon, to: str, force: bool = False) -> "Plan":
+        """Return a new plan where the households (ids, or all inside a GeoJSON/shapely polygon) join grid ``to``."""
+        from gridplan.optimize.edit import move
+        if isinstance(points_or_polygon, dict) or hasattr(points_or_polygon, "geom_type"):
+            return move(self, polygon=points_or_polygon, to=to, force=force)
+        if isinstance(points_or_polygon, (str, int)):       # one household id
+            points_or_polygon = [points_or_polygon]
+        return move(self, points=points_or_polygon, to=to, force=force)
+
+    def merge_grids(self, a: str, b: str, force: bool = False) -> "Plan":
+        """Return a new plan where grid ``b`` is merged into grid ``a`` (``b``'s code retires)."""
+        from gridplan.optimize.edit import merge_grids
+        return merge_grids(self, a, b, force=force)
+
+    def split(self, code: str, k: int = 2, force: bool = False) -> "Plan":
+        """Return a new plan where grid ``code`` is split into ``k`` grids (new codes for the new parts)."""
+        from gridplan.optimize.edit_split import split
+        return split(self, code, k=k, force=force)
+
+    def rebalance(self, unit: str, k: int | None = None, force: bool = False) -> "Plan":
+        """Return a new plan where ``unit``'s unlocked grids are re-partitioned around its locked ones."""
+        from gridplan.optimize.edit_split import rebalance
+        return rebalance(self, unit, k=k, force=force)
 
     def explore(self, **kwargs):
         """Return an interactive folium map of grids (coloured by deviation), stations and service areas."""
@@ -83,4 +118,5 @@ def read_plan(path: str | Path) -> Plan:
     frames = {name: layers.get(name, empty_frame([])) for name in LAYER_NAMES}
     table = Path(path) / NETWORK_MINUTES_FILE   # a network plan's road minutes, written back as they were
     network_minutes = pd.read_parquet(table) if table.is_file() else None
-    return Plan(**frames, summary=summary, network_minutes=network_minutes)
+    from gridplan.optimize.edit_io import read_changes
+    return Plan(**frames, summary=summary, network_minutes=network_minutes, changes=read_changes(path))

@@ -10,9 +10,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import Transformer
 
 from gridplan.geo.problems import Problem
-from pyproj import Transformer
 
 # a 2 x 2 block of 0.01° villages just west of Haikou (lon 110.0-110.02, lat 19.5-19.52)
 X0, Y0, STEP = 110.0, 19.5, 0.01
