@@ -174,10 +174,16 @@ TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "Mu
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 
 
+DENSIFY_DEG = 0.001   # ~110 m: a lon/lat segment of this length bends by about a millimetre in metres
+
+
 def finish_units(u: Units, metric: CRS) -> tuple[gpd.GeoDataFrame, list[Problem]]:
     """Build the units layer in the ``metric`` CRS, overlaps resolved."""
     idx = np.flatnonzero(u.alive)
-    geoms = transform_geoms(u.geoms[idx], WGS84, metric) if len(idx) else np.zeros(0, object)
+    # Straight lon/lat edges are curves in metres: densify first, so the metric outline follows
+    # the given one to millimetres (grids built in metres then fit the outline as given).
+    geoms = transform_geoms(shapely.segmentize(u.geoms[idx], DENSIFY_DEG), WGS84, metric) if len(idx) \
+        else np.zeros(0, object)
     if len(geoms):
         bad = ~shapely.is_valid(geoms)
         if bad.any():  # projection can rarely break validity: repair silently

@@ -5,8 +5,15 @@ import numpy as np
 import shapely
 
 from gridplan.geo.cells import build_cells
-from gridplan.geo.grids import (assign_points, dissolve_cells, grid_codes, order_for_codes, polsby_popper,
-                                repair_transformed, smooth_grids)
+from gridplan.geo.grids import (
+    assign_points,
+    dissolve_cells,
+    grid_codes,
+    order_for_codes,
+    polsby_popper,
+    repair_transformed,
+    smooth_grids,
+)
 
 
 def test_polsby_popper_known_shapes():
@@ -75,3 +82,23 @@ def test_repair_transformed_drops_a_crossing_spike_and_keeps_valid_polygons():
     bow = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
     fixed = repair_transformed([bow])[0]
     assert fixed.is_valid and fixed.geom_type == "MultiPolygon" and abs(fixed.area - 50) < 1e-9
+
+
+def test_to_crs_valid_keeps_a_household_inside_a_long_straight_edge():
+    import geopandas as gpd
+    from pyproj import Transformer
+
+    from gridplan.geo.grids import to_crs_valid
+    # a 14 km edge in UTM 49N, 2.6° off its central meridian (its image bends 1.5 m); households 0.3 m
+    # either side of it, half way along
+    a, b = np.array([760000.0, 2030000.0]), np.array([770000.0, 2040000.0])
+    poly = shapely.Polygon([a, b, (770000, 2045000), (755000, 2045000)])
+    mid = (a + b) / 2
+    normal = np.array([-(b - a)[1], (b - a)[0]]) / np.linalg.norm(b - a)
+    to_ll = Transformer.from_crs(32649, 4326, always_xy=True)
+    pts = {side: shapely.Point(to_ll.transform(*(mid + side * 0.3 * normal))) for side in (1, -1)}   # in, out
+    vertexwise = gpd.GeoSeries([poly], crs=32649).to_crs(4326).iloc[0]
+    out = to_crs_valid(gpd.GeoDataFrame(geometry=[poly], crs=32649), 4326).geometry.iloc[0]
+    # the edge's image bends more than 0.3 m: vertex by vertex, one of the two lands on the wrong side
+    assert not (vertexwise.contains(pts[1]) and not vertexwise.contains(pts[-1]))
+    assert out.contains(pts[1]) and not out.contains(pts[-1])
