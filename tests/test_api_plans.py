@@ -257,3 +257,20 @@ def test_map_page_asks_for_the_live_plan(env):
     c, _, _, _ = env
     html = c.get("/map").text
     assert "/v1/plans/live" in html and "as_of" in html
+
+
+def test_diff_of_two_versions_over_http(env):
+    c, keys, (a, b, _), _ = env
+    r = c.get(f"/v1/plans/{a}/diff/{b}", headers=H(keys))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert (d["old"], d["new"]) == (a, b)
+    assert sorted(d["retired"]) == sorted(codes_of(1)) and sorted(d["created"]) == sorted(codes_of(2))
+    assert d["kept"] == [] and d["counts"]["retired"] == 8
+    same = c.get(f"/v1/plans/{a}/diff/{a}", headers=H(keys)).json()
+    assert sorted(same["kept"]) == sorted(codes_of(1)) and same["counts"]["households_moved"] == 0
+    h = c.get(f"/v1/plans/{a}/diff/{b}?format=html", headers=H(keys))
+    assert h.status_code == 200 and h.headers["content-type"].startswith("text/html") and a in h.text
+    assert "default-src 'none'" in h.headers["content-security-policy"]
+    assert c.get(f"/v1/plans/{a}/diff/nope", headers=H(keys)).status_code == 404
+    assert c.get(f"/v1/plans/{a}/diff/{b}?format=pdf", headers=H(keys)).status_code == 422
