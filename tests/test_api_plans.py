@@ -274,3 +274,36 @@ def test_diff_of_two_versions_over_http(env):
     assert "default-src 'none'" in h.headers["content-security-policy"]
     assert c.get(f"/v1/plans/{a}/diff/nope", headers=H(keys)).status_code == 404
     assert c.get(f"/v1/plans/{a}/diff/{b}?format=pdf", headers=H(keys)).status_code == 422
+
+
+@pytest.mark.postgres
+def test_versions_publish_as_of_edits_and_purge_on_postgres(tmp_path, monkeypatch):
+    from tests.helpers.db import private_pg_database
+
+    with private_pg_database() as url:
+        s = Settings(data_dir=str(tmp_path / "data"), database_url=url,
+                     runner="tests.helpers.versions:coded_runner", poll_interval_s=0.05)
+        a, b, cc = make_versions(tmp_path / "data", database_url=url)
+        keys = {"planner": create_key("planner", s.data_dir, url), "reader": create_key("reader", s.data_dir, url)}
+        with TestClient(create_app(s)) as c:
+            assert c.app.state.ctx.store.engine.dialect.name == "postgresql"
+            assert lookup_plan(c, keys).json()["plan"] == cc
+            publish(c, keys, cc, "2025-01-01")
+            publish(c, keys, a, "2024-01-01")
+            publish(c, keys, b, "2024-06-01")
+            for day, want in {"2024-03-01": a, "2024-06-01": b, "2026-01-01": cc}.items():
+                assert lookup_plan(c, keys, as_of=day).json()["plan"] == want
+            assert lookup_plan(c, keys, as_of="2023-01-01").status_code == 404
+            assert c.delete(f"/v1/jobs/{a}?purge=true", headers=H(keys, "planner")).status_code == 409
+            fake = types.ModuleType("gridplan.optimize.edit")
+            fake.apply_edits = lambda plan, edits: plan
+            monkeypatch.setitem(sys.modules, "gridplan.optimize.edit", fake)
+            r = c.post(f"/v1/plans/{b}/edits", json={"edits": [{"op": "lock"}]}, headers=H(keys, "planner"))
+            assert r.status_code == 201, r.text
+            new = r.json()["id"]
+            fc = c.get(f"/v1/plans/{new}/layers/grids", headers=H(keys)).json()   # from PostGIS
+            assert {f["properties"]["grid_code"] for f in fc["features"]} == codes_of(2)
+            publish(c, keys, new, "2025-06-01")
+            assert lookup_plan(c, keys).json()["plan"] == new
+            listed = {p["id"]: p for p in c.get("/v1/plans?published=true", headers=H(keys)).json()["plans"]}
+            assert listed[cc]["effective_to"] == "2025-06-01" and listed[new]["parent"] == b

@@ -39,7 +39,7 @@ def coded_runner(inputs, params, out_dir, progress) -> dict:
     return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
-def make_versions(data_dir: Path, ks=(1, 2, 3)) -> list[str]:
+def make_versions(data_dir: Path, ks=(1, 2, 3), database_url: str | None = None) -> list[str]:
     """Succeeded jobs made straight in the store (no runner), one per ``k``; their ids in order.
 
     Call before the app starts: its dispatcher would otherwise claim the queued rows.
@@ -48,13 +48,14 @@ def make_versions(data_dir: Path, ks=(1, 2, 3)) -> list[str]:
     from gridplan.api.store import Store
     from gridplan.geo.output import write_plan_dir
 
-    st = Store(Settings(data_dir=str(data_dir)))
+    st = Store(Settings(data_dir=str(data_dir), database_url=database_url))
     ids = []
     for k in ks:
         jid = st.new_id()
         st.create_job(jid, {"target_households": 100 * k}, {})
         layers, summary = coded_layers(k)
         write_plan_dir(st.out_dir(jid), layers, summary, report=False)
+        st.publish_layers(jid)   # PostgreSQL: the layers the routes and the index read
         assert st.finish(jid, "succeeded", summary=summary, only_if=("queued",))
         ids.append(jid)
     return ids
