@@ -115,7 +115,7 @@ class IndexRegistry:
         return (plan_id, idx) if idx is not None else None
 
     def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
-        """Return ``(plan id, index)`` for ``plan_id`` or the newest plan; None when there is none.
+        """Return ``(plan id, index)`` for ``plan_id`` or the live plan; None when there is none.
 
         Builds the index when it is not in memory. Raises LookupError(status, detail) for an unknown
         (404) or unfinished (409) plan id.

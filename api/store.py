@@ -310,8 +310,9 @@ class Store(LayerStore):
         with self.engine.begin() as c:
             n = c.execute(jobs.update().where(self._run_is(job_id, owner, attempt), jobs.c.status.in_(only_if))
                           .values(**vals)).rowcount
-            if n == 1 and status == "succeeded":
-                versions.record_job_version(c, job_id)
+            made = versions.record_job_version(c, job_id) if n == 1 and status == "succeeded" else None
+        if made is not None and self.out_dir(job_id).is_dir():   # the output says which version it is
+            versions.write_version_file(self.out_dir(job_id), job_id, *made)
         return n == 1
 
     def requeue(self, job_id: str, reason: str, owner: str | None = None, attempt: int | None = None) -> bool:

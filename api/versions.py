@@ -17,12 +17,14 @@ purged (:func:`was_published`, asked by the purge route and the retention sweep)
 
 The live plan (:func:`live_id`) is the published version in effect today (the server's local date,
 :func:`today`); while none is in effect (nothing published yet, or only for later dates), it is
-the newest succeeded job, as before publishing existed.
+the newest succeeded job, as before publishing existed — an audit job excepted: its output is a
+report on a layer, not a plan, so it is neither live by default nor publishable.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 import weakref
@@ -33,6 +35,7 @@ import sqlalchemy as sa
 from gridplan.api.store import jobs
 
 SOURCES = ("plan", "audit", "adopt", "edit", "merge")
+NOT_PLANS = ("audit",)   # versions with no plan to look up: never live by default, never published
 
 metadata = sa.MetaData()
 versions = sa.Table(
@@ -86,12 +89,11 @@ def _source_parent(params_text: str | None) -> tuple[str, str | None]:
     return kind, parent
 
 
-def write_job_version(out_dir, job_id: str, params: dict | None) -> None:
-    """Write a job output's ``version.json`` (its id is the job's; source and parent from its params)."""
+def write_version_file(out_dir, vid: str, source: str, parent: str | None) -> None:
+    """Write an output directory's ``version.json`` (owner-only, like the rest of the data dir)."""
     from gridplan.geo.versionfile import write_version
 
-    source, parent = _source_parent(json.dumps(params or {}))
-    write_version(out_dir, job_id, source, parent)
+    os.chmod(write_version(out_dir, vid, source, parent), 0o600)
 
 
 def _insert_version(conn, vid: str, source: str, parent: str | None, created: float) -> None:
@@ -101,14 +103,17 @@ def _insert_version(conn, vid: str, source: str, parent: str | None, created: fl
         conn.execute(versions.insert().values(id=vid, source=source, parent=parent, created_at=created))
 
 
-def record_job_version(conn, job_id: str) -> None:
+def record_job_version(conn, job_id: str) -> tuple[str, str | None]:
     """Record the version of a job that has just succeeded, in the caller's transaction ``conn``.
 
     Called by :meth:`gridplan.api.store.Store.finish` (which makes sure of the table first, outside
-    the transaction); source and parent come from the job's params.
+    the transaction, and writes the ``version.json`` after it); source and parent come from the
+    job's params. Returns (source, parent).
     """
     params = conn.execute(sa.select(jobs.c.params).where(jobs.c.id == job_id)).scalar_one_or_none()
-    _insert_version(conn, job_id, *_source_parent(params), time.time())
+    source, parent = _source_parent(params)
+    _insert_version(conn, job_id, source, parent, time.time())
+    return source, parent
 
 
 def record_derived(engine: sa.Engine, vid: str, parent: str, source: str, summary: dict, params: dict) -> None:
@@ -193,11 +198,15 @@ def in_effect(engine: sa.Engine, day: dt.date) -> str | None:
 
 
 def live_id(engine: sa.Engine, day: dt.date | None = None) -> str | None:
-    """Return the live plan's id: the published version in effect ``day`` (today), else the newest succeeded job."""
+    """Return the live plan's id: the published version in effect ``day`` (today), else the newest succeeded job.
+
+    An audit job (no plan in its output) is never the newest plan.
+    """
     vid = in_effect(engine, day or today())
     if vid is not None:
         return vid
-    q = (sa.select(jobs.c.id).where(jobs.c.status == "succeeded")
+    q = (sa.select(jobs.c.id).select_from(jobs.join(versions, versions.c.id == jobs.c.id))
+         .where(jobs.c.status == "succeeded", versions.c.source.not_in(NOT_PLANS))
          .order_by(jobs.c.finished_at.desc(), jobs.c.id.desc()).limit(1))
     with engine.connect() as c:
         return c.execute(q).scalar_one_or_none()

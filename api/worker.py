@@ -33,7 +33,7 @@ from gridplan.api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_reten
 from gridplan.api.owners import new_owner_id
 from gridplan.api.settings import Settings
 from gridplan.api.store import Store, secure_tree
-from gridplan.api.versions import live_id, write_job_version
+from gridplan.api.versions import live_id
 
 log = logging.getLogger("gridplan.worker")
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,8 +102,6 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
     try:
         fn = load_runner(settings.runner)
         summary = fn(inputs, dict(job["params"] or {}), out, progress)
-        if out.is_dir():
-            write_job_version(out, job_id, job["params"])
         secure_tree(out)  # owner-only, whatever modes the plan writer chose
         if not store.progress(job_id, "publishing layers", 0.99, attempt=attempt):
             return 0

@@ -307,3 +307,26 @@ def test_versions_publish_as_of_edits_and_purge_on_postgres(tmp_path, monkeypatc
             assert lookup_plan(c, keys).json()["plan"] == new
             listed = {p["id"]: p for p in c.get("/v1/plans?published=true", headers=H(keys)).json()["plans"]}
             assert listed[cc]["effective_to"] == "2025-06-01" and listed[new]["parent"] == b
+
+
+def test_an_audit_job_is_listed_but_never_live_nor_published(tmp_path):
+    from gridplan.api.store import Store
+
+    s = Settings(data_dir=str(tmp_path / "data"), runner="tests.helpers.versions:coded_runner", poll_interval_s=0.05)
+    (a,) = make_versions(tmp_path / "data", ks=(1,))
+    st = Store(s)
+    audit = st.new_id()
+    st.create_job(audit, {"kind": "audit"}, {})
+    (st.out_dir(audit)).mkdir(parents=True)
+    (st.out_dir(audit) / "audit.json").write_text("{}")
+    assert st.finish(audit, "succeeded", summary={"kind": "audit", "clean": True}, only_if=("queued",))
+    keys = {"planner": create_key("planner", s.data_dir), "reader": create_key("reader", s.data_dir)}
+    with TestClient(create_app(s)) as c:
+        listed = c.get("/v1/plans", headers=H(keys)).json()
+        assert [(p["id"], p["source"]) for p in listed["plans"]] == [(audit, "audit"), (a, "plan")]
+        assert listed["live"] == a and lookup_plan(c, keys).json()["plan"] == a   # newest *plan*, not the audit
+        rec = json.loads((st.out_dir(audit) / "version.json").read_text())
+        assert (rec["id"], rec["source"]) == (audit, "audit")
+        r = c.post(f"/v1/plans/{audit}/publish", json={"effective_from": "2024-01-01"}, headers=H(keys, "planner"))
+        assert r.status_code == 409 and "no plan to publish" in r.json()["detail"]
+        assert not st.was_published(audit)

@@ -140,12 +140,16 @@ async def publish_plan(request: Request, vid: str, body: PublishIn, _role: str =
     """
     ctx = request.app.state.ctx
     day = parse_date(body.effective_from, "body.effective_from")
+    v = version_or_404(request, vid)
+    if v.source in versions.NOT_PLANS:
+        raise ProblemError(409, f"version {vid} is an {v.source}: it has no plan to publish", kind="conflict")
+    try:   # its index first: a version lookups could not answer from is never published
+        await run_in_threadpool(ctx.indexes.get, vid)
+    except LookupError as e:
+        raise ProblemError(e.args[0], e.args[1], kind="no-plan")
     if not await run_in_threadpool(versions.publish, ctx.store.engine, vid, day):
         raise ProblemError(404, f"no plan version {vid!r} to publish", kind="not-found")
-    try:
-        await run_in_threadpool(ctx.indexes.refresh)
-    except LookupError as e:  # published, but its index cannot be built: say so
-        raise ProblemError(e.args[0], e.args[1], kind="no-plan")
+    await run_in_threadpool(ctx.indexes.refresh)   # the swap, before the answer
     return version_or_404(request, vid).as_dict()
 
 
@@ -166,7 +170,6 @@ async def edit_plan(request: Request, vid: str, body: EditsIn = Body(...), _role
 def _edit(store, vid: str, edits: list[dict], apply_edits) -> str:
     """Read version ``vid``, apply the edits, write and record the new version; return its id."""
     from gridplan.api.store import secure_tree
-    from gridplan.geo.versionfile import write_version
     from gridplan.optimize.result import read_plan
 
     src = store.out_dir(vid)
@@ -180,7 +183,7 @@ def _edit(store, vid: str, edits: list[dict], apply_edits) -> str:
     out = store.out_dir(new)
     out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     new_plan.to_dir(out)
-    write_version(out, new, "edit", vid)
+    versions.write_version_file(out, new, "edit", vid)
     secure_tree(store.job_dir(new))
     store.publish_layers(new)
     versions.record_derived(store.engine, new, vid, "edit", dict(new_plan.summary),
