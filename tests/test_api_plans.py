@@ -216,9 +216,9 @@ def test_edits_make_a_new_version_with_its_parent(env, monkeypatch):
             raise ValueError("grid 330110001001011 would leave its unit")
         return plan
 
-    fake = types.ModuleType("gridplan.optimize.edit")
+    fake = types.ModuleType("gridplan.optimize.edit_apply")
     fake.apply_edits = apply_edits
-    monkeypatch.setitem(sys.modules, "gridplan.optimize.edit", fake)
+    monkeypatch.setitem(sys.modules, "gridplan.optimize.edit_apply", fake)
     body = {"edits": [{"op": "lock", "codes": ["330110001001011"]}]}
     assert c.post(f"/v1/plans/{a}/edits", json=body, headers=H(keys)).status_code == 403
     r = c.post(f"/v1/plans/{a}/edits", json=body, headers=H(keys, "planner"))
@@ -233,10 +233,11 @@ def test_edits_make_a_new_version_with_its_parent(env, monkeypatch):
     assert lookup_plan(c, keys, plan=new["id"]).json()["grid_code"] in codes_of(1)
     assert [p["id"] for p in c.get(f"/v1/plans?parent={a}", headers=H(keys)).json()["plans"]] == [new["id"]]
     r = c.post(f"/v1/plans/{a}/edits", json={"edits": [{"op": "refuse"}]}, headers=H(keys, "planner"))
-    assert r.status_code == 422 and "would leave its unit" in r.json()["detail"]
+    assert r.status_code == 422 and "would leave its unit" in r.json()["detail"] and r.json()["errors"]
     assert c.post(f"/v1/plans/{a}/edits", json={"edits": []}, headers=H(keys, "planner")).status_code == 422
     assert c.post("/v1/plans/nope/edits", json=body, headers=H(keys, "planner")).status_code == 404
-    monkeypatch.setitem(sys.modules, "gridplan.optimize.edit", None)     # a build without the edit module
+    monkeypatch.setitem(sys.modules, "gridplan.optimize.edit_apply", None)   # a build without the edit modules
+    monkeypatch.setitem(sys.modules, "gridplan.optimize.edit", None)
     r = c.post(f"/v1/plans/{a}/edits", json=body, headers=H(keys, "planner"))
     assert r.status_code == 501 and r.headers["content-type"].startswith("application/problem+json")
 
@@ -295,9 +296,9 @@ def test_versions_publish_as_of_edits_and_purge_on_postgres(tmp_path, monkeypatc
                 assert lookup_plan(c, keys, as_of=day).json()["plan"] == want
             assert lookup_plan(c, keys, as_of="2023-01-01").status_code == 404
             assert c.delete(f"/v1/jobs/{a}?purge=true", headers=H(keys, "planner")).status_code == 409
-            fake = types.ModuleType("gridplan.optimize.edit")
+            fake = types.ModuleType("gridplan.optimize.edit_apply")
             fake.apply_edits = lambda plan, edits: plan
-            monkeypatch.setitem(sys.modules, "gridplan.optimize.edit", fake)
+            monkeypatch.setitem(sys.modules, "gridplan.optimize.edit_apply", fake)
             r = c.post(f"/v1/plans/{b}/edits", json={"edits": [{"op": "lock"}]}, headers=H(keys, "planner"))
             assert r.status_code == 201, r.text
             new = r.json()["id"]

@@ -159,12 +159,21 @@ async def publish_plan(request: Request, vid: str, body: PublishIn, _role: str =
 async def edit_plan(request: Request, vid: str, body: EditsIn = Body(...), _role: str = Depends(planner)) -> dict:
     """Apply ``edits`` to version ``vid`` and record the result as a new version (source ``edit``, parent ``vid``)."""
     version_or_404(request, vid)
-    try:
-        from gridplan.optimize.edit import apply_edits
-    except ImportError:
-        raise ProblemError(501, "editing plans is not available in this build", kind="not-implemented")
+    apply_edits = _apply_edits()
     new = await run_in_threadpool(_edit, request.app.state.ctx.store, vid, body.edits, apply_edits)
     return version_or_404(request, new).as_dict()
+
+
+def _apply_edits():
+    """Return ``apply_edits`` (``optimize.edit_apply``, or re-exported by ``optimize.edit``); 501 without it."""
+    import importlib
+
+    for mod in ("gridplan.optimize.edit_apply", "gridplan.optimize.edit"):
+        try:
+            return importlib.import_module(mod).apply_edits
+        except (ImportError, AttributeError):
+            continue
+    raise ProblemError(501, "editing plans is not available in this build", kind="not-implemented")
 
 
 def _edit(store, vid: str, edits: list[dict], apply_edits) -> str:
@@ -177,8 +186,10 @@ def _edit(store, vid: str, edits: list[dict], apply_edits) -> str:
         raise ProblemError(409, f"the output files of version {vid} are missing on this server", kind="conflict")
     try:
         new_plan = apply_edits(read_plan(src), edits)
-    except ValueError as e:  # an edit refused, with its reason
-        raise ProblemError(422, f"the edits were refused: {e}", kind="edit-refused")
+    except ValueError as e:  # invalid edits (fields named) or an edit refused, with its reason
+        pairs = getattr(e, "errors", None) or [(getattr(e, "field", None) or "edits", str(e))]
+        raise ProblemError(422, f"the edits were refused: {e}",
+                           [error_item("body", f, m) for f, m in pairs], kind="edit-refused")
     new = store.new_id()
     out = store.out_dir(new)
     out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
