@@ -68,14 +68,14 @@ class BatchOut(BaseModel):
     results: list[Optional[Answer]]
 
 
-async def _index(request: Request, plan: str | None, as_of: str | None = None):
+async def _index(request: Request, plan: str | None, as_of: str | None = None, where: str = "query"):
     reg = request.app.state.ctx.indexes
     if as_of is not None:
         if plan is not None:
             raise ProblemError(422, "give plan or as_of, not both",
-                               [error_item("query", "as_of", "as_of picks a version: leave plan out")],
+                               [error_item(where, "as_of", "as_of picks a version: leave plan out")],
                                kind="invalid-request")
-        day = parse_date(as_of, "query.as_of")
+        day = parse_date(as_of, f"{where}.as_of")
         plan = await run_in_threadpool(in_effect, request.app.state.ctx.store.engine, day)
         if plan is None:
             raise ProblemError(404, f"no published plan was in effect on {as_of}", kind="no-plan")
@@ -163,7 +163,7 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
         raise ProblemError(422, "points must be [lon, lat] pairs of numbers",
                            [error_item("body", f"points.{bad}", "expected [lon, lat], two numbers")],
                            kind="invalid-request")
-    plan_id, idx = await _index(request, plan, as_of)
+    plan_id, idx = await _index(request, plan, as_of, where="body")
     ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
     xy[~ok] = np.nan
     arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \
