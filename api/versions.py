@@ -60,20 +60,31 @@ def today() -> dt.date:
 def ensure_ready(engine: sa.Engine) -> None:
     """Create the table once per engine and record a version for every succeeded job that lacks one.
 
-    The back-fill covers jobs that succeeded before versions existed.
+    The back-fill covers jobs that succeeded before versions existed. Several processes sharing
+    the database may do this at once: whichever makes the table or a row first wins, the others
+    carry on.
     """
     if engine in _READY:
         return
     with _READY_LOCK:
         if engine in _READY:
             return
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except sa.exc.DBAPIError:   # another server made it at the same moment
+            if not sa.inspect(engine).has_table(versions.name):
+                raise
         q = (sa.select(jobs.c.id, jobs.c.params, jobs.c.finished_at).select_from(
             jobs.outerjoin(versions, versions.c.id == jobs.c.id))
              .where(jobs.c.status == "succeeded", versions.c.id.is_(None)))
-        with engine.begin() as c:
-            for r in c.execute(q).all():
-                _insert_version(c, r.id, *_source_parent(r.params), r.finished_at or time.time())
+        with engine.connect() as c:
+            missing = c.execute(q).all()
+        for r in missing:
+            try:
+                with engine.begin() as c:
+                    _insert_version(c, r.id, *_source_parent(r.params), r.finished_at or time.time())
+            except sa.exc.IntegrityError:   # recorded by another process meanwhile
+                pass
         _READY.add(engine)
 
 

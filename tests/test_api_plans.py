@@ -331,3 +331,25 @@ def test_an_audit_job_is_listed_but_never_live_nor_published(tmp_path):
         r = c.post(f"/v1/plans/{audit}/publish", json={"effective_from": "2024-01-01"}, headers=H(keys, "planner"))
         assert r.status_code == 409 and "no plan to publish" in r.json()["detail"]
         assert not st.was_published(audit)
+
+
+def test_jobs_that_succeeded_before_versions_existed_are_back_filled(tmp_path):
+    import sqlalchemy as sa
+
+    from gridplan.api.store import Store, jobs
+
+    s = Settings(data_dir=str(tmp_path / "data"))
+    st = Store(s)
+    now = time.time()
+    with st.engine.begin() as conn:   # rows as an older release left them: no version recorded
+        for k, (jid, params) in enumerate((("old1", {}), ("old2", {"kind": "adopt", "parent": "old1"}),
+                                           ("old3", {"kind": "bogus"}))):
+            conn.execute(jobs.insert().values(id=jid, status="succeeded", progress=1.0, params=json.dumps(params),
+                                              inputs="{}", created_at=now + k, updated_at=now + k,
+                                              finished_at=now + k, attempts=1))
+        conn.execute(sa.text("DROP TABLE IF EXISTS gridplan_versions"))
+    versions._READY.discard(st.engine)
+    rows, total = versions.list_versions(st.engine)
+    assert total == 3 and [(v.id, v.source, v.parent) for v in rows] == [
+        ("old3", "plan", None), ("old2", "adopt", "old1"), ("old1", "plan", None)]
+    assert versions.live_id(st.engine) == "old3" and not st.was_published("old1")
