@@ -27,6 +27,7 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 class VersionOut(BaseModel):
     """A plan version: how it was made, from which parent, when, its effective dates and headline figures.
 
+    ``created``: when the version came to be (Unix seconds: its job's success, or the edit).
     ``effective_to`` is the next published version's ``effective_from`` (exclusive; null for the
     last one and for a version never published). ``live``: lookups answer from it today.
     """
@@ -102,8 +103,8 @@ def live_plan(request: Request, as_of: Optional[str] = Query(None, pattern=DATE_
     eng = request.app.state.ctx.store.engine
     vid = versions.live_id(eng) if as_of is None else versions.in_effect(eng, parse_date(as_of, "query.as_of"))
     if vid is None:
-        raise ProblemError(404, "no plan yet" if as_of is None else f"no published plan was in effect on {as_of}",
-                           kind="no-plan")
+        raise ProblemError(404, "no plan yet: submit a job (POST /v1/jobs) and wait for it to succeed"
+                           if as_of is None else f"no published plan was in effect on {as_of}", kind="no-plan")
     return version_or_404(request, vid).as_dict()
 
 
