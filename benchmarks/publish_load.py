@@ -3,7 +3,8 @@
 Builds three synthetic plan versions (``--grids`` grids each, different shapes; every grid code
 starts with its version's letter) as succeeded jobs in a temporary data dir, starts
 ``python -m gridplan.api.server``, then runs GET /v1/lookup at random points with ``--conns``
-concurrent connections (asyncio httpx) for ``--seconds``:
+concurrent connections for ``--seconds`` — by wrk (Debian package; its Lua ``response`` hook checks
+every answer) when installed, else an asyncio httpx client (whose own overhead inflates latency):
 
   1. quiet: nothing published (the baseline on this machine);
   2. publishing: meanwhile ``POST /v1/plans/{id}/publish`` every ``--every`` seconds, round robin over
@@ -14,7 +15,7 @@ an answer from a half-swapped index would break that. Reports req/s, p50/p99/max
 publishes made, and mismatches (must be 0). Target: p99 < 20 ms while publishing.
 Results: benchmarks/results/publish_load-*.json (``benchmarks/record.py``). About a minute.
 
-    python benchmarks/publish_load.py [--grids 5000] [--seconds 15] [--conns 8] [--every 0.5]
+    python benchmarks/publish_load.py [--grids 5000] [--seconds 15] [--conns 8] [--every 0.5] [--httpx]
 """
 from __future__ import annotations
 
@@ -37,6 +38,30 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.record import record  # noqa: E402
 
 LETTERS = "ABC"
+WRK_LUA = """
+local threads = {}
+function setup(thread) thread:set("id", #threads + 1); table.insert(threads, thread) end
+function init(args) math.randomseed(%(seed)d + id); checked = 0; mismatched = 0 end
+local letters = {%(letters)s}
+request = function()
+  local lon = %(x0)f + math.random() * %(w)f
+  local lat = %(y0)f + math.random() * %(h)f
+  return wrk.format("GET", string.format("/v1/lookup?lon=%%.6f&lat=%%.6f", lon, lat), {["X-API-Key"] = "%(key)s"})
+end
+response = function(status, headers, body)
+  if status ~= 200 then return end
+  checked = checked + 1
+  local plan = body:match('"plan":"(%%w+)"')
+  local code = body:match('"grid_code":"(%%w)')
+  local named = headers["x-gridplan-plan"] or headers["X-Gridplan-Plan"]
+  if plan == nil or letters[plan] ~= code or named ~= plan then mismatched = mismatched + 1 end
+end
+done = function(summary, latency, requests)
+  local c, m = 0, 0
+  for _, t in ipairs(threads) do c = c + t:get("checked"); m = m + t:get("mismatched") end
+  io.write(string.format("CHECKED %%d MISMATCHED %%d\\n", c, m))
+end
+"""
 
 
 def make_versions(d: Path, n_grids: int) -> tuple[list[str], str, str, tuple]:
@@ -93,6 +118,30 @@ async def load(port: int, key: str, ext, seconds: float, conns: int, letter_of: 
             "mismatched_answers": int(mismatched), "plans_answering": len(plans)}
 
 
+def wrk_load(port: int, key: str, ext, seconds: float, conns: int, letter_of: dict, script: Path) -> dict:
+    """The same load by wrk, every answer checked in its Lua ``response`` hook."""
+    import re
+
+    x0, y0, x1, y1 = ext
+    letters = ", ".join(f'["{k}"] = "{v}"' for k, v in letter_of.items())
+    script.write_text(WRK_LUA % dict(seed=1, x0=x0, y0=y0, w=x1 - x0, h=y1 - y0, key=key, letters=letters))
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{int(seconds)}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/v1/lookup"], capture_output=True, text=True).stdout
+
+    def ms(text: str) -> float:
+        v, u = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(v) / 1000 if u == "us" else float(v) * 1000 if u == "s" else float(v)
+
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    checked, mism = map(int, re.search(r"CHECKED (\d+) MISMATCHED (\d+)", out).groups())
+    return {"requests": n, "req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+            "p99_ms": ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+            "max_ms": ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1)),
+            "non_200": int(non2xx.group(1)) if non2xx else 0, "checked": checked, "mismatched_answers": mism}
+
+
 def publisher(port: int, key: str, ids: list[str], every: float, stop: threading.Event, out: dict) -> None:
     """Publish the versions round robin, each from a later date, until ``stop``; count and time them."""
     import httpx
@@ -116,6 +165,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--every", type=float, default=0.5)
+    ap.add_argument("--httpx", action="store_true", help="load by the asyncio httpx client even if wrk is installed")
     a = ap.parse_args()
     import httpx
 
@@ -137,14 +187,22 @@ def main():
             assert httpx.get(f"http://127.0.0.1:{port}/v1/lookup", params={**mid, "plan": vid},
                              headers={"X-API-Key": reader}, timeout=120).status_code == 200
         print(f"# {a.grids} grids x {len(ids)} versions, one server process, {a.conns} connections, "
-              f"{a.seconds:g} s a phase, a publish every {a.every:g} s in phase 2")
-        quiet = asyncio.run(load(port, reader, ext, a.seconds, a.conns, letter_of))
+              f"{a.seconds:g} s a phase, a publish every {a.every:g} s in phase 2, load by "
+              f"{'wrk' if shutil.which('wrk') and not a.httpx else 'httpx-asyncio'}")
+        tool = "wrk" if shutil.which("wrk") and not a.httpx else "httpx-asyncio"
+
+        def run_load() -> dict:
+            if tool == "wrk":
+                return wrk_load(port, reader, ext, a.seconds, a.conns, letter_of, tmp / "load.lua")
+            return asyncio.run(load(port, reader, ext, a.seconds, a.conns, letter_of))
+
+        quiet = run_load()
         pub: dict = {}
         stop = threading.Event()
         t = threading.Thread(target=publisher, args=(port, planner, ids, a.every, stop, pub))
         t.start()
         try:
-            busy = asyncio.run(load(port, reader, ext, a.seconds, a.conns, letter_of))
+            busy = run_load()
         finally:
             stop.set()
             t.join()
@@ -152,9 +210,8 @@ def main():
         for name, r in (("quiet", quiet), ("publishing", busy)):
             print(f"{name:11s} {r['req_per_s']:8,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
                   f"max {r['max_ms']:7.2f} ms  non-200 {r['non_200']}  mismatched {r['mismatched_answers']}")
-        print(f"publishes: {pub['publishes']} (median {pub['publish_ms_median']} ms each); versions answering: "
-              f"{busy['plans_answering']}")
-        figures = {"grids": a.grids, "versions": len(ids), "connections": a.conns, "seconds": a.seconds,
+        print(f"publishes: {pub['publishes']} (median {pub['publish_ms_median']} ms each)")
+        figures = {"grids": a.grids, "versions": len(ids), "connections": a.conns, "seconds": a.seconds, "tool": tool,
                    "publish_every_s": a.every, "quiet": quiet, "publishing": busy,
                    "target_p99_ms": 20.0, "p99_target_met": busy["p99_ms"] < 20.0,
                    "never_half_swapped": busy["mismatched_answers"] == 0 and quiet["mismatched_answers"] == 0}

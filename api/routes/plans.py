@@ -10,7 +10,6 @@ import datetime as dt
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, Response
 
@@ -133,11 +132,12 @@ def download_plan(request: Request, vid: str, _role: str = Depends(reader)) -> R
 
 
 @router.post("/{vid}/publish", response_model=VersionOut, summary="Publish a version from a date (planner)")
-async def publish_plan(request: Request, vid: str, body: PublishIn, _role: str = Depends(planner)) -> dict:
+def publish_plan(request: Request, vid: str, body: PublishIn, _role: str = Depends(planner)) -> dict:
     """Make ``vid`` the published plan from ``effective_from`` (an earlier date inserts it into the history).
 
     This server swaps its lookup index before answering; other servers sharing the database
-    follow within about a second.
+    follow within about a second. (A plain function: FastAPI runs it in its thread pool, so the
+    database work never holds up the event loop that answers lookups.)
     """
     ctx = request.app.state.ctx
     day = parse_date(body.effective_from, "body.effective_from")
@@ -145,23 +145,22 @@ async def publish_plan(request: Request, vid: str, body: PublishIn, _role: str =
     if v.source in versions.NOT_PLANS:
         raise ProblemError(409, f"version {vid} is an {v.source}: it has no plan to publish", kind="conflict")
     try:   # its index first: a version lookups could not answer from is never published
-        await run_in_threadpool(ctx.indexes.get, vid)
+        ctx.indexes.get(vid)
     except LookupError as e:
         raise ProblemError(e.args[0], e.args[1], kind="no-plan")
-    if not await run_in_threadpool(versions.publish, ctx.store.engine, vid, day):
+    if not versions.publish(ctx.store.engine, vid, day):
         raise ProblemError(404, f"no plan version {vid!r} to publish", kind="not-found")
-    await run_in_threadpool(ctx.indexes.refresh)   # the swap, before the answer
+    ctx.indexes.refresh()   # the swap, before the answer
     return version_or_404(request, vid).as_dict()
 
 
 @router.post("/{vid}/edits", status_code=201, response_model=VersionOut,
              summary="Apply edits to a version: a new version (planner)",
              responses={501: {"description": "editing is not available in this build"}})
-async def edit_plan(request: Request, vid: str, body: EditsIn = Body(...), _role: str = Depends(planner)) -> dict:
+def edit_plan(request: Request, vid: str, body: EditsIn = Body(...), _role: str = Depends(planner)) -> dict:
     """Apply ``edits`` to version ``vid`` and record the result as a new version (source ``edit``, parent ``vid``)."""
     version_or_404(request, vid)
-    apply_edits = _apply_edits()
-    new = await run_in_threadpool(_edit, request.app.state.ctx.store, vid, body.edits, apply_edits)
+    new = _edit(request.app.state.ctx.store, vid, body.edits, _apply_edits())
     return version_or_404(request, new).as_dict()
 
 
@@ -205,8 +204,8 @@ def _edit(store, vid: str, edits: list[dict], apply_edits) -> str:
 
 @router.get("/{a}/diff/{b}", summary="What changed from version a to version b",
             responses={200: {"content": {"application/json": {}, "text/html": {}}}})
-async def diff_plans_route(request: Request, a: str, b: str, format: Literal["json", "html"] = Query("json"),
-                           _role: str = Depends(reader)) -> Response:
+def diff_plans_route(request: Request, a: str, b: str, format: Literal["json", "html"] = Query("json"),
+                     _role: str = Depends(reader)) -> Response:
     """Diff two versions: grids kept/reshaped/created/retired, household transitions, workers, stations.
 
     ``format=html`` answers the self-contained page (both plans, changes highlighted).
@@ -216,12 +215,11 @@ async def diff_plans_route(request: Request, a: str, b: str, format: Literal["js
         version_or_404(request, v)
         if not (store.out_dir(v) / "plan.gpkg").is_file():
             raise ProblemError(409, f"the output files of version {v} are missing on this server", kind="conflict")
-    d = await run_in_threadpool(_diff, store, a, b)
+    d = _diff(store, a, b)
     if format == "html":
         from gridplan.optimize.diff import diff_html
-        html = await run_in_threadpool(diff_html, d)
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                                           "style-src 'unsafe-inline'; img-src data:"})
+        return HTMLResponse(diff_html(d), headers={"Content-Security-Policy": "default-src 'none'; script-src "
+                                                   "'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"})
     import orjson
     return Response(orjson.dumps(d.to_dict()), media_type="application/json")
 
