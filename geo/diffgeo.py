@@ -34,6 +34,15 @@ def _metric(frames) -> object:
     return choose_metric_crs((b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
 
 
+def _by_code(grids: gpd.GeoDataFrame) -> gpd.GeoSeries:
+    """Return a grids layer's shapes by grid code (WGS 84; first of a repeated code; empty without codes)."""
+    if len(grids) == 0 or "grid_code" not in grids.columns:
+        return gpd.GeoSeries([], index=pd.Index([], dtype=object), crs=4326)
+    grids = wgs84_frame(grids)
+    g = gpd.GeoSeries(grids.geometry.to_numpy(), index=grids["grid_code"].astype(str).to_numpy(), crs=4326)
+    return g[~g.index.duplicated()]
+
+
 def grid_changes(old: gpd.GeoDataFrame, new: gpd.GeoDataFrame, tolerance_m2: float = 1.0) -> gpd.GeoDataFrame:
     """Classify every grid code of the two plans and measure its change.
 
@@ -51,11 +60,8 @@ def grid_changes(old: gpd.GeoDataFrame, new: gpd.GeoDataFrame, tolerance_m2: flo
         ``area_old_m2``, ``area_new_m2``, ``area_change_m2``, ``changed_m2`` (the symmetric
         difference); geometry the new shape (the old one for a retired grid), WGS 84.
     """
-    old, new = wgs84_frame(old), wgs84_frame(new)
-    crs = _metric([old, new])
-    go = old.set_index(old["grid_code"].astype(str)).geometry
-    gn = new.set_index(new["grid_code"].astype(str)).geometry
-    go, gn = go[~go.index.duplicated()], gn[~gn.index.duplicated()]
+    go, gn = _by_code(old), _by_code(new)
+    crs = _metric([gpd.GeoDataFrame(geometry=go), gpd.GeoDataFrame(geometry=gn)])
     codes = sorted(set(go.index) | set(gn.index))
     a_old = pd.Series(go.to_crs(crs).area.to_numpy(), index=go.index).reindex(codes)
     a_new = pd.Series(gn.to_crs(crs).area.to_numpy(), index=gn.index).reindex(codes)
@@ -112,6 +118,8 @@ def household_transitions(old_hh: gpd.GeoDataFrame, new_hh: gpd.GeoDataFrame):
         ``households``; their point in the new plan.
     key : str or None
         The id column matched on (None: matched by point).
+    only : dict
+        ``{"old": households only the old plan has, "new": households only the new plan has}``.
     """
     key = household_key(old_hh) if household_key(old_hh) == household_key(new_hh) else None
     a, b = _keyed(old_hh, key), _keyed(new_hh, key)
@@ -130,13 +138,14 @@ def household_transitions(old_hh: gpd.GeoDataFrame, new_hh: gpd.GeoDataFrame):
     moved = gpd.GeoDataFrame({"id": mv.index.astype(str), "old_grid": mv["grid_old"].astype(object),
                               "new_grid": mv["grid_new"].astype(object), "households": mv["w_old"].to_numpy()},
                              geometry=gpd.points_from_xy(mv["x_new"], mv["y_new"]), crs=4326)
-    return matrix, moved.reset_index(drop=True), key
+    only = {"old": float(j.loc[j["w_new"].isna(), "w_old"].sum()), "new": float(j.loc[only_new, "w_new"].sum())}
+    return matrix, moved.reset_index(drop=True), key, only
 
 
 def worker_moves(old_w: gpd.GeoDataFrame, new_w: gpd.GeoDataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Return the workers (by ``worker_id``) whose grid changed, and the ids only the new / old roster has."""
     def grid_of(w):
-        if len(w) == 0 or "worker_id" not in w:
+        if len(w) == 0 or "worker_id" not in w or "grid_code" not in w:
             return pd.Series(dtype=object)
         return pd.Series(w["grid_code"].astype(object).to_numpy(), index=w["worker_id"].astype(str)).groupby(level=0).first()
 

@@ -37,7 +37,11 @@ class GridChange:
 
 @dataclass(frozen=True)
 class Transition:
-    """Households of old grid ``old`` that are in new grid ``new`` (None: in no grid, or not in that plan)."""
+    """Households of old grid ``old`` that are in new grid ``new``.
+
+    None: in no grid, or not in that plan's households layer (``households_only_old`` /
+    ``households_only_new`` count those).
+    """
 
     old: str | None
     new: str | None
@@ -68,6 +72,8 @@ class PlanDiff:
     households_moved: float
     points_moved: int
     household_key: str | None
+    households_only_old: float      # households of the old plan's layer that the new one lacks (row "to" None)
+    households_only_new: float      # and the other way round (counted in the None row)
     workers_reassigned: list[WorkerMove]
     workers_added: list[str]
     workers_removed: list[str]
@@ -131,7 +137,7 @@ def diff_plans(old: Plan, new: Plan, old_id: str | None = None, new_id: str | No
         reassigned, stations added / removed / moved.
     """
     grids = diffgeo.grid_changes(old.grids, new.grids, tolerance_m2)
-    matrix, moved, key = diffgeo.household_transitions(old.households, new.households)
+    matrix, moved, key, only = diffgeo.household_transitions(old.households, new.households)
     off = matrix[matrix["old"].fillna(diffgeo.NONE) != matrix["new"].fillna(diffgeo.NONE)]   # off the diagonal
     out_of, into = off.groupby("old")["households"].sum(), off.groupby("new")["households"].sum()
     by = {c: grids[grids["change"] == c] for c in diffgeo.CHANGES}
@@ -146,7 +152,7 @@ def diff_plans(old: Plan, new: Plan, old_id: str | None = None, new_id: str | No
         old_id=old_id, new_id=new_id, kept=list(by["kept"]["grid_code"]), reshaped=reshaped,
         created=list(by["created"]["grid_code"]), retired=list(by["retired"]["grid_code"]),
         transitions=transitions, households_moved=float(moved["households"].sum()), points_moved=len(moved),
-        household_key=key,
+        household_key=key, households_only_old=only["old"], households_only_new=only["new"],
         workers_reassigned=[WorkerMove(str(r.worker_id), _none(r.old_grid), _none(r.new_grid))
                             for r in wm.itertuples()],
         workers_added=w_add, workers_removed=w_rem, stations_added=st["added"], stations_removed=st["removed"],

@@ -35,7 +35,7 @@ def two_plans(tmp_path_factory, sample_small):
 def test_real_plans_transition_matrix_adds_up_to_both_plans(two_plans):
     _, (old, new) = two_plans
     d = diff_plans(old, new, "t300", "t250")
-    assert d.household_key == "id"
+    assert d.household_key == "id" and d.households_only_old == d.households_only_new == 0
     m = transition_frame(d)
     rows, cols = m.sum(axis=1), m.sum(axis=0)
     old_counts = old.grids.set_index("grid_code")["households"]
@@ -135,3 +135,14 @@ def test_cli_diff_prints_a_table_and_writes_the_files(two_plans, tmp_path):
     assert r.exit_code == 0 and '"reshaped": []' in r.output
     r = CliRunner().invoke(app, ["diff", str(tmp_path / "nothing"), str(b)])
     assert r.exit_code == 1 and "no plan.gpkg" in r.output
+
+
+def test_households_only_one_plan_has_are_counted_apart():
+    old, new = _planted()
+    fewer = Plan(**{**new.layers(), "households": new.households.iloc[:2]}, summary=new.summary)
+    d = diff_plans(old, fewer)
+    assert (d.households_only_old, d.households_only_new) == (1, 0)
+    d = diff_plans(fewer, old)
+    assert (d.households_only_old, d.households_only_new) == (0, 1)
+    rows = transition_frame(diff_plans(old, fewer)).sum(axis=1)
+    assert rows["330110001001001"] == 3 and rows["330110001001002"] == 5   # still every old household
