@@ -191,13 +191,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
-    from gridplan.api.routes import health, jobs, layers, lookup
+    from gridplan.api.routes import health, jobs, layers, lookup, plans
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(layers.router)
     app.include_router(lookup.router)
     from gridplan.api.routes import ogc
     app.include_router(ogc.router)
+    app.include_router(plans.router)
     try:
         from gridplan.api.routes import (
             map as map_routes,  # the report engineer's map page, when present

@@ -364,6 +364,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
 COMMAND_MODULES: list[str] = [
     "cli_keys",
     "cli_edit",
+    "cli_diff",
 ]
 
 

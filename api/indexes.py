@@ -1,4 +1,4 @@
-"""The lookup indexes held by the server: the newest succeeded plan's, swapped atomically.
+"""The lookup indexes held by the server: the live plan's, swapped atomically.
 
 ``current`` is one immutable ``(plan_id, GridIndex)`` tuple read by every request without a lock
 or a database hit; a newer plan's index is built off to the side (in a thread) and then assigned
@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from gridplan.api.versions import live_id
 from gridplan.geo.index import GridIndex, read_road
 
 log = logging.getLogger("gridplan.index")
@@ -64,22 +65,21 @@ class IndexRegistry:
         return idx
 
     def refresh(self) -> bool:
-        """Load the newest succeeded plan if it is not the current one. True when swapped."""
+        """Load the live plan (:func:`gridplan.api.versions.live_id`) if it is not the current one.
+
+        True when swapped. The live plan is read under the build lock, so of two refreshes racing
+        (a publish here, the poll of a publish elsewhere) the later one always has the last word.
+        """
         self._checked = time.monotonic()
-        newest = self.store.newest_succeeded()
-        if newest is None:
-            return False
-        cur = self.current
-        if cur is not None and cur[0] == newest["id"]:
-            return False
         with self._lock:
+            live = live_id(self.store.engine)
             cur = self.current
-            if cur is not None and cur[0] == newest["id"]:
+            if live is None or (cur is not None and cur[0] == live):
                 return False
-            idx = self._cache.get(newest["id"]) or self.build(newest["id"])
-            self.current = (newest["id"], idx)   # the atomic swap
+            idx = self._cache.get(live) or self.build(live)
+            self.current = (live, idx)   # the atomic swap
             self.swaps += 1
-            self._remember(newest["id"], idx)
+            self._remember(live, idx)
         return True
 
     def refresh_async(self) -> None:
@@ -115,7 +115,7 @@ class IndexRegistry:
         return (plan_id, idx) if idx is not None else None
 
     def get(self, plan_id: str | None) -> tuple[str, GridIndex] | None:
-        """Return ``(plan id, index)`` for ``plan_id`` or the newest plan; None when there is none.
+        """Return ``(plan id, index)`` for ``plan_id`` or the live plan; None when there is none.
 
         Builds the index when it is not in memory. Raises LookupError(status, detail) for an unknown
         (404) or unfinished (409) plan id.

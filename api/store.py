@@ -305,9 +305,14 @@ class Store(LayerStore):
             vals["progress"] = 1.0
         if summary is not None:
             vals["summary"] = json.dumps(summary, allow_nan=False, default=str)
+        from gridplan.api import versions  # a succeeded job's output is a plan version
+        versions.ensure_ready(self.engine)
         with self.engine.begin() as c:
             n = c.execute(jobs.update().where(self._run_is(job_id, owner, attempt), jobs.c.status.in_(only_if))
                           .values(**vals)).rowcount
+            made = versions.record_job_version(c, job_id) if n == 1 and status == "succeeded" else None
+        if made is not None and self.out_dir(job_id).is_dir():   # the output says which version it is
+            versions.write_version_file(self.out_dir(job_id), job_id, *made)
         return n == 1
 
     def requeue(self, job_id: str, reason: str, owner: str | None = None, attempt: int | None = None) -> bool:
@@ -377,11 +382,11 @@ class Store(LayerStore):
     def was_published(self, job_id: str) -> bool:
         """Whether the job's plan is or ever was published (then it must never be purged).
 
-        Publishing does not exist yet ("Grids that live"): no plan has been published, so this is
-        False for every job. The publishing change must make it answer from its own records; the
-        purge route and the retention sweep already ask it and refuse (409 / skip) on True.
+        Answered from the versions table (:func:`gridplan.api.versions.was_published`); the purge
+        route and the retention sweep ask it and refuse (409 / skip) on True.
         """
-        return False
+        from gridplan.api import versions
+        return versions.was_published(self.engine, job_id)
 
     def delete_job_row(self, job_id: str) -> bool:
         """Delete a job's row; True when there was one."""

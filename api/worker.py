@@ -33,6 +33,7 @@ from gridplan.api.lifecycle import sweep_cached_zips, sweep_orphans, sweep_reten
 from gridplan.api.owners import new_owner_id
 from gridplan.api.settings import Settings
 from gridplan.api.store import Store, secure_tree
+from gridplan.api.versions import live_id
 
 log = logging.getLogger("gridplan.worker")
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +127,7 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
 
 
 DB_URL_ENV = "GRIDPLAN_DATABASE_URL"
+FOLLOW_S = 1.0   # how often a server looks for a new live plan (a publish elsewhere shows within ~1 s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +158,8 @@ class Dispatcher:
 
     The server's ``owner`` id is written on every job it claims; the loop renews those jobs'
     leases (every ``lease_s / 3``), re-queues jobs of dead servers whose lease has expired (at
-    start-up and every few seconds), follows the newest succeeded plan wherever it was made, and,
+    start-up and every few seconds), follows the live plan (published or newest, wherever it was
+    made or published; every ``FOLLOW_S`` seconds), and,
     every ``sweep_interval_s``, applies the retention and orphan sweeps (:mod:`api.lifecycle`).
     """
 
@@ -168,7 +171,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._next = {"heartbeat": 0.0, "recover": 0.0, "sweep": 0.0}
+        self._next = {"heartbeat": 0.0, "recover": 0.0, "sweep": 0.0, "follow": 0.0}
         self._newest: str | None = ""   # "": not looked yet (the app loads the newest plan at start)
 
     def start(self) -> None:
@@ -287,6 +290,8 @@ class Dispatcher:
         if now >= self._next["recover"]:
             self._next["recover"] = now + min(s.lease_s / 2.0, 5.0)
             self._recover()
+        if now >= self._next["follow"]:
+            self._next["follow"] = now + FOLLOW_S
             self._follow_newest()
         if now >= self._next["sweep"]:
             first = self._next["sweep"] == 0.0
@@ -297,12 +302,13 @@ class Dispatcher:
                 sweep_orphans(self.store, s.orphan_grace_s)
 
     def _follow_newest(self) -> None:
-        """Tell ``on_success`` when the newest succeeded job changes, as if it had finished here.
+        """Tell ``on_success`` when the live plan changes, as if its job had finished here.
 
-        Another server sharing the database may finish (or purge) the newest plan; the app then
-        reloads the default lookup index.
+        Another server sharing the database may finish (or purge) the newest plan or publish a
+        version, and a published version's date may arrive; the app then reloads the default
+        lookup index (:func:`gridplan.api.versions.live_id`).
         """
-        newest = (self.store.newest_succeeded() or {}).get("id")
+        newest = live_id(self.store.engine)
         if newest == self._newest:
             return
         first, self._newest = self._newest == "", newest

@@ -50,6 +50,12 @@ def get_layer(request: Request, job_id: str, layer: Layer,
     ``bbox`` keeps the features that intersect the box, then ``offset`` and ``limit`` page them,
     in the layer's stored order. A job not yet succeeded is a 409.
     """
+    return layer_response(request, job_id, layer, limit, offset, bbox)
+
+
+def layer_response(request: Request, job_id: str, layer: Layer, limit: int | None, offset: int,
+                   bbox: str | None) -> Response:
+    """Stream a succeeded job's (a plan version's) ``layer``; the body of the layer routes of jobs and plans."""
     store = request.app.state.ctx.store
     try:
         box = parse_bbox(bbox)
@@ -68,6 +74,11 @@ def get_layer(request: Request, job_id: str, layer: Layer,
             responses={200: {"content": {"application/zip": {}}}, 409: {"description": "job not finished"}})
 def download(request: Request, job_id: str, _role: str = Depends(reader)) -> Response:
     """Download the whole output directory of a succeeded job (the files the CLI writes) as a zip."""
+    return download_response(request, job_id)
+
+
+def download_response(request: Request, job_id: str) -> Response:
+    """Zip a succeeded job's (a plan version's) output directory; the body of the download routes."""
     store = request.app.state.ctx.store
     _succeeded(request, job_id)
     out = store.out_dir(job_id)

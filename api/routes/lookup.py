@@ -20,6 +20,8 @@ from starlette.responses import Response
 
 from gridplan.api.auth import reader
 from gridplan.api.problems import ProblemError, error_item
+from gridplan.api.routes.plans import DATE_PATTERN, parse_date
+from gridplan.api.versions import in_effect
 from gridplan.geo.vocabulary import COORD_SYSTEMS
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
@@ -28,8 +30,12 @@ Coords = Literal[COORD_SYSTEMS]  # type: ignore[valid-type]
 
 
 class Answer(BaseModel):
-    """One point's answer: its grid and the grid's codes, workers, nearest station and coverage."""
+    """One point's answer: its grid and the grid's codes, workers, nearest station and coverage.
 
+    ``plan`` names the version that answered (also the ``X-Gridplan-Plan`` header).
+    """
+
+    plan: Optional[str] = Field(None, description="the id of the plan version that answered")
     grid_code: Optional[str] = None
     village_code: Optional[str] = None
     township_code: Optional[str] = None
@@ -47,7 +53,10 @@ class Answer(BaseModel):
 class BatchIn(BaseModel):
     """A batch of points to look up, in one coordinate system."""
 
-    plan: Optional[str] = Field(None, max_length=64, description="job id; default the newest succeeded job")
+    plan: Optional[str] = Field(None, max_length=64, description="plan version (job) id; default the live plan: "
+                                "the published version in effect today, else the newest succeeded job")
+    as_of: Optional[str] = Field(None, pattern=DATE_PATTERN, description="ISO date: the published version in "
+                                 "effect then (not with plan)")
     coords: Coords = "wgs84"
     points: list[tuple[float, float]] = Field(..., description="[[lon, lat], ...], up to 100,000 points")
 
@@ -59,8 +68,17 @@ class BatchOut(BaseModel):
     results: list[Optional[Answer]]
 
 
-async def _index(request: Request, plan: str | None):
+async def _index(request: Request, plan: str | None, as_of: str | None = None, where: str = "query"):
     reg = request.app.state.ctx.indexes
+    if as_of is not None:
+        if plan is not None:
+            raise ProblemError(422, "give plan or as_of, not both",
+                               [error_item(where, "as_of", "as_of picks a version: leave plan out")],
+                               kind="invalid-request")
+        day = parse_date(as_of, f"{where}.as_of")
+        plan = await run_in_threadpool(in_effect, request.app.state.ctx.store.engine, day)
+        if plan is None:
+            raise ProblemError(404, f"no published plan was in effect on {as_of}", kind="no-plan")
     got = reg.peek(plan)
     if got is None:  # not in memory: look the plan up and build its index off the event loop
         try:
@@ -78,15 +96,22 @@ async def _index(request: Request, plan: str | None):
 async def lookup_one(request: Request,
                lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
                plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
+               as_of: Optional[str] = Query(None, pattern=DATE_PATTERN, description="ISO date: the published "
+                                            "version in effect then"),
                _role: str = Depends(reader)) -> Response:
-    """Answer one point: its grid, the grid's workers, the nearest station and whether it is covered."""
-    plan_id, idx = await _index(request, plan)
+    """Answer one point: its grid, the grid's workers, the nearest station and whether it is covered.
+
+    From the live plan (the published version in effect today, else the newest succeeded job),
+    version ``plan``, or the published version in effect on ``as_of``.
+    """
+    plan_id, idx = await _index(request, plan, as_of)
     ans = idx.lookup_one(lon, lat, coords)
     request.app.state.ctx.metrics.lookup_points += 1
     if ans is None:
         raise ProblemError(404, f"the point ({lon}, {lat}) lies outside every grid of plan {plan_id}",
                            kind="outside-grids")
-    return Response(orjson.dumps(ans), media_type="application/json", headers={"X-Gridplan-Plan": plan_id})
+    return Response(orjson.dumps({"plan": plan_id, **ans}), media_type="application/json",
+                    headers={"X-Gridplan-Plan": plan_id})
 
 
 _BATCH_SCHEMA = BatchIn.model_json_schema()
@@ -113,8 +138,11 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
         raise ProblemError(422, "the body must be a JSON object", [error_item("body", None, "expected an object")],
                            kind="invalid-request")
     plan, coords, points = body.get("plan"), body.get("coords", "wgs84"), body.get("points")
+    as_of = body.get("as_of")
     if plan is not None and (not isinstance(plan, str) or len(plan) > 64):
         errs.append(error_item("body", "plan", "plan must be a job id (a string of at most 64 characters)"))
+    if as_of is not None and not isinstance(as_of, str):
+        errs.append(error_item("body", "as_of", "as_of must be an ISO date (YYYY-MM-DD)"))
     if coords not in COORDS:
         errs.append(error_item("body", "coords", f"coords must be one of {', '.join(COORDS)}"))
     if not isinstance(points, list):
@@ -135,7 +163,7 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
         raise ProblemError(422, "points must be [lon, lat] pairs of numbers",
                            [error_item("body", f"points.{bad}", "expected [lon, lat], two numbers")],
                            kind="invalid-request")
-    plan_id, idx = await _index(request, plan)
+    plan_id, idx = await _index(request, plan, as_of, where="body")
     ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
     xy[~ok] = np.nan
     arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \

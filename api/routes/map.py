@@ -1,4 +1,4 @@
-"""``GET /map``: the newest plan on a map; click anywhere to look up its grid.
+"""``GET /map``: the live plan on a map; click anywhere to look up its grid.
 
 The page itself needs no key (it holds no data). Its data calls go to the public HTTP API with the
 ``X-API-Key`` header, so it must be told a key (a ``reader`` key is enough):
@@ -7,9 +7,10 @@ The page itself needs no key (it holds no data). Its data calls go to the public
 - ``/map?key=KEY`` — also accepted (the page then drops it from the address bar);
 - otherwise the page asks for one. The key is kept in the tab's ``sessionStorage`` only.
 
-``?plan=JOB_ID`` shows that job instead of the newest succeeded one.
+``?plan=JOB_ID`` shows that version instead of the live plan (the published version in effect
+today, else the newest succeeded job); ``?as_of=YYYY-MM-DD`` the published version in effect then.
 
-The page reads ``GET /v1/jobs?status=succeeded`` (newest first by finish time), then
+The page reads ``GET /v1/plans/live`` (``?as_of=``) and the job of that version, then
 ``GET /v1/jobs/{id}/layers/grids`` and ``…/stations``, and on a click calls
 ``GET /v1/lookup?lon=&lat=&plan={id}``. The page is the Jinja2 template ``api/templates/map.html.j2``
 rendered through ``geo.pages`` (autoescape, the same inlined assets as report.html: vendored Leaflet and the
