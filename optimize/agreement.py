@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 
 REUSE_M = 1.0   # metres: a legacy line this close to a new grid boundary counts as reused
+PIECE_M = 5.0   # metres: legacy lines are measured in pieces of at most this length
 
 
 def _pairs(x: np.ndarray) -> float:
@@ -79,19 +80,42 @@ def crosswalk(layer: str, legacy_ids: np.ndarray, legacy_label: np.ndarray, grid
     return df
 
 
+def _segments(geoms, step: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (m, 2) start and end points of the straight pieces of the lines of ``geoms``.
+
+    With ``step``, pieces longer than it are cut first.
+    """
+    parts = shapely.get_parts(shapely.get_parts(np.asarray(geoms, dtype=object)))
+    if not len(parts):
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    if step:
+        parts = shapely.segmentize(parts, step)
+    xy, idx = shapely.get_coordinates(parts, return_index=True)
+    same = idx[1:] == idx[:-1]
+    return xy[:-1][same], xy[1:][same]
+
+
 def boundary_reuse(legacy_geoms: np.ndarray, grid_geoms: np.ndarray, units_geoms: np.ndarray,
                    tolerance: float = REUSE_M) -> tuple[float | None, float]:
     """Return (share of the legacy inner boundary length reused by the new grids, that length in m).
 
-    All geometries in one metric CRS. The share is None when the legacy layer has no boundary
-    inside the units.
+    All geometries in one metric CRS. The legacy boundaries are cut into pieces of at most
+    ``PIECE_M`` metres; a piece counts when its midpoint lies inside a unit, farther than
+    ``tolerance`` from the units' outlines, and it is reused when its midpoint is within
+    ``tolerance`` of a new grid boundary. The share is None when no legacy boundary lies inside the units.
     """
-    units = shapely.union_all(units_geoms)
-    outline = shapely.buffer(shapely.union_all(shapely.boundary(units_geoms)), tolerance)
-    legacy = shapely.union_all(shapely.boundary(legacy_geoms))
-    inner = shapely.difference(shapely.intersection(legacy, units), outline)
-    length = float(shapely.length(inner))
-    if length <= 0:
+    a, b = _segments(shapely.union_all(shapely.boundary(legacy_geoms)), PIECE_M)
+    pts, length = shapely.points((a + b) / 2), np.hypot(*(b - a).T)
+    inside = np.zeros(len(pts), dtype=bool)
+    inside[shapely.STRtree(pts).query(units_geoms, predicate="intersects")[1]] = True   # polygons prepared
+    ua, ub = _segments(shapely.boundary(units_geoms))
+    inside[shapely.STRtree(pts).query(shapely.linestrings(np.stack([ua, ub], axis=1)), predicate="dwithin",
+                                      distance=tolerance)[1]] = False
+    total = float(length[inside].sum())
+    if total <= 0:
         return None, 0.0
-    near = shapely.buffer(shapely.union_all(shapely.boundary(grid_geoms)), tolerance)
-    return float(shapely.length(shapely.intersection(inner, near))) / length, length
+    ga, gb = _segments(shapely.boundary(np.asarray(grid_geoms, dtype=object)))
+    near = np.zeros(int(inside.sum()), dtype=bool)
+    near[shapely.STRtree(pts[inside]).query(shapely.linestrings(np.stack([ga, gb], axis=1)), predicate="dwithin",
+                                            distance=tolerance)[1]] = True
+    return float(length[inside][near].sum()) / total, total

@@ -1,8 +1,9 @@
 """Consensus groups of a cell graph: the cells that most legacy layers put in one grid, k of them.
 
 Each cell carries one legacy grid label per layer (-1: the layer has no grid there). An edge of
-the cell graph *agrees* in ``m`` layers when both cells hold the same label in ``m`` layers; that
-``m`` is the edge's agreement, the cost of cutting it.
+the cell graph *agrees* in ``m`` layers when both cells hold the same label in ``m`` layers (two
+cells outside every grid of a layer agree in it too: neither side has a line there); that ``m`` is
+the edge's agreement, the cost of cutting it.
 
 1. ``consensus_groups``: union the cells across edges agreed by a strict majority of the layers,
    strongest edges first (then longest shared edge), never letting a group outgrow ``cap``
@@ -22,7 +23,7 @@ from gridplan.optimize import treecut
 
 
 def edge_agreement(edges: np.ndarray, cell_labels: np.ndarray) -> np.ndarray:
-    """Return, per edge, the number of layers in which both cells hold the same legacy grid.
+    """Return, per edge, the number of layers in which both cells hold the same legacy grid (or both none).
 
     Parameters
     ----------
@@ -34,7 +35,7 @@ def edge_agreement(edges: np.ndarray, cell_labels: np.ndarray) -> np.ndarray:
     if not len(edges):
         return np.zeros(0, dtype=np.int64)
     a, b = cell_labels[edges[:, 0]], cell_labels[edges[:, 1]]
-    return ((a == b) & (a >= 0)).sum(axis=1).astype(np.int64)
+    return (a == b).sum(axis=1).astype(np.int64)
 
 
 def _find(parent: np.ndarray, i: int) -> int:

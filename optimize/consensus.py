@@ -61,7 +61,7 @@ class ConsensusSolver:
         """Partition one ``pipeline.UnitTask``; returns (unit index, partition, None)."""
         from gridplan.optimize.pipeline import failed_unit, solve_unit
         leg = self.legacy.get(task.unit_idx)
-        if leg is None or not len(task.xy) or not leg.labels.shape[1]:
+        if leg is None or not len(task.xy) or not leg.labels.shape[1] or (leg.labels < 0).all():
             return solve_unit(task)
         rp = Reprojector(self.crs, task.crs if task.crs is not None else self.crs)
         polys = tuple((rp.geom(g), ids) for g, ids in leg.polygons)
