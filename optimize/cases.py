@@ -130,14 +130,14 @@ def fixed_plan(plan_id: str, index) -> Resolver:
 def _plans_by_row(times: pd.Series, plan_for_time: Resolver) -> tuple[np.ndarray, dict]:
     """Resolve the plan of each row, asking ``plan_for_time`` once per distinct day (None: no time)."""
     has_t = times.notna().to_numpy()
-    day = np.asarray(times.array.asi8, dtype=np.int64) // (86400 * 10**9)
+    day = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype(np.int64)
     which = np.empty(len(times), dtype=object)
     indexes: dict = {}
     if has_t.any():
         uniq, inv = np.unique(day[has_t], return_inverse=True)
         pids = np.empty(len(uniq), dtype=object)
         for k, d in enumerate(uniq):
-            pids[k], idx = plan_for_time(pd.Timestamp(int(d) * 86400 * 10**9, tz="UTC"))
+            pids[k], idx = plan_for_time(pd.Timestamp(np.datetime64(int(d), "D")).tz_localize("UTC"))
             indexes[pids[k]] = idx
         which[has_t] = pids[inv]
     if not has_t.all():
