@@ -88,12 +88,13 @@ def route_plan_cases(plan: PlanLayers, cases_src, *, coords: str = "wgs84", peri
     cases = read_cases(cases_src, name=name, limits=limits)
     resolve = plan_for_time or fixed_plan(plan.plan_id, plan.index)
     routed = route_cases(cases.frame, resolve, coords)
-    table = casework.workload_table(routed, plan.grids, plan.workers, period)
+    mask = casework.in_period(routed["time"], *period)
+    table = casework.workload_table(routed, plan.grids, plan.workers, period, mask)
     layer = casework.case_workload_layer(table, plan.grids)
-    per_hh = (casework.household_cases(routed, plan.households, plan.id_col, period, coords)
+    per_hh = (casework.household_cases(routed, plan.households, plan.id_col, period, coords, mask)
               if plan.households is not None else pd.DataFrame(columns=[plan.id_col, "cases"]))
     meta = {"cases": int(len(routed)), "routed": int(routed["grid_code"].notna().sum()),
-            "in_period": int(casework.in_period(routed["time"], *period).sum()),
+            "in_period": int(mask.sum()),
             "period_from": None if period[0] is None else str(period[0]),
             "period_to": None if period[1] is None else str(period[1]),
             "plans": sorted({str(p) for p in routed["plan"].dropna().unique()}) or [plan.plan_id],

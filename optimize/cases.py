@@ -70,9 +70,12 @@ def _xy(raw) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def parse_times(values) -> pd.Series:
-    """Parse ISO 8601 texts to UTC timestamps (naive times are taken as UTC); NaT where invalid."""
-    s = pd.Series(values, dtype=object)
-    return pd.to_datetime(s, format="ISO8601", utc=True, errors="coerce")
+    """Parse ISO 8601 texts to UTC timestamps (naive times are taken as UTC); NaT where invalid.
+
+    pandas' ISO 8601 parser (a pyarrow strptime fast path measured slower, and it is lenient:
+    Feb 30, second 60).
+    """
+    return pd.to_datetime(pd.Series(values).reset_index(drop=True), format="ISO8601", utc=True, errors="coerce")
 
 
 def read_cases(src, name: str | None = None, limits=None) -> Cases:
@@ -100,7 +103,7 @@ def read_cases(src, name: str | None = None, limits=None) -> Cases:
     ids = _text(f, "id", None) if find_column(f, "id") is not None else pd.Series(raw.src_row.astype(str))
     tcol = find_column(f, "time")
     text = _text(f, "time", None)
-    times = parse_times(text.to_numpy(dtype=object)) if tcol is not None else pd.Series(pd.NaT, index=range(len(f)),
+    times = parse_times(text.array) if tcol is not None else pd.Series(pd.NaT, index=range(len(f)),
                                                                   dtype="datetime64[ns, UTC]")
     frame = pd.DataFrame({"id": ids.array, "time": times.array, "time_text": text.array,
                           "kind": _text(f, "kind", "").array, "lon": xy[0], "lat": xy[1]})

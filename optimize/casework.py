@@ -57,7 +57,7 @@ def _per_1000(cases, households) -> np.ndarray:
 
 
 def workload_table(routed: pd.DataFrame, grids: pd.DataFrame, workers: pd.DataFrame | None,
-                   period: tuple = (None, None)) -> pd.DataFrame:
+                   period: tuple = (None, None), mask: np.ndarray | None = None) -> pd.DataFrame:
     """Return the workload rows (``WORKLOAD_COLUMNS``) of the routed cases in ``period``.
 
     Parameters
@@ -70,10 +70,13 @@ def workload_table(routed: pd.DataFrame, grids: pd.DataFrame, workers: pd.DataFr
         The plan's workers layer (worker_id, grid_code).
     period : (start, end)
         Dates or timestamps, inclusive; None: open.
+    mask : (n,) bool, optional
+        ``in_period(routed["time"], *period)`` when the caller has it already.
     """
-    mask = in_period(routed["time"], *period) & routed["grid_code"].notna().to_numpy()
-    codes, code_names = pd.factorize(routed["grid_code"].to_numpy(dtype=object)[mask])
-    kinds_i, kind_names = pd.factorize(routed["kind"].astype(str).to_numpy(dtype=object)[mask], sort=True)
+    mask = (in_period(routed["time"], *period) if mask is None else mask) & routed["grid_code"].notna().to_numpy()
+    codes, code_names = pd.factorize(routed["grid_code"][mask])
+    kinds_i, kind_names = pd.factorize(routed["kind"][mask], sort=True)
+    code_names, kind_names = [str(c) for c in code_names], [str(k) for k in kind_names]
     counts = np.bincount(codes * max(len(kind_names), 1) + kinds_i,
                          minlength=len(code_names) * len(kind_names)).reshape(len(code_names), len(kind_names))
     g = grids[["grid_code", "households"]].drop_duplicates("grid_code").set_index("grid_code")
@@ -127,11 +130,12 @@ def case_workload_layer(table: pd.DataFrame, grids: gpd.GeoDataFrame) -> gpd.Geo
 
 
 def household_cases(routed: pd.DataFrame, households: gpd.GeoDataFrame, id_col: str,
-                    period: tuple = (None, None), coords: str = "wgs84") -> pd.DataFrame:
+                    period: tuple = (None, None), coords: str = "wgs84", mask: np.ndarray | None = None
+                    ) -> pd.DataFrame:
     """Count cases per household point (the nearest household point in a grid); ``id_col``, cases, per kind."""
     hh = households[households["grid_code"].notna()]
     out = pd.DataFrame({id_col: hh[id_col].to_numpy(), "cases": 0})
-    mask = in_period(routed["time"], *period) & routed["grid_code"].notna().to_numpy()
+    mask = (in_period(routed["time"], *period) if mask is None else mask) & routed["grid_code"].notna().to_numpy()
     if not mask.any() or not len(hh):
         return out
     hxyz = ecef(np.column_stack([hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()]))
@@ -139,12 +143,12 @@ def household_cases(routed: pd.DataFrame, households: gpd.GeoDataFrame, id_col: 
     if coords not in WGS84_ALIKE:
         lon, lat = to_wgs84(lon, lat, coords)
     near = cKDTree(hxyz).query(ecef(np.column_stack([lon, lat])), workers=-1)[1].astype(np.int64)
-    kind = routed["kind"].astype(str).to_numpy(dtype=object)[mask]
+    kind_i, kind_names = pd.factorize(routed["kind"][mask], sort=True)
     ok = near >= 0
     out["cases"] = np.bincount(near[ok], minlength=len(hh))
-    for k in sorted(set(kind)):
-        m = ok & (kind == k)
-        out[_column_name(k)] = np.bincount(near[m], minlength=len(hh))
+    for i, k in enumerate(kind_names):
+        m = ok & (kind_i == i)
+        out[_column_name(str(k))] = np.bincount(near[m], minlength=len(hh))
     return out
 
 

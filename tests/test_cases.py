@@ -220,3 +220,4 @@ def test_http_route_csv_upload_and_errors(api):
     assert r.status_code == 422 and {e["row"] for e in r.json()["errors"]} == {"period_to", "coords"}
     assert c.post("/v1/cases/route", json={"cases": []}).status_code == 401
     assert "Traceback" not in r.text
+
