@@ -215,3 +215,17 @@ def test_cli_merge_errors_name_the_layer(sample_small, tmp_path):
     assert r.returncode == 2 and "twice" in r.stderr
     r = gridplan("merge", "--layer", f"a={sample_small['boundaries']}:NOPE", *base)
     assert r.returncode == 1 and "NOPE" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_merge_is_a_job_runner(merged, sample_small, tmp_path):
+    from gridplan.optimize.merge import run_merge
+    d = merged[2].parent
+    stages = []
+    summary = run_merge({"boundaries": sample_small["boundaries"], "households": sample_small["households"],
+                         "layer:police": d / "merges.geojson", "layer:urban": d / "shifts.geojson"},
+                        {"layer_id_fields": {"urban": "shifts_id"}, "time_limit_per_unit": 3.0}, tmp_path / "job",
+                        lambda stage, f: stages.append((stage, f)))
+    assert set(summary["merge"]) == {"police", "urban"} and summary["grids"] == len(merged[0].grids)
+    assert (tmp_path / "job" / "crosswalk.csv").exists() and stages and stages[-1][1] >= 0.98
+    m = json.loads((tmp_path / "job" / "merge.json").read_text())
+    assert {x["layer"]: x["id_field"] for x in m["layers"]} == {"police": "merges_id", "urban": "shifts_id"}
