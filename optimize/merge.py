@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gridplan.geo.validate import polygonal_part
 from gridplan.optimize import agreement
 from gridplan.optimize.consensus import ConsensusSolver
 from gridplan.optimize.legacy import conflicts, household_labels, legacy_units, load_layers
@@ -133,7 +134,7 @@ def _report(result: Plan, legacy, labels: np.ndarray, unit_idx: np.ndarray, ugeo
                      "legacy_inner_boundary_m": round(length, 1),
                      "households_compared": int(h[ok].sum())})
     table = pd.concat(walk, ignore_index=True) if walk else pd.DataFrame(columns=CROSSWALK_COLUMNS)
-    geoms = np.concatenate(shapes) if shapes else np.zeros(0, object)
+    geoms = polygonal_part(np.concatenate(shapes)) if shapes else np.zeros(0, object)   # no stray edges or points
     layer = gpd.GeoDataFrame(table[CROSSWALK_COLUMNS].copy(), geometry=gpd.GeoSeries(geoms, crs=ds.crs),
                              crs=ds.crs).to_crs(4326)
     found = conflicts(legacy, ugeoms, ds.units["unit_code"].to_numpy(dtype=object), labels, unit_idx >= 0, h)

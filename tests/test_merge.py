@@ -229,3 +229,15 @@ def test_run_merge_is_a_job_runner(merged, sample_small, tmp_path):
     assert (tmp_path / "job" / "crosswalk.csv").exists() and stages and stages[-1][1] >= 0.98
     m = json.loads((tmp_path / "job" / "merge.json").read_text())
     assert {x["layer"]: x["id_field"] for x in m["layers"]} == {"police": "merges_id", "urban": "shifts_id"}
+
+
+def test_a_layer_of_points_or_garbage_is_refused_by_name(sample_small, tmp_path):
+    from gridplan.geo.problems import DataError
+    from gridplan.optimize.merge import merge_layers
+    pts = gpd.GeoDataFrame({"pid": ["a", "b"]}, geometry=gpd.points_from_xy([109.3, 109.31], [19.3, 19.31]), crs=4326)
+    pts.to_file(tmp_path / "health.geojson", driver="GeoJSON")
+    (tmp_path / "party.geojson").write_bytes(b"\x00\x01 not json at all")
+    for name in ("health", "party"):
+        with pytest.raises(DataError) as e:
+            merge_layers({name: tmp_path / f"{name}.geojson"}, sample_small["boundaries"], sample_small["households"])
+        assert any(p.fatal and p.source == f"{name}.geojson" for p in e.value.problems), e.value.problems
