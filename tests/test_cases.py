@@ -161,7 +161,7 @@ def api(tmp_path_factory):
     from tests.helpers.api import wait_job, write_inputs
     d = tmp_path_factory.mktemp("cases_api")
     s = Settings(data_dir=str(d / "data"), runner="tests.helpers.api:fake_runner", poll_interval_s=0.05,
-                 max_batch_points=500)
+                 max_batch_points=500, max_json_bytes=80_000)
     key = create_key("reader", s.data_dir)
     planner = create_key("planner", s.data_dir)
     inputs = write_inputs(d / "in")
@@ -221,3 +221,15 @@ def test_http_route_csv_upload_and_errors(api):
     assert c.post("/v1/cases/route", json={"cases": []}).status_code == 401
     assert "Traceback" not in r.text
 
+
+
+def test_http_cases_file_larger_than_the_json_cap_streams_as_an_upload(api):
+    c, h = api
+    cases = _tiny_cases(3000, seed=2)
+    body = cases.to_csv(index=False).encode()
+    assert len(body) > 80_000
+    r = c.post("/v1/cases/route", files={"cases": ("big.csv", body)}, data={"want": "workload"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert sum(w["cases"] for w in r.json()["workload"] if w["level"] == "grid" and w["kind"] == "all") > 0
+    big_json = {"cases": _tiny_cases(400).to_dict("records"), "pad": "x" * 80_000}
+    assert c.post("/v1/cases/route", json=big_json, headers=h).status_code == 413
