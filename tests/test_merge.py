@@ -241,3 +241,13 @@ def test_a_layer_of_points_or_garbage_is_refused_by_name(sample_small, tmp_path)
         with pytest.raises(DataError) as e:
             merge_layers({name: tmp_path / f"{name}.geojson"}, sample_small["boundaries"], sample_small["households"])
         assert any(p.fatal and p.source == f"{name}.geojson" for p in e.value.problems), e.value.problems
+
+
+def test_merge_is_the_same_on_worker_processes(merged, sample_small):
+    from gridplan.optimize.merge import merge_layers
+    d = merged[2].parent
+    files = {"merges": d / "merges.geojson", "splits": d / "splits.geojson", "shifts": f"{d / 'shifts'}.geojson:shifts_id"}
+    again, _ = merge_layers(files, sample_small["boundaries"], sample_small["households"], sample_small.get("facilities"),
+                            sample_small.get("roster"), time_limit_per_unit=3.0, jobs=2)
+    assert (again.households["grid_code"].fillna("") == merged[0].households["grid_code"].fillna("")).all()
+    assert again.grids.geometry.geom_equals_exact(merged[0].grids.geometry, 1e-9).all()
