@@ -219,6 +219,7 @@ def test_http_route_csv_upload_and_errors(api):
     r = c.post("/v1/cases/route", json={"cases": [], "period_to": "soon", "coords": "mars"}, headers=h)
     assert r.status_code == 422 and {e["row"] for e in r.json()["errors"]} == {"period_to", "coords"}
     assert c.post("/v1/cases/route", json={"cases": []}).status_code == 401
+    assert c.post("/v1/cases/route", json={"cases": []}, headers=h).json()["results"] == []
     assert "Traceback" not in r.text
 
 

@@ -120,7 +120,11 @@ async def route_cases_endpoint(request: Request, _role: str = Depends(reader)) -
         raise ProblemError(422, "each case must be an object", [error_item("body", f"cases.{bad}", "expected "
                                                                            "{id, time, kind, lon, lat}")],
                            kind="invalid-request")
-    frame = pd.DataFrame.from_records(cases) if cases else pd.DataFrame(columns=["id", "time", "kind", "lon", "lat"])
+    if not cases:
+        plan_id, _ = await _index(request, plan)
+        return Response(orjson.dumps({"plan": plan_id, "results": [], "workload": [], "problems": []}),
+                        media_type="application/json", headers={"X-Gridplan-Plan": plan_id})
+    frame = pd.DataFrame.from_records(cases)
     for c in ("lon", "lat"):
         if c in frame:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
