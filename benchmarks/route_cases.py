@@ -11,7 +11,7 @@ answers with ``GridIndex.lookup_dicts`` (what ``/v1/lookup`` answers) on ``--che
 
 Target (issue 13): 1,000,000 cases in < 5 s end to end, answers equal to /v1/lookup.
 
-    python benchmarks/route_cases.py [--cases 1000000] [--repeat 3] [--plan DIR]
+    python benchmarks/route_cases.py [--cases 1000000] [--repeat 3] [--plan DIR] [--out-format csv|parquet]
 """
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--plan", type=Path, default=None)
     ap.add_argument("--check", type=int, default=20_000)
+    ap.add_argument("--out-format", choices=("csv", "parquet"), default="csv",
+                    help="the routed cases file (the other outputs are always written)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -83,13 +85,15 @@ def main():
         csv = d / "cases.csv"
         cases.to_csv(csv, index=False)
         stages: dict = {}
-        t = measure(lambda: end_to_end(plan_dir, csv, d / "out" / "routed.csv", stages), args.repeat)
+        out = d / "out" / f"routed.{args.out_format}"
+        t = measure(lambda: end_to_end(plan_dir, csv, out, stages), args.repeat)
         plan_layers, res = t.result
         agree = agreement(plan_layers, res, args.check)
         size_mb = csv.stat().st_size / 2**20
     print(f"{args.cases:,} cases ({size_mb:.0f} MB CSV): best {t.best:.2f} s, median {t.median:.2f} s; "
           f"stages {stages}; agreement with lookup {agree:.4%}")
     record("route_cases", {"cases": args.cases, "csv_mb": round(size_mb, 1), "grids": len(grids),
+                           "routed_file_format": args.out_format,
                            "routed": int(res.meta["routed"]), "in_period": int(res.meta["in_period"]),
                            "end_to_end": t.as_dict(), "cases_per_s_best": round(args.cases / t.best),
                            "stages_last_run": stages, "lookup_agreement": {"cases": min(args.check, args.cases),
