@@ -191,7 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
-    from gridplan.api.routes import health, jobs, layers, lookup, plans
+    from gridplan.api.routes import cases, health, jobs, layers, lookup, plans
+    app.include_router(cases.router)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(layers.router)

@@ -365,6 +365,7 @@ COMMAND_MODULES: list[str] = [
     "cli_keys",
     "cli_edit",
     "cli_diff",
+    "cli_merge", "cli_route",
 ]
 
 

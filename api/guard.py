@@ -12,6 +12,9 @@ and writes one JSON log line (lookups and probes only when they fail or are slow
   413 too; a body that stalls for ``upload_idle_timeout_s`` or takes longer than
   ``upload_timeout_s`` in all → 408.
 
+A cases file sent as multipart to ``POST /v1/cases/route`` is streamed like an upload too (the
+upload cap and read timeouts; no queue check: routing is a reader's request).
+
 A limit hit while the route is reading the body replaces whatever the route answers (the form
 parser turns any receive error into a 400), and the connection is closed after it.
 """
@@ -35,7 +38,7 @@ log = logging.getLogger("gridplan.http")
 _ROUTE_RX = [(re.compile(r"^/v1/jobs/[^/]+/layers/[^/]+$"), "/v1/jobs/{id}/layers/{layer}"),
              (re.compile(r"^/v1/jobs/[^/]+/download$"), "/v1/jobs/{id}/download"),
              (re.compile(r"^/v1/jobs/[^/]+$"), "/v1/jobs/{id}")]
-_KNOWN = {"/health", "/metrics", "/v1/jobs", "/v1/lookup", "/openapi.json", "/docs", "/redoc", "/"}
+_KNOWN = {"/health", "/metrics", "/v1/jobs", "/v1/lookup", "/v1/cases/route", "/openapi.json", "/docs", "/redoc", "/"}
 _QUIET = {"/v1/lookup", "/health", "/metrics"}
 
 
@@ -113,6 +116,9 @@ class GuardMiddleware:
         """Run the app behind the upload checks, the body cap and the request timeout."""
         method = scope["method"]
         upload = method == "POST" and route == "/v1/jobs"
+        # a cases file (multipart) streams like an upload: its cap and read timeouts, no queue check
+        stream = upload or (method == "POST" and route == "/v1/cases/route"
+                            and (_header(scope, b"content-type") or "").startswith("multipart/"))
         if upload:
             refusal = await self._before_upload(scope)
             if refusal is not None:
@@ -120,13 +126,13 @@ class GuardMiddleware:
                 return
         inner_receive = receive
         if method in ("POST", "PUT", "PATCH"):
-            cap = self.s.max_upload_bytes if upload else self.s.max_json_bytes
+            cap = self.s.max_upload_bytes if stream else self.s.max_json_bytes
             clen = _header(scope, b"content-length")
             if clen is not None and (not clen.isdigit() or int(clen) > cap):
-                await reply(413, _too_big(cap, upload))
+                await reply(413, _too_big(cap, stream))
                 return
-            inner_receive = self._counting_receive(receive, state, cap, upload)
-        timeout = None if (upload or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
+            inner_receive = self._counting_receive(receive, state, cap, stream)
+        timeout = None if (stream or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
         try:
             if timeout:
                 await asyncio.wait_for(self.app(scope, inner_receive, send_w), timeout)

@@ -217,8 +217,12 @@ def _estimate_population(ds: Dataset, opts: PlanOptions, problems: list[Problem]
     return replace(ds, households=hh)
 
 
-def _partition_units(ds: Dataset, opts: PlanOptions, progress: Progress | None, barriers, runtime: dict):
-    """Partition every unit (in parallel); return (results, sequences, unit CRSs, baseline grids)."""
+def _partition_units(ds: Dataset, opts: PlanOptions, progress: Progress | None, barriers, runtime: dict,
+                     solve=None):
+    """Partition every unit (in parallel) with ``solve`` (default ``solve_unit``).
+
+    Returns (results, sequences, unit CRSs, baseline grids).
+    """
     n_units = len(ds.units)
     t = time.perf_counter()
     results: dict[int, UnitPartition] = {}
@@ -237,7 +241,7 @@ def _partition_units(ds: Dataset, opts: PlanOptions, progress: Progress | None, 
 
     _report(progress, "partition", 0.0)
     crs_of = unit_crs(ds)
-    run_tasks(solve_unit, unit_tasks(ds, opts, baseline, barriers, crs_of), jobs=opts.jobs,
+    run_tasks(solve or solve_unit, unit_tasks(ds, opts, baseline, barriers, crs_of), jobs=opts.jobs,
               scheduler=opts.scheduler, on_result=collect, timeout=task_timeout(opts), retries=TASK_RETRIES,
               on_failure=failed_unit)
     runtime["partition"] = time.perf_counter() - t
@@ -285,7 +289,7 @@ def _staff(ds: Dataset, grids_m: gpd.GeoDataFrame, opts: PlanOptions, problems: 
 
 
 def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = None,
-                 runtime: dict | None = None, barriers=None) -> Plan:
+                 runtime: dict | None = None, barriers=None, solve=None) -> Plan:
     """Plan a loaded dataset: partition → assemble → staffing → siting → outputs.
 
     Parameters
@@ -300,6 +304,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
         Seconds already spent (e.g. loading), kept in the summary's ``runtime_s``.
     barriers : array of shapely lines, optional
         Lines grids should not cross, in the dataset's CRS.
+    solve : callable, optional
+        The per-unit solver (``UnitTask`` -> (unit, partition, seqs)); default ``solve_unit``.
 
     Returns
     -------
@@ -311,7 +317,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     ds = _estimate_population(ds, opts, problems)
     units, hh = ds.units, ds.households
 
-    results, seqs, crs_of, baseline = _partition_units(ds, opts, progress, barriers, runtime)
+    results, seqs, crs_of, baseline = _partition_units(ds, opts, progress, barriers, runtime, solve)
     targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
     grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
     hh["grid_code"] = hh_grid
