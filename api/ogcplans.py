@@ -32,11 +32,11 @@ def shown(text: str, n: int = 80) -> str:
 def live_plan_id(store) -> str | None:
     """Return the id of the live plan (the one the unprefixed collections show), None when there is none.
 
-    Until published plan versions exist this is the plan the lookup defaults to: the newest
-    succeeded job (:meth:`Store.newest_succeeded`).
+    The plan the lookup answers from (``api.versions.live_id``): the published version in effect
+    today, else, until one is published, the newest succeeded plan.
     """
-    newest = store.newest_succeeded()
-    return newest["id"] if newest else None
+    from gridplan.api.versions import live_id
+    return live_id(store.engine)
 
 
 def plan_in_interval(job: dict, interval: tuple[float | None, float | None] | None) -> bool:

@@ -353,3 +353,30 @@ def test_jobs_that_succeeded_before_versions_existed_are_back_filled(tmp_path):
     assert total == 3 and [(v.id, v.source, v.parent) for v in rows] == [
         ("old3", "plan", None), ("old2", "adopt", "old1"), ("old1", "plan", None)]
     assert versions.live_id(st.engine) == "old3" and not st.was_published("old1")
+
+
+def test_cases_route_by_the_version_in_effect_on_their_day(env):
+    c, keys, (a, b, cc), _ = env
+    publish(c, keys, a, "2024-01-01")
+    publish(c, keys, b, "2024-06-01")
+    cases = [{"id": "1", "time": "2024-02-01T10:00:00+08:00", "kind": "x", **PT},
+             {"id": "2", "time": "2024-07-01T10:00:00Z", "kind": "x", **PT},
+             {"id": "3", "time": "2023-05-01T10:00:00Z", "kind": "x", **PT}]   # before any publication: live
+    r = c.post("/v1/cases/route", json={"cases": cases}, headers=H(keys))
+    assert r.status_code == 200, r.text
+    got = {x["id"]: x for x in r.json()["results"]}
+    assert got["1"]["plan"] == a and got["1"]["grid_code"] in codes_of(1)
+    assert got["2"]["plan"] == b and got["2"]["grid_code"] in codes_of(2)
+    assert got["3"]["plan"] == b                                   # b is live today
+    named = c.post("/v1/cases/route", json={"cases": cases, "plan": cc}, headers=H(keys)).json()
+    assert {x["plan"] for x in named["results"]} == {cc}          # a named plan routes every case
+
+
+def test_ogc_unprefixed_collections_follow_the_live_plan(env):
+    c, keys, (a, b, cc), _ = env
+    publish(c, keys, a, "2024-01-01")
+    items = c.get("/ogc/collections/grids/items", params={"limit": 100}, headers=H(keys)).json()
+    assert {f["id"] for f in items["features"]} == set(codes_of(1))
+    publish(c, keys, b, "2024-06-01")
+    items = c.get("/ogc/collections/grids/items", params={"limit": 100}, headers=H(keys)).json()
+    assert {f["id"] for f in items["features"]} == set(codes_of(2))

@@ -9,8 +9,8 @@ Two ways in, one answer per case (the same lookup as ``/v1/lookup``, ``geo.index
   as form fields → the routed cases as CSV (``want=workload``: the JSON workload instead). The file
   is spooled to disk as it arrives and read under the service's read limits.
 
-Which plan answers: ``resolver_for`` — by default the plan named (or the live plan) for every case;
-the version in effect at each case's time is wired there.
+Which plan answers (``resolver_for``): the plan named, for every case; else the published version in effect
+on the case's day, and the live plan for a case without a time or from before the first publication.
 """
 from __future__ import annotations
 
@@ -37,12 +37,26 @@ RESULT_FIELDS = ["id", "time", "kind", "plan", "grid_code", "village_code", "tow
                  "worker_ids", "station_id", "minutes", "covered"]
 
 
-def resolver_for(request: Request, plan_id: str, index) -> Resolver:
+def resolver_for(request: Request, plan_id: str, index, named: bool = False) -> Resolver:
     """Return the ``plan_for_time`` of a request: ``t -> (plan id, GridIndex)``.
 
-    Default: the plan named in the request (or the live plan) for every case, whatever its time.
+    A plan named in the request routes every case. Otherwise each case goes to the published
+    version in effect on its day (``api.versions.in_effect``), and a case with no time or from
+    before the first publication to the live plan.
     """
-    return fixed_plan(plan_id, index)
+    if named:
+        return fixed_plan(plan_id, index)
+    from gridplan.api.versions import in_effect
+    engine = request.app.state.ctx.store.engine
+    reg = request.app.state.ctx.indexes
+
+    def plan_for_time(t):
+        vid = in_effect(engine, t.date()) if t is not None else None
+        if vid is None or vid == plan_id:
+            return plan_id, index
+        got = reg.get(vid)
+        return (plan_id, index) if got is None else got
+    return plan_for_time
 
 
 def _options(get) -> tuple[str | None, str, tuple]:
@@ -65,14 +79,15 @@ def _options(get) -> tuple[str | None, str, tuple]:
     return plan, coords, period
 
 
-def _route(request: Request, frame_or_path, name: str, coords: str, plan_id: str, idx, period, limits=None):
+def _route(request: Request, frame_or_path, name: str, coords: str, plan_id: str, idx, period, limits=None,
+           named: bool = False):
     """Read, route and count (in a worker thread); DataError becomes a 422 naming the rows."""
     try:
         cases = read_cases(frame_or_path, name=name, limits=limits)
     except DataError as e:
         raise ProblemError(422, f"the cases cannot be routed: {len(e.problems)} problem(s), see errors",
                            from_problems(e.problems), kind="invalid-data")
-    routed = route_cases(cases.frame, resolver_for(request, plan_id, idx), coords)
+    routed = route_cases(cases.frame, resolver_for(request, plan_id, idx, named), coords)
     store = request.app.state.ctx.store
     grids = store.read_layer(plan_id, "grids")
     workers = store.read_layer(plan_id, "workers") if store.has_layer(plan_id, "workers") else None
@@ -129,7 +144,8 @@ async def route_cases_endpoint(request: Request, _role: str = Depends(reader)) -
         if c in frame:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
     plan_id, idx = await _index(request, plan)
-    got, routed, table = await run_in_threadpool(_route, request, frame, "cases", coords, plan_id, idx, period)
+    got, routed, table = await run_in_threadpool(_route, request, frame, "cases", coords, plan_id, idx, period,
+                                                 None, plan is not None)
     request.app.state.ctx.metrics.lookup_points += len(routed)
     body = {"plan": plan_id, "results": _json_results(routed), "workload": _records(table),
             "problems": from_problems(got.problems)}
@@ -157,7 +173,7 @@ async def _upload(request: Request) -> Response:
         with open(dest, "wb") as fh:
             await run_in_threadpool(shutil.copyfileobj, up.file, fh, 1 << 20)
         got, routed, table = await run_in_threadpool(_route, request, dest, name, coords, plan_id, idx, period,
-                                                     limits)
+                                                     limits, plan is not None)
     request.app.state.ctx.metrics.lookup_points += len(routed)
     if want == "workload":
         body = {"plan": plan_id, "workload": _records(table), "problems": from_problems(got.problems)}
