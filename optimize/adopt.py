@@ -23,6 +23,7 @@ import shapely
 
 from gridplan.geo.grids import GRID_SIZE, assign_points, polygon_parts
 from gridplan.optimize import cellmodel, certify, power, rebalance
+from gridplan.optimize.fewest import fewest_moves
 from gridplan.optimize.partition import choose_k
 
 
@@ -106,26 +107,38 @@ def _split_up(lab: np.ndarray, h: np.ndarray, centroid: np.ndarray, nbrs: list, 
     return lab, seqs
 
 
+def _polygonal(g):
+    """Return the polygonal part of ``g`` (slivers of lines and points dropped) as one geometry."""
+    parts = polygon_parts(g) if not shapely.is_empty(g) else []
+    return shapely.union_all(parts, grid_size=GRID_SIZE) if parts else shapely.Polygon()
+
+
 def _polygons(geometry, graph, base: list, base_lab: np.ndarray, lab: np.ndarray, k: int) -> list:
-    """Each group's base polygon minus the cells it lost plus the cells it gained, inside the unit."""
-    moved = np.flatnonzero(lab != base_lab)
-    cut = shapely.union_all(graph.polygons[moved], grid_size=GRID_SIZE) if len(moved) else None
+    """Each group's base polygon minus the cells it lost plus the cells it gained, inside the unit.
+
+    A moved cell carries only its part inside the grid it leaves (a cell may straddle an old
+    edge: its other parts stay with their grids); land no base covers goes by the cells' labels.
+    """
+    moved = np.flatnonzero((lab != base_lab) & (base_lab >= 0))
+    piece = {int(c): _polygonal(shapely.intersection(graph.polygons[c], base[base_lab[c]], grid_size=GRID_SIZE))
+             for c in moved}
     out = []
     for j in range(k):
         g = base[j] if j < len(base) else shapely.Polygon()
-        if cut is not None:
-            g = shapely.difference(g, cut, grid_size=GRID_SIZE)
-        add = graph.polygons[moved[lab[moved] == j]]
-        if len(add):
-            g = shapely.union_all(np.r_[np.array([g], dtype=object), add], grid_size=GRID_SIZE)
-        out.append(shapely.intersection(g, geometry, grid_size=GRID_SIZE))
+        lost = [piece[int(c)] for c in moved if base_lab[c] == j]
+        if lost:
+            g = shapely.difference(g, shapely.union_all(lost, grid_size=GRID_SIZE), grid_size=GRID_SIZE)
+        add = [piece[int(c)] for c in moved if lab[c] == j]
+        if add:
+            g = shapely.union_all([g, *add], grid_size=GRID_SIZE)
+        out.append(_polygonal(shapely.intersection(g, geometry, grid_size=GRID_SIZE)))
     rest = shapely.difference(geometry, shapely.union_all(out, grid_size=GRID_SIZE), grid_size=GRID_SIZE)
     if shapely.area(rest) > 0:   # land the old grids left uncovered, inside cells that did not move
         hit = shapely.STRtree(graph.polygons).query(rest, predicate="intersects")
         for j in np.unique(lab[hit]):
-            add = shapely.intersection(shapely.union_all(graph.polygons[hit[lab[hit] == j]], grid_size=GRID_SIZE),
-                                       rest, grid_size=GRID_SIZE)
-            out[j] = shapely.union(out[j], add, grid_size=GRID_SIZE)
+            add = _polygonal(shapely.intersection(shapely.union_all(graph.polygons[hit[lab[hit] == j]],
+                                                                    grid_size=GRID_SIZE), rest, grid_size=GRID_SIZE))
+            out[j] = _polygonal(shapely.union(out[j], add, grid_size=GRID_SIZE))
     return out
 
 
@@ -164,6 +177,7 @@ def repair_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     inside = shapely.contains_xy(shapely.union_all(polys), rep[:, 0], rep[:, 1])
     lab = assign_points(polys, rep)
     base_lab = np.where(inside, lab, -1)
+    old_lab = base_lab.copy()
     h = graph.households.astype(np.int64)
     lab, seqs_now, merges = _merge_down(lab, h, nbrs, list(seqs), k)
     base = _bases(polys, seqs, seqs_now, merges)
@@ -172,11 +186,59 @@ def repair_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     lab, seqs_now = _split_up(lab, h, graph.centroid, nbrs, seqs_now, k, next_seq)
     lab = rebalance.connect(lab, h, nbrs, k)
     lab = rebalance.rebalance(lab, h, graph.centroid, nbrs, k, lo, hi)
-    out = _polygons(geometry, graph, base, base_lab, lab, k)
-    out = power.repair_fragments(out, mp.xy, mp.households)
-    if out is None or any(p.geom_type != "Polygon" or p.is_empty for p in out):
+    exact = _exact(old_lab, h, nbrs, seqs, seqs_now, lab, k, lo, hi, next_seq)
+    if exact is not None:     # the proven (or best found) fewest moves on the cell graph
+        lab, seqs_now, base, base_lab, retired = exact[0], exact[1], exact[2](polys), exact[3], exact[4]
+    else:
+        retired = [g for g, _ in merges]
+    was = old_seq_of_points(polys, seqs, xy)
+    best = None
+    for make in (_patched_polygons, _dissolved_polygons):   # exact old edges where they hold, else cell edges
+        out = make(geometry, mp, graph, base, base_lab, lab, k, tol)
+        if out is None or any(p.geom_type != "Polygon" or p.is_empty for p in out):
+            continue
+        labels = assign_points(out, xy)
+        loads = np.bincount(labels, weights=h_rows, minlength=k)
+        rank = (not ((loads >= lo) & (loads <= hi)).all(), moved_households(labels, h_rows, seqs_now, was))
+        if best is None or rank < best[0]:
+            best = (rank, out, labels)
+    if best is None:
         return None
-    return out, assign_points(out, xy), seqs_now, [g for g, _ in merges]
+    return best[1], best[2], seqs_now, retired
+
+
+def _patched_polygons(geometry, mp, graph, base, base_lab, lab, k, tol):
+    """Return the old polygons with the moved cells' parts moved (``_polygons``), fragments repaired."""
+    return power.repair_fragments(_polygons(geometry, graph, base, base_lab, lab, k), mp.xy, mp.households)
+
+
+def _dissolved_polygons(geometry, mp, graph, base, base_lab, lab, k, tol):
+    """Return each group as the union of its cells (consistent with the labels; old edges become cell edges)."""
+    if not np.any(lab != base_lab):
+        return None
+    return cellmodel.grid_polygons(mp, graph, lab, k, tol)[0]
+
+
+def _exact(old_lab, h, nbrs, seqs, seqs_now, lab, k, lo, hi, next_seq):
+    """Return the fewest-moves labelling (``optimize.fewest``) in the repair's terms, or None.
+
+    (labels, seqs, base polygons from the old ones, base labels, retired seqs).
+    """
+    k_old = len(seqs)
+    new_rank = {s: k_old + i for i, s in enumerate(s for s in seqs_now if s not in seqs)}
+    to_group = np.array([seqs.index(s) if s in seqs else new_rank[s] for s in seqs_now], dtype=np.int64)
+    res = fewest_moves(old_lab, h, nbrs, k_old, k, lo, hi, hint=to_group[lab])
+    if res is None:
+        return None
+    pos = {g: i for i, g in enumerate(res.used)}
+    final = np.array([pos[int(g)] for g in res.labels], dtype=np.int64)
+    seqs_out = [seqs[g] if g < k_old else next_seq + (g - k_old) for g in res.used]
+    base_lab = np.array([pos.get(int(g), -1) if g >= 0 else -1 for g in old_lab], dtype=np.int64)
+    retired = [seqs[g] for g in range(k_old) if g not in pos]
+
+    def base(polys):
+        return [polys[g] if g < k_old else shapely.Polygon() for g in res.used]
+    return final, seqs_out, base, base_lab, retired
 
 
 def _bases(polys: list, seqs: list[int], seqs_now: list[int], merges: list) -> list:
