@@ -37,6 +37,9 @@ KINDS: dict[str, Kind] = {
     "adopt": Kind("adopt", ("grids", "boundaries", "households"), PLAN_UPLOADS, "gridplan.api.kinds:run_adopt"),
 }
 UPLOADS = tuple(dict.fromkeys(r for k in KINDS.values() for r in k.required + k.optional))
+NO_PLAN_KINDS = ("audit",)   # kinds whose output is no plan: never the default plan of a lookup
+# how such a job's stored params read (json.dumps of {..., "kind": name}), for the store's query
+NO_PLAN_PARAMS = tuple(f'%"kind": "{k}"%' for k in NO_PLAN_KINDS)
 
 
 def get_kind(name: str | None) -> Kind:

@@ -59,6 +59,11 @@ def test_audit_job_end_to_end(env):
     z = zipfile.ZipFile(io.BytesIO(get(f"/v1/jobs/{j['id']}/download").content))
     assert {"audit.json", "audit.gpkg", "audit.html"} <= set(z.namelist())
     assert json.loads(z.read("audit.json"))["counts"] == planted.EXPECTED
+    # an audit is no plan: lookups neither default to it nor fail on it with a 500
+    r = get(f"/v1/lookup?lon=120.005&lat=30.005&plan={j['id']}")
+    assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+    assert c.app.state.ctx.store.newest_succeeded() is None or \
+        c.app.state.ctx.store.newest_succeeded()["id"] != j["id"]
 
 
 def test_adopt_job_keeps_the_uploaded_layer_as_baseline(env):
