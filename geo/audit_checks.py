@@ -61,13 +61,29 @@ def point_grid(polys: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return out
 
 
+def _op(fn, *args):
+    """Run a shapely overlay; on a topology error retry snapped to 1 mm (hostile layers never crash the audit)."""
+    try:
+        return fn(*args)
+    except shapely.errors.GEOSException:
+        valid = [shapely.make_valid(a) if isinstance(a, (shapely.Geometry, np.ndarray)) else a for a in args]
+        for size in (1e-3, 1e-2, 1e-1):
+            try:
+                return fn(*valid, grid_size=size)
+            except shapely.errors.GEOSException:
+                continue
+        raise
+
+
 def multipart(codes, units, polys) -> list[Finding]:
-    """Grids made of more than one polygon (not contiguous)."""
-    n = shapely.get_num_geometries(polys)
-    multi = shapely.get_type_id(polys) == 6
-    return [Finding("multipart", _text(codes[i]), _text(units[i]), int(n[i]), "parts",
-                    f"grid {codes[i]} is {int(n[i])} separate polygons, not one contiguous grid")
-            for i in np.flatnonzero(multi & (n > 1))]
+    """Grids made of more than one polygon (not contiguous); parts under ``MIN_M2`` are slivers, not parts."""
+    out = []
+    for i in np.flatnonzero(shapely.get_type_id(polys) == 6):
+        n = int((shapely.area(shapely.get_parts(polys[i])) > MIN_M2).sum())
+        if n > 1:
+            out.append(Finding("multipart", _text(codes[i]), _text(units[i]), n, "parts",
+                               f"grid {codes[i]} is {n} separate polygons, not one contiguous grid"))
+    return out
 
 
 def outside_unit(codes, units, polys, unit_geom: dict) -> list[Finding]:
@@ -81,12 +97,12 @@ def outside_unit(codes, units, polys, unit_geom: dict) -> list[Finding]:
             out.append(Finding("unknown_unit", _text(code), _text(unit), round(float(shapely.area(g)), 1), "m2",
                                f"grid {code} names unit {unit!r}, which is not in the boundaries"))
             continue
-        beyond = shapely.difference(g, u)
+        beyond = _op(shapely.difference, g, u)
         area = float(shapely.area(beyond))
         if area > max(MIN_M2, OVERLAP_SHARE * float(shapely.area(g))):
             hit = all_units.query(beyond, predicate="intersects") if all_units is not None else []
             other = sorted({names[j] for j in hit if names[j] != _text(unit)
-                            and shapely.area(shapely.intersection(beyond, unit_geom[names[j]])) > MIN_M2})
+                            and shapely.area(_op(shapely.intersection, beyond, unit_geom[names[j]])) > MIN_M2})
             where = f"into unit(s) {', '.join(other[:5])}" if other else "outside every unit"
             out.append(Finding("crosses_units", _text(code), _text(unit), round(area, 1), "m2",
                                f"grid {code} reaches {area:,.0f} m² beyond its unit {unit}, {where}"))
@@ -99,7 +115,7 @@ def gaps(codes, units, polys, unit_geom: dict, hh_xy: np.ndarray, hh_w: np.ndarr
     units = np.asarray([_text(u) for u in units], dtype=object)
     for code, u in unit_geom.items():
         mine = polys[units == code]
-        rest = shapely.difference(u, shapely.union_all(mine)) if len(mine) else u
+        rest = _op(shapely.difference, u, _op(shapely.union_all, mine)) if len(mine) else u
         area = float(shapely.area(rest))
         if area <= max(MIN_M2, GAP_SHARE * float(shapely.area(u))):
             continue
@@ -119,7 +135,7 @@ def overlaps(codes, units, polys, hh_xy: np.ndarray, hh_w: np.ndarray) -> tuple[
     a, b = shapely.STRtree(polys).query(polys, predicate="intersects")
     keep = a < b
     for i, j in zip(a[keep], b[keep]):
-        inter = shapely.intersection(polys[i], polys[j])
+        inter = _op(shapely.intersection, polys[i], polys[j])
         area = float(shapely.area(inter))
         small = min(float(shapely.area(polys[i])), float(shapely.area(polys[j])))
         if area <= max(MIN_M2, OVERLAP_SHARE * small):

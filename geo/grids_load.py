@@ -14,6 +14,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from pyproj import CRS
 
 from gridplan.geo import validate as V
@@ -96,6 +97,10 @@ def read_grids(src, metric: CRS | None = None, *, grid_code_field: str = "grid_c
                                        f"available columns: {available_columns(f)}. Name it with --unit-field"))
     idx = np.flatnonzero(u.alive)
     geoms = transform_geoms(u.geoms[idx], WGS84, metric) if len(idx) else np.zeros(0, object)
+    if len(geoms):
+        bad = ~shapely.is_valid(geoms)
+        if bad.any():  # projection can break validity (a sub-millimetre self-touch): repair silently
+            geoms[bad] = V.polygonal_part(shapely.make_valid(geoms[bad]))
     units = (V.to_text(f[unit_col]).to_numpy(dtype=object)[idx] if unit_col is not None
              else np.full(len(idx), None, object))
     wcol = find_column(f, "workers")

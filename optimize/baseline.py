@@ -95,7 +95,7 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
         return None
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     households = np.asarray(households, dtype=np.int64).reshape(-1)
-    clipped = [shapely.make_valid(shapely.intersection(g, geometry)) for g in old.geometry.values]
+    clipped = [shapely.make_valid(shapely.intersection(shapely.make_valid(g), geometry)) for g in old.geometry.values]
     seqs_old = [int(v) for v in old["seq"]]
     next_seq = _next_seq(old)
     was = old_seq_of_points(clipped, seqs_old, xy)
