@@ -93,6 +93,10 @@ def test_adopt_after_growth_keeps_codes_and_never_reuses_a_retired_one(small_pla
     assert ks["eligible_households"] > 0 and ks["keep_share"] >= 0.90
     bal = new.summary["balance"]
     assert bal["uncertified_miss_grids"] == 0                # every grid within tolerance or certified
+    from gridplan.optimize.audit import audit
+    checked = audit(new.to_dir(tmp_path / "v1", report=False), sample_small["boundaries"], path,
+                    first_version=False)                     # a later version: surviving codes keep their place
+    assert checked.clean, [v.detail for v in checked.violations]
     reg = new.summary["code_registry"]
     assert set(reg) >= set(small_plan.grids["village_code"])
     # a second version: shrink a unit so that a grid retires, then grow it back: the code stays retired
