@@ -366,6 +366,7 @@ COMMAND_MODULES: list[str] = [
     "cli_edit",
     "cli_diff",
     "cli_merge", "cli_route",
+    "cli_audit",
 ]
 
 

@@ -48,6 +48,8 @@ class IndexRegistry:
             return self._build(job_id)
         except ValueError as e:
             raise LookupError(409, f"plan {job_id} cannot be looked up: {str(e).split(': ', 1)[-1]}") from e
+        except FileNotFoundError as e:   # a job whose output is no plan (an audit)
+            raise LookupError(409, f"job {job_id} made no plan (no grids to look up)") from e
 
     def _build(self, job_id: str) -> GridIndex:
         st = self.store

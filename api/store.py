@@ -237,8 +237,11 @@ class Store(LayerStore):
 
     def newest_succeeded(self) -> dict | None:
         """Return the id and finish time of the newest succeeded job, None when there is none."""
-        q = (sa.select(jobs.c.id, jobs.c.finished_at).where(jobs.c.status == "succeeded")
-             .order_by(jobs.c.finished_at.desc(), jobs.c.id.desc()).limit(1))
+        from gridplan.api.kinds import NO_PLAN_PARAMS
+        q = sa.select(jobs.c.id, jobs.c.finished_at).where(jobs.c.status == "succeeded")
+        for pattern in NO_PLAN_PARAMS:   # an audit job's output is no plan to look up
+            q = q.where(~jobs.c.params.like(pattern))
+        q = q.order_by(jobs.c.finished_at.desc(), jobs.c.id.desc()).limit(1)
         with self.engine.connect() as c:
             r = c.execute(q).first()
         return dict(r._mapping) if r else None

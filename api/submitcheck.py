@@ -48,6 +48,13 @@ def run_validation(paths: dict, params: dict, names: dict | None = None, limits:
                         str(paths["roster"]) if "roster" in paths else None,
                         coords=params.get("coords", "wgs84"), code_field=params.get("code_field", "village_code"),
                         limits=lim, names={r: n for r, n in names.items() if r in paths})
+    from gridplan.geo.grids_load import read_grids
+    for role in ("grids", "baseline"):   # an existing grid layer: readable, with its code and unit columns
+        if role in paths:
+            problems += read_grids(str(paths[role]), coords=params.get("coords", "wgs84"), limits=lim,
+                                   grid_code_field=params.get("grid_code_field", "grid_code"),
+                                   unit_field=params.get("unit_field", "village_code"), name=names.get(role))[1]
+            problems = [p for p in problems if p.kind != "missing_code"]   # the audit reports grids without a code
     if "barriers" in paths:
         problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"),
                                limits=lim, name=names.get("barriers"))[1]

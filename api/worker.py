@@ -48,6 +48,8 @@ def run_plan(inputs: dict[str, Path], params: dict, out_dir: Path, progress: Cal
 
     roles = ("boundaries", "households", "facilities", "roster", "network", "barriers")
     args = {r: (str(inputs[r]) if r in inputs else None) for r in roles}
+    if "baseline" in inputs:   # an uploaded grid layer (HTTP ``baseline`` upload, or kind=adopt)
+        params = {**params, "baseline": str(inputs["baseline"])}
     result = plan(args["boundaries"], args["households"], args["facilities"], args["roster"], args["network"],
                   barriers=args["barriers"], progress=progress, **params)
     result.to_dir(out_dir)
@@ -100,12 +102,14 @@ def run_job(job_id: str, settings: Settings, attempt: int | None = None) -> int:
     inputs = {k: store.input_dir(job_id) / v for k, v in (job["inputs"] or {}).items()}
     out = store.out_dir(job_id)
     try:
-        fn = load_runner(settings.runner)
-        summary = fn(inputs, dict(job["params"] or {}), out, progress)
+        from gridplan.api.kinds import runner_for
+        spec, params = runner_for(job["params"] or {}, settings.runner)   # the job's kind picks the runner
+        summary = load_runner(spec)(inputs, params, out, progress)
         secure_tree(out)  # owner-only, whatever modes the plan writer chose
         if not store.progress(job_id, "publishing layers", 0.99, attempt=attempt):
             return 0
-        store.publish_layers(job_id)
+        if (out / "plan.gpkg").exists():   # an audit job writes no plan
+            store.publish_layers(job_id)
         store.finish(job_id, "succeeded", summary=summary or {}, attempt=attempt)
         return 0
     except Cancelled:

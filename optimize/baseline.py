@@ -1,21 +1,28 @@
-"""Stable re-plans: keep last year's grids that are still balanced, re-split only the rest.
+"""Stable re-plans: keep last version's grids where they still hold, change the rest with the fewest households moved.
 
-For each unit, last plan's grids (clipped to this year's unit outline) are refilled with this
-year's households. With ``k = choose_k(H, target)`` and mean ``H / k``, a grid is kept — same
-code, same polygon — when it is still one Polygon and within ``tolerance`` of that mean. What the
-kept grids leave (their failing neighbours, new land) is split again: the k − kept grids still
-to make are apportioned over its connected pieces by households, and each piece is split with a
-tolerance narrowed so that its grids stay within ``tolerance`` of the *unit's* mean. A piece that
-cannot hold whole grids within it (20 households left by a moved boundary, say) releases the
-kept grid it borders most, and the apportionment starts again — so no sliver of households
-becomes a grid of its own. Pieces without households join the grid they border most (never an
-empty grid). What still misses the tolerance is named in the unit's notes, grid by grid, and the
-unit's balance status says so. New grids take the next free sequence numbers of the unit
-(west→east among themselves), so no old code ever changes meaning.
+The baseline is a gridplan output directory or any grid layer (``load_baseline``). For each unit,
+two answers are made from last version's grids (clipped to this year's unit outline) and the one
+within the tolerance with the fewest households moved (a household moves when its grid code
+changes) wins; the count is in the unit's notes and ``summary["baseline"]["units"]``:
+
+- *repair* (``optimize.adopt``): merge or open grids to reach ``k = choose_k(H, target)``, then
+  move boundary cells until every grid is within the band; untouched grids keep their polygon;
+- *re-split*: a grid is kept — same code, same polygon — when it is still one Polygon and within
+  ``tolerance`` of the new mean ``H / k``. What the kept grids leave is split again: the k − kept
+  grids still to make are apportioned over its connected pieces by households, and each piece is
+  split with a tolerance narrowed so that its grids stay within ``tolerance`` of the *unit's*
+  mean. A piece that cannot hold whole grids within it releases the kept grid it borders most,
+  and the apportionment starts again — so no sliver of households becomes a grid of its own.
+  Pieces without households join the grid they border most (never an empty grid).
+
+What still misses the tolerance is named in the unit's notes, grid by grid. New grids take the
+unit's next never-used numbers (``optimize.codes``: the code registry travels with the plan in
+``summary["code_registry"]``), so no old code ever changes meaning or comes back once retired.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -24,9 +31,13 @@ import shapely
 
 from gridplan.geo.coords import geometries_to_wgs84
 from gridplan.geo.grids import order_for_codes, polygon_parts
+from gridplan.geo.grids_load import read_grids
 from gridplan.geo.output import read_plan_dir
+from gridplan.geo.problems import DataError, Problem
 from gridplan.geo.summary import Summary
 from gridplan.geo.vocabulary import OFFSET_COORD_SYSTEMS
+from gridplan.optimize.adopt import moved_households, old_seq_of_points, repair_unit
+from gridplan.optimize.codes import sequence_numbers
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
 
@@ -34,34 +45,123 @@ MIN_PIECE_M2 = 1.0   # pieces of leftover area smaller than this are slivers of 
 
 
 def load_baseline(path, crs) -> gpd.GeoDataFrame:
-    """Last plan's grids (grid_code, village_code, seq, geometry) in the metric ``crs``."""
-    layers, summary = read_plan_dir(Path(path))
-    if "grids" not in layers:
-        raise ValueError(f"{path}: the baseline plan has no grids layer")
-    grids = layers["grids"]
-    oc = Summary.from_dict(summary).output_coords
-    if oc in OFFSET_COORD_SYSTEMS:   # the old plan was written in web-map coordinates: undo the offset
-        grids = grids.set_geometry(gpd.GeoSeries(geometries_to_wgs84(grids.geometry.values, oc), crs=4326))
-    grids = grids.to_crs(crs)
+    """Return last version's grids (grid_code, village_code, seq, next_seq, geometry) in the metric ``crs``.
+
+    ``path`` is a gridplan output directory (its grids layer and code registry) or a grid layer
+    file from any tool (read through ``geo.grids_load``: ``grid_code`` and ``village_code``
+    columns). ``seq`` is each grid's number (``optimize.codes.sequence_numbers``), ``next_seq``
+    its unit's next never-used number; ``attrs["code_registry"]`` holds the registry.
+    """
+    p = Path(path)
+    registry = {}
+    if p.is_dir():
+        layers, summary = read_plan_dir(p)
+        if "grids" not in layers:
+            raise ValueError(f"{path}: the baseline plan has no grids layer")
+        grids = layers["grids"]
+        oc = Summary.from_dict(summary).output_coords
+        if oc in OFFSET_COORD_SYSTEMS:   # the old plan was written in web-map coordinates: undo the offset
+            grids = grids.set_geometry(gpd.GeoSeries(geometries_to_wgs84(grids.geometry.values, oc), crs=4326))
+        grids = grids.to_crs(crs)
+        registry = summary.get("code_registry") if isinstance(summary.get("code_registry"), dict) else {}
+    else:
+        grids, problems = read_grids(p, crs, name=p.name)
+        if any(q.fatal for q in problems) or not len(grids):
+            raise DataError([q for q in problems if q.fatal] or
+                            [Problem(p.name, None, "empty", f"{p.name}: the baseline grid layer has no grids", True)])
+        grids = grids.rename(columns={"unit_code": "village_code"})
+        grids = grids[grids["village_code"].notna()]
     grids["grid_code"] = grids["grid_code"].astype(str)
     grids["village_code"] = grids["village_code"].astype(str)
-    grids["seq"] = grids["grid_code"].str[-3:].astype(int)
-    return grids[["grid_code", "village_code", "seq", "geometry"]]
+    seq, registry = sequence_numbers(grids, registry)
+    out = grids[["grid_code", "village_code", "geometry"]].copy()
+    out["seq"] = seq
+    out["next_seq"] = out["village_code"].map(lambda u: registry[u]["last"] + 1)
+    out = out[["grid_code", "village_code", "seq", "next_seq", "geometry"]]
+    out.attrs["code_registry"] = registry
+    return out
 
 
 def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float, options: PlanOptions,
                 old: gpd.GeoDataFrame) -> tuple[UnitPartition, list[int]] | None:
-    """Re-plan one unit against its ``old`` grids. None when nothing of the old plan can be kept."""
+    """Re-plan one unit against its ``old`` grids. None when nothing of the old plan can be kept.
+
+    Two answers are made — the old grids repaired by boundary moves (``optimize.adopt``) and the
+    still-balanced grids kept with the rest re-split — and the one within the tolerance with the
+    fewest households moved (grid code changed) wins; its count is in the notes.
+    """
     t0 = time.perf_counter()
     if len(old) == 0:
         return None
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     households = np.asarray(households, dtype=np.int64).reshape(-1)
+    clipped = [shapely.make_valid(shapely.intersection(shapely.make_valid(g), geometry)) for g in old.geometry.values]
+    seqs_old = [int(v) for v in old["seq"]]
+    next_seq = _next_seq(old)
+    was = old_seq_of_points(clipped, seqs_old, xy)
+    answers, failed = [], []
+    for make in (_resplit, _repaired):
+        try:
+            res = make(geometry, xy, households, target, options, old, clipped, next_seq, t0)
+        except Exception as e:  # one way failing leaves the other; the note says so
+            res = None
+            failed.append(f"the {make.__name__.strip('_')} answer failed ({type(e).__name__}: {e})")
+        if res is not None:
+            answers.append((res, moved_households(res[0].labels, households, res[1], was)))
+    if not answers:
+        if failed:
+            raise RuntimeError("; ".join(failed))
+        return None
+    (part, seqs), moved = min(answers, key=lambda a: (a[0][0].balance not in ("within", "single"), a[1]))
+    note = f"{moved} households moved to another grid code (the fewest of the answers tried)"
+    return replace(part, notes=tuple(dict.fromkeys((*part.notes, note)))), seqs
+
+
+def _next_seq(old: gpd.GeoDataFrame) -> int:
+    """Return the unit's next never-used sequence number (its code registry, else the layer's highest + 1)."""
+    nxt = int(old["seq"].max()) + 1
+    if "next_seq" in old.columns and len(old):
+        nxt = max(nxt, int(old["next_seq"].max()))
+    return nxt
+
+
+def _repaired(geometry, xy, households, target, options, old, clipped, next_seq, t0):
+    """Return the old grids repaired with few households moved (``optimize.adopt.repair_unit``), or None."""
+    res = repair_unit(geometry, xy, households, target, float(options.tolerance), clipped,
+                      [int(v) for v in old["seq"]], next_seq)
+    if res is None:
+        return None
+    polys, labels, seqs, retired = res
+    if max(seqs) > 999:
+        return None
+    return _partition(polys, labels, households, seqs, float(options.tolerance), "baseline+repair",
+                      [f"{len(retired)} grid(s) merged into a neighbour"] if retired else [], t0, hh_rows=households)
+
+
+def _partition(polys, labels, households, seqs, tol, status, notes, t0, hh_rows=None):
+    """Build the unit's result from polygons and labels, counting the balance truly."""
+    h = np.bincount(labels, weights=households, minlength=len(polys)) if len(labels) else np.zeros(len(polys))
+    m = h.mean() if len(h) else 0.0
+    dev = np.abs(h - m) / m if m > 0 else np.zeros(len(polys))
+    misses = [f"grid {seqs[i]:03d}: {int(h[i])} households, {dev[i]:.1%} from the mean {m:.0f}"
+              for i in np.flatnonzero(dev > tol + 1e-9)]
+    notes = list(notes)
+    if misses:
+        notes.append(f"outside ±{tol:.0%} after the re-plan (the models missed in the re-split land): "
+                     + "; ".join(misses))
+    balance = "single" if len(polys) == 1 else ("miss" if misses else "within")
+    part = UnitPartition(labels=labels, polygons=list(polys), k=len(polys), status=status,
+                         max_abs_dev=float(dev.max()) if len(dev) else 0.0, seconds=time.perf_counter() - t0,
+                         notes=tuple(dict.fromkeys(notes)), households=tuple(int(v) for v in h), balance=balance)
+    return part, list(seqs)
+
+
+def _resplit(geometry, xy, households, target, options, old, clipped, next_seq, t0):
+    """Keep the still-balanced old grids and re-split what they leave; None when none can be kept."""
     total = float(households.sum())
     k_new = choose_k(total, target)
     mean = total / k_new
     tol = float(options.tolerance)
-    clipped = [shapely.make_valid(shapely.intersection(g, geometry)) for g in old.geometry.values]
     keep, inside = _still_balanced(clipped, xy, households, mean, tol, total)
     released = 0
     while keep:
@@ -101,24 +201,11 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     if len(left):   # households on borders or in slivers: the grid that holds (or is nearest to) them
         d = np.stack([shapely.distance(p, shapely.points(xy[left])) for p in polys], axis=1)
         labels[left] = d.argmin(axis=1)
-    next_seq = int(old["seq"].max()) + 1
     seqs = [int(old["seq"].iloc[j]) for j in keep] + list(range(next_seq, next_seq + len(new_polys)))
     if max(seqs) > 999:
         return None   # codes would overflow 3 digits: renumber the unit from scratch instead
-    h = np.bincount(labels, weights=households, minlength=len(polys)) if len(xy) else np.zeros(len(polys))
-    m = h.mean() if len(h) else 0.0
-    dev = np.abs(h - m) / m if m > 0 else np.zeros(len(polys))
-    misses = [f"grid {seqs[i]:03d}: {int(h[i])} households, {dev[i]:.1%} from the mean {m:.0f}"
-              for i in np.flatnonzero(dev > tol + 1e-9)]
-    if misses:
-        notes.append(f"outside ±{tol:.0%} after the re-plan (the models missed in the re-split land): "
-                     + "; ".join(misses))
-    balance = "single" if len(polys) == 1 else ("miss" if misses else "within")
-    part = UnitPartition(labels=labels, polygons=polys, k=len(polys),
-                         status="baseline" if not new_polys else "baseline+resplit",
-                         max_abs_dev=float(dev.max()) if len(dev) else 0.0, seconds=time.perf_counter() - t0,
-                         notes=tuple(dict.fromkeys(notes)), households=tuple(int(v) for v in h), balance=balance)
-    return part, seqs
+    return _partition(polys, labels, households, seqs, tol, "baseline" if not new_polys else "baseline+resplit",
+                      notes, t0)
 
 
 def _still_balanced(clipped, xy, households, mean, tol, total):
@@ -222,5 +309,24 @@ def changed_households(hh_xy: np.ndarray, hh_w: np.ndarray, new_codes: np.ndarra
     changed = np.array([a != b for a, b in zip(old_code, new_codes)], dtype=bool)
     total = float(hh_w.sum())
     return {"changed_households": int(hh_w[changed].sum()),
-            "changed_share": round(float(hh_w[changed].sum()) / total, 4) if total else 0.0}
+            "changed_share": round(float(hh_w[changed].sum()) / total, 4) if total else 0.0,
+            "units": _per_unit(old_code, np.asarray(new_codes, dtype=object), hh_w, old)}
+
+
+def _per_unit(old_code: np.ndarray, new_code: np.ndarray, w: np.ndarray, old: gpd.GeoDataFrame) -> list[dict]:
+    """Per unit: households moved (an old grid's household now under another code), codes kept, created, retired."""
+    had = np.array([c is not None for c in old_code], dtype=bool)
+    moved = had & np.array([a != b for a, b in zip(old_code, new_code)], dtype=bool)
+    unit_of_old = dict(zip(old["grid_code"].astype(str), old["village_code"].astype(str)))
+    unit = np.array([unit_of_old.get(a) if a is not None else (str(b)[:-3] if b is not None else None)
+                     for a, b in zip(old_code, new_code)], dtype=object)
+    out = []
+    for u in sorted({x for x in unit if x is not None}):
+        mine = unit == u
+        before = set(old.loc[old["village_code"].astype(str) == u, "grid_code"].astype(str))
+        after = {str(c) for c in new_code[mine] if c is not None}
+        out.append({"unit": u, "households_moved": int(w[mine & moved].sum()),
+                    "households_with_old_grid": int(w[mine & had].sum()), "kept_codes": len(before & after),
+                    "created": sorted(after - before), "retired": sorted(before - after)})
+    return out
 

@@ -347,7 +347,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     summary = build_summary(ds, opts, grids_m, hh, sres, problems, runtime, results, targets, model_budget(opts),
                             geom_stats)
     if baseline_summary is not None:
-        summary["baseline"] = baseline_summary
+        from gridplan.optimize.codes import code_registry
+        summary["baseline"], summary["code_registry"] = baseline_summary, code_registry(grids_m["grid_code"], baseline)
     runtime["assemble"] = time.perf_counter() - t
     summary["runtime_s"] = {k: round(v, 3) for k, v in runtime.items()}
     summary["runtime_s"]["total"] = round(sum(runtime.values()), 3)

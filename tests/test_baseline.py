@@ -60,8 +60,8 @@ def test_twenty_households_left_over_do_not_become_a_grid():
     h, _ = check(part, seqs, unit, xy, hh)
     assert part.k == 3 and h.min() >= 0.9 * h.mean()
     assert part.balance == "within"
-    assert seqs[:2] == [1, 2] and seqs[2] == 4          # grid 3 was re-split with the strip: a new code
-    assert any("re-split" in n for n in part.notes)
+    # grid 3 takes the strip and keeps its code: nobody changes grid (the fewest households moved)
+    assert seqs == [1, 2, 3] and "0 households moved" in " ".join(part.notes)
 
 
 def test_land_without_households_never_becomes_an_empty_grid():
@@ -78,15 +78,19 @@ def test_land_without_households_never_becomes_an_empty_grid():
 
 
 def test_a_grown_grid_is_split_within_the_unit_tolerance():
-    """Grid 3 doubled: the unit now needs 4 grids; grids 1-2 keep their codes, grid 3's land makes two."""
+    """Grid 3 doubled: the unit now needs 4 grids; grids 1-3 keep their codes, grid 3's land makes two.
+
+    The new grid 4 takes about half of grid 3 (≥ 280 households must leave it); the rest stay put."""
     rng = np.random.default_rng(3)
     unit = shapely.box(0, 0, 3000, 1000)
     xy = np.vstack([houses(rng, THREE[0], 300), houses(rng, THREE[1], 290), houses(rng, THREE[2], 610)])
     hh = np.ones(len(xy), dtype=np.int64)
     part, seqs = replan_unit(unit, xy, hh, 300.0, OPTS, old_grids(THREE))
     check(part, seqs, unit, xy, hh)
-    assert part.k == 4 and seqs[:2] == [1, 2] and sorted(seqs[2:]) == [4, 5]
-    assert part.balance == "within" and part.status == "baseline+resplit"
+    assert part.k == 4 and seqs[:2] == [1, 2] and sorted(seqs[2:]) == [3, 4]
+    assert part.balance == "within" and part.status == "baseline+repair"
+    moved = int(next(n for n in part.notes if "households moved" in n).split()[0])
+    assert 280 <= moved <= 1.2 * 280
 
 
 def test_a_miss_is_named_grid_by_grid():
@@ -106,11 +110,25 @@ def test_a_miss_is_named_grid_by_grid():
     assert f"{dev.max():.1%}" in note
 
 
-def test_nothing_kept_means_a_fresh_plan():
+def test_nothing_balanced_still_keeps_the_codes():
+    """Last year's two grids hold 450 households each now (neither within ±10% of 300): rather than a
+    fresh plan, both keep their codes and give 270 between them (the fewest the band allows) to a new grid 3."""
     rng = np.random.default_rng(5)
     unit = shapely.box(0, 0, 3000, 1000)
     xy = houses(rng, (0, 0, 3000, 1000), 900)
     hh = np.ones(len(xy), dtype=np.int64)
-    # last year's two grids hold 450 households each now: neither is within ±10% of 300
     old = old_grids([(0, 0, 1500, 1000), (1500, 0, 3000, 1000)])
+    part, seqs = replan_unit(unit, xy, hh, 300.0, OPTS, old)
+    check(part, seqs, unit, xy, hh)
+    assert seqs == [1, 2, 3] and part.balance == "within"
+    moved = int(next(n for n in part.notes if "households moved" in n).split()[0])
+    assert 270 <= moved <= 1.2 * 270
+
+
+def test_nothing_of_the_old_plan_in_the_unit_means_a_fresh_plan():
+    rng = np.random.default_rng(5)
+    unit = shapely.box(0, 0, 3000, 1000)
+    xy = houses(rng, (0, 0, 3000, 1000), 900)
+    hh = np.ones(len(xy), dtype=np.int64)
+    old = old_grids([(5000, 0, 6500, 1000), (6500, 0, 8000, 1000)])   # last year's grids lie elsewhere
     assert replan_unit(unit, xy, hh, 300.0, OPTS, old) is None

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from gridplan.api import kinds
 from gridplan.api.auth import planner, reader
 from gridplan.api.problems import ProblemError, error_item, scrub
 from gridplan.api.quota import check_queue, record_submitter
@@ -100,6 +101,18 @@ def parse_params(raw: str | None) -> dict:
     ``row`` the option); server-side settings (``FORBIDDEN_PARAMS``) are refused too.
     Returns the options as sent (the runner builds ``PlanOptions`` from them again).
     """
+    params = _params_object(raw)
+    try:
+        PlanOptions.from_mapping(params, exclude=FORBIDDEN_PARAMS)
+    except OptionsError as e:
+        raise ProblemError(422, "params has invalid options: " + ", ".join(e.fields),
+                           [error_item("params", name, f"{name}: {msg}") for name, msg in e.errors],
+                           kind="invalid-params")
+    return params
+
+
+def _params_object(raw: str | None) -> dict:
+    """Return the ``params`` field as a JSON object (422 naming ``params`` when it is not one)."""
     if raw is None or not raw.strip():
         return {}
     try:
@@ -109,12 +122,6 @@ def parse_params(raw: str | None) -> dict:
     if not isinstance(params, dict):
         raise ProblemError(422, "params must be a JSON object of plan options",
                            [error_item("params", None, f"expected an object, got {type(params).__name__}")],
-                           kind="invalid-params")
-    try:
-        PlanOptions.from_mapping(params, exclude=FORBIDDEN_PARAMS)
-    except OptionsError as e:
-        raise ProblemError(422, "params has invalid options: " + ", ".join(e.fields),
-                           [error_item("params", name, f"{name}: {msg}") for name, msg in e.errors],
                            kind="invalid-params")
     return params
 
@@ -138,7 +145,10 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
                  facilities: Optional[UploadFile] = File(None), roster: Optional[UploadFile] = File(None),
                  network: Optional[UploadFile] = File(None),
                  barriers: Optional[UploadFile] = File(None, description="lines no grid may straddle"),
+                 grids: Optional[UploadFile] = File(None, description="an existing grid layer (kind audit, adopt)"),
+                 baseline: Optional[UploadFile] = File(None, description="last plan's grid layer to keep (kind plan)"),
                  params: Optional[str] = Form(None, description=PARAMS_DESCRIPTION),
+                 kind: Optional[str] = Form(None, description="plan (default), audit or adopt"),
                  _role: str = Depends(planner)) -> Response:
     """Upload the input files and options of a plan; the job is queued once the files pass the checks.
 
@@ -150,10 +160,12 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
     Poll ``GET /v1/jobs/{id}`` (the ``Location`` header) for progress.
     """
     ctx = request.app.state.ctx
-    opts = parse_params(params)
+    job_kind = kinds.get_kind(kind)
+    opts = kinds.parse_kind_params(job_kind, _params_object(params), lambda: parse_params(params))
     files = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
-             "network": network, "barriers": barriers}
+             "network": network, "barriers": barriers, "grids": grids, "baseline": baseline}
     files = {k: v for k, v in files.items() if v is not None and not isinstance(v, str)}
+    kinds.check_files(job_kind, set(files))
     store = ctx.store
     job_id = store.new_id()
     idir = store.input_dir(job_id)

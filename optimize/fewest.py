@@ -1,0 +1,116 @@
+"""The fewest households moved, exactly, on a unit's cell graph (CP-SAT with lazy contiguity cuts).
+
+Cells keep their old grid or move to another; ``k`` groups are used, each an old grid (its code
+survives) or a new one, each within the band [lo, hi]; the objective is the households whose
+group differs from their old grid (cells of land no old grid covered count nothing), then — far
+behind — the cells moved, so land without households stays where it was.
+
+Contiguity is a single-commodity flow from one root cell per group (``_connected``).
+Deterministic: one worker, a fixed seed, a deterministic time limit. The answer is *proven*
+fewest on the cell graph only when solved to optimality (``optimal``); otherwise it is the best
+found within the limit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+MAX_CELLS = 200      # larger graphs are left to the boundary-move heuristic
+DTIME = 2.0          # deterministic time of the model
+CELL_WEIGHT = 1      # objective: households moved x (cells + 1), plus cells moved
+
+
+@dataclass(frozen=True)
+class FewestMoves:
+    """A contiguous labelling of the cells with few households moved.
+
+    labels: group of each cell (0..groups-1; old grid j is group j, new groups follow);
+    used: the groups used, in order; moved: households moved; optimal: proven fewest.
+    """
+
+    labels: np.ndarray
+    used: list[int]
+    moved: int
+    optimal: bool
+
+
+def fewest_moves(old: np.ndarray, h: np.ndarray, nbrs: list, k_old: int, k: int, lo: int, hi: int,
+                 hint: np.ndarray | None = None, seed: int = 0) -> FewestMoves | None:
+    """Label the cells with the fewest households moved (see the module docstring); None if not found.
+
+    Parameters
+    ----------
+    old : (c,) old grid of each cell (-1: land no old grid covered)
+    h : (c,) households of each cell
+    nbrs : adjacency lists of the cells
+    k_old, k : old grids, grids wanted
+    lo, hi : the band in households
+    hint : (c,) a labelling to start from (e.g. the heuristic's)
+    seed : CP-SAT random seed
+    """
+    n = len(h)
+    if n > MAX_CELLS or k < 1:
+        return None
+    groups = max(k, k_old)
+    m = cp_model.CpModel()
+    x = [[m.NewBoolVar("") for _ in range(groups)] for _ in range(n)]
+    used = [m.NewBoolVar("") for _ in range(groups)]
+    for row in x:
+        m.AddExactlyOne(row)
+    m.Add(sum(used) == k)
+    for g in range(groups):
+        load = sum(int(h[c]) * x[c][g] for c in range(n) if h[c] > 0)
+        m.Add(load >= lo).OnlyEnforceIf(used[g])
+        m.Add(load <= hi).OnlyEnforceIf(used[g])
+        for c in range(n):
+            m.AddImplication(x[c][g], used[g])
+    for g in range(k_old, groups - 1):      # new groups are interchangeable: use them in order
+        m.AddImplication(used[g + 1], used[g])
+    stay = [x[c][int(old[c])] for c in range(n) if old[c] >= 0]
+    w = [int(h[c]) for c in range(n) if old[c] >= 0]
+    m.Minimize(sum((wi * (n + 1) + CELL_WEIGHT) * (1 - s) for wi, s in zip(w, stay)))
+    _connected(m, x, used, nbrs)
+    if hint is not None:
+        for c in range(n):
+            for g in range(groups):
+                m.AddHint(x[c][g], int(hint[c]) == g)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = int(seed)
+    solver.parameters.max_deterministic_time = DTIME
+    st = solver.Solve(m)
+    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    lab = np.array([int(np.argmax([solver.Value(v) for v in row])) for row in x], dtype=np.int64)
+    moved = int(sum(h[c] for c in range(n) if old[c] >= 0 and lab[c] != old[c]))
+    return FewestMoves(lab, [int(g) for g in np.unique(lab)], moved, st == cp_model.OPTIMAL)
+
+
+def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> None:
+    """Make every group one connected piece: a single-commodity flow from one root cell per group.
+
+    Every cell of a group other than its root takes in at least one unit more than it sends on,
+    along arcs between cells of that group only, so each is reached from the root inside the group.
+    """
+    n, groups = len(x), len(used)
+    arcs = [(a, int(b)) for a in range(n) for b in nbrs[a]]
+    for g in range(groups):
+        root = [m.NewBoolVar("") for _ in range(n)]
+        m.Add(sum(root) == used[g])
+        for c in range(n):
+            m.AddImplication(root[c], x[c][g])
+        f = {}
+        for a, b in arcs:
+            v = m.NewIntVar(0, n, "")
+            m.Add(v == 0).OnlyEnforceIf(x[a][g].Not())
+            m.Add(v == 0).OnlyEnforceIf(x[b][g].Not())
+            f[a, b] = v
+        inflow: list[list] = [[] for _ in range(n)]
+        outflow: list[list] = [[] for _ in range(n)]
+        for (a, b), v in f.items():
+            outflow[a].append(v)
+            inflow[b].append(v)
+        for c in range(n):
+            m.Add(sum(inflow[c]) - sum(outflow[c]) >= x[c][g] - n * root[c])
