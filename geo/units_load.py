@@ -14,6 +14,7 @@ from gridplan.geo.columns import UNIT_NAME_NAMES, available_columns, find_column
 from gridplan.geo.coords import geometries_to_wgs84
 from gridplan.geo.crs import WGS84
 from gridplan.geo.crsread import is_wgs84, projected_problem, transform_geoms
+from gridplan.geo.grids import densify
 from gridplan.geo.model import UNIT_COLUMNS
 from gridplan.geo.problems import Problem
 from gridplan.geo.source import Raw
@@ -174,15 +175,15 @@ TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "Mu
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 
 
-DENSIFY_DEG = 0.001   # ~110 m: a lon/lat segment of this length bends by about a millimetre in metres
+DENSIFY_DEG = 0.01    # ~1.1 km: a lon/lat segment of this length bends by about a centimetre in metres
 
 
 def finish_units(u: Units, metric: CRS) -> tuple[gpd.GeoDataFrame, list[Problem]]:
     """Build the units layer in the ``metric`` CRS, overlaps resolved."""
     idx = np.flatnonzero(u.alive)
     # Straight lon/lat edges are curves in metres: densify first, so the metric outline follows
-    # the given one to millimetres (grids built in metres then fit the outline as given).
-    geoms = transform_geoms(shapely.segmentize(u.geoms[idx], DENSIFY_DEG), WGS84, metric) if len(idx) \
+    # the given one to a centimetre (grids built in metres then fit the outline as given).
+    geoms = transform_geoms(densify(u.geoms[idx], DENSIFY_DEG), WGS84, metric) if len(idx) \
         else np.zeros(0, object)
     if len(geoms):
         bad = ~shapely.is_valid(geoms)

@@ -2,9 +2,10 @@
 
 - Locks: ``summary["locked"]`` (sorted grid codes). A locked grid is never changed by a later edit
   or a rebalance.
-- Code registry: ``summary["code_registry"]`` = {unit code: highest grid sequence number ever used
-  in the unit}. A new grid takes the next number; a retired code is never handed out again. A plan
-  without a registry starts one from the highest number its grids use.
+- Code registry: ``summary["code_registry"]`` = {unit code: {"last": highest grid sequence number
+  ever used in the unit, "retired": [codes]}} (the format of ``optimize.codes``). A new grid takes
+  the next number; a retired code is never handed out again. A plan without a registry starts one
+  from the highest number its grids use.
 - Change log: ``Plan.changes``, a list of :class:`Change` records (written as ``changes.json``).
 - Recounts: after an edit, each touched unit's grids are recounted from the households layer
   (households, population, deviation from the unit's mean), shapes re-measured, and the units
@@ -104,23 +105,41 @@ def seq_of_code(code: str) -> int:
     return int(tail) if re.fullmatch(r"\d+", tail) else 0
 
 
-def registry(summary: dict, grids: pd.DataFrame) -> dict[str, int]:
-    """Return the code registry (unit → highest number used), started from the grids when absent."""
-    reg = {str(k): int(v) for k, v in (summary.get("code_registry") or {}).items()}
+def registry(summary: dict, grids: pd.DataFrame) -> dict[str, dict]:
+    """Return the code registry, ``{unit: {"last": highest number used, "retired": [codes]}}`` (``optimize.codes``).
+
+    Started from the grids when absent; a plan written before codes were registered (a bare
+    number per unit) is read as that number with no retired codes.
+    """
+    reg = {}
+    for k, v in (summary.get("code_registry") or {}).items():
+        e = v if isinstance(v, dict) else {"last": v}
+        reg[str(k)] = {"last": int(e.get("last", 0)), "retired": sorted({str(c) for c in e.get("retired", [])})}
     for unit, codes in grids.groupby("village_code")["grid_code"]:
         top = max((seq_of_code(c) for c in codes), default=0)
-        reg[str(unit)] = max(reg.get(str(unit), 0), top)
+        e = reg.setdefault(str(unit), {"last": 0, "retired": []})
+        e["last"] = max(e["last"], top)
     return reg
+
+
+def retire(work: Work, codes) -> None:
+    """Record ``codes`` as retired in their units' registry entries (never handed out again)."""
+    reg = registry(work.summary, work.grids)
+    for c in codes:
+        e = reg.setdefault(unit_of_code(c), {"last": 0, "retired": []})
+        e["retired"] = sorted(set(e["retired"]) | {str(c)})
+        e["last"] = max(e["last"], seq_of_code(c))
+    work.summary["code_registry"] = dict(sorted(reg.items()))
 
 
 def new_codes(work: Work, unit: str, n: int) -> list[str]:
     """Hand out ``n`` new grid codes in ``unit``: the next numbers never used there (registry updated)."""
     reg = registry(work.summary, work.grids)
-    top = reg.get(unit, 0)
+    top = reg.get(unit, {"last": 0})["last"]
     if top + n > 10 ** SEQ_DIGITS - 1:
         raise EditError(f"unit {unit} has used grid numbers up to {top:03d}: {n} more do not fit "
                         f"a {SEQ_DIGITS}-digit sequence")
-    reg[unit] = top + n
+    reg.setdefault(unit, {"last": 0, "retired": []})["last"] = top + n
     work.summary["code_registry"] = dict(sorted(reg.items()))
     return [f"{unit}{top + i:0{SEQ_DIGITS}d}" for i in range(1, n + 1)]
 
@@ -215,6 +234,8 @@ def finish(work: Work, change: Change, problems: list[dict] = ()) -> Plan:
     work.grids = work.grids.sort_values("grid_code", kind="stable").reset_index(drop=True)
     if "_old_grid" in work.households.columns:
         work.households = work.households.drop(columns="_old_grid")
+    if change.retired:
+        retire(work, change.retired)
     refresh_units(work)
     refresh_summary(work, list(problems))
     base = work.base

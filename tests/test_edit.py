@@ -126,7 +126,8 @@ def test_merge_retires_b_and_split_takes_the_next_number_never_used(base):
     merged = base.merge_grids(a, b, force=True)
     check_plan_invariants(merged)
     assert b not in set(merged.grids.grid_code)
-    assert merged.summary["code_registry"][unit] == top
+    assert merged.summary["code_registry"][unit]["last"] == top
+    assert b in merged.summary["code_registry"][unit]["retired"]
     row = merged.grids.set_index("grid_code").loc[a]
     assert row.households == base.grids.set_index("grid_code").loc[[a, b], "households"].sum()
     split = merged.split(a, k=2, force=True)

@@ -102,3 +102,15 @@ def test_to_crs_valid_keeps_a_household_inside_a_long_straight_edge():
     # the edge's image bends more than 0.3 m: vertex by vertex, one of the two lands on the wrong side
     assert not (vertexwise.contains(pts[1]) and not vertexwise.contains(pts[-1]))
     assert out.contains(pts[1]) and not out.contains(pts[-1])
+
+
+def test_densify_gives_neighbours_bit_identical_shared_edges():
+    from gridplan.geo.grids import densify
+    left = shapely.Polygon([(0, 0), (1000.3, 7.1), (1003.9, 1000.2), (0, 1000)])
+    right = shapely.Polygon([(1000.3, 7.1), (2000, 0), (2000, 1000), (1003.9, 1000.2)])   # the edge reversed
+    a, b = densify([left, right], 100.0)
+    assert len(a.exterior.coords) > 30
+    assert a.symmetric_difference(left).area < 1e-6 and b.symmetric_difference(right).area < 1e-6
+    shared = {tuple(c) for c in a.exterior.coords} & {tuple(c) for c in b.exterior.coords}
+    assert len(shared) == 11                                    # both ends + 9 new points, exactly equal
+    assert shapely.intersection(a, b).length > 990              # they still share the edge, not points

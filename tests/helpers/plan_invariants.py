@@ -93,7 +93,9 @@ def check_codes(plan) -> None:
     reg = plan.summary.get("code_registry") or {}
     for c, u in zip(codes, g["village_code"].astype(str)):
         if u in reg:
-            assert int(c[-3:]) <= int(reg[u]), f"grid {c} beyond the registry's highest number {reg[u]}"
+            last = reg[u]["last"] if isinstance(reg[u], dict) else reg[u]
+            assert int(c[-3:]) <= int(last), f"grid {c} beyond the registry's highest number {last}"
+            assert c not in (reg[u].get("retired", []) if isinstance(reg[u], dict) else []), f"grid {c} is retired"
     assert plan.summary.get("grids", len(g)) == len(g), "summary grids differs from the grids layer"
     n = g.groupby(g["village_code"].astype(str)).size()
     u = plan.units
