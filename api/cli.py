@@ -424,6 +424,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id, as `gridpl
 # Commands that live in their own modules (``gridplan.api.cli_<name>``), each with ``register(app)``:
 # one module per concern keeps this file to the shared plumbing.
 COMMAND_MODULES: list[str] = [
+    "cli_export",
 ]
 
 

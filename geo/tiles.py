@@ -103,6 +103,16 @@ class TileSource:
         return sum(len(lay.geoms) for lay in self.layers.values())
 
 
+def layer_fields(props: list[dict]) -> dict:
+    """Return TileJSON ``fields`` of a layer's attributes: name -> "String", "Number" or "Boolean"."""
+    out: dict = {}
+    for p in props[:1000]:
+        for k, v in p.items():
+            out.setdefault(k, "Boolean" if isinstance(v, bool) else "Number" if isinstance(v, (int, float))
+                           else "String")
+    return out
+
+
 def tile_size(z: int) -> float:
     """Return the side of a zoom-``z`` tile in web-mercator metres."""
     return 2 * math.pi * _R / (1 << z)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from gridplan.api.auth import reader
 from gridplan.api.problems import ProblemError
 from gridplan.api.tilecache import TileCache
-from gridplan.geo.tiles import MAX_ZOOM, TILE_LAYERS, check_tile
+from gridplan.geo.tiles import MAX_ZOOM, TILE_LAYERS, check_tile, layer_fields
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 MVT = "application/vnd.mapbox-vector-tile"
@@ -100,17 +100,9 @@ async def tilejson(request: Request, plan: str, _role: str = Depends(reader)) ->
             "minzoom": 0, "maxzoom": MAX_ZOOM, "plan": plan_id,
             "bounds": [w, s, e, n] if w == w else None,
             "center": [(w + e) / 2, (s + n) / 2, 10] if w == w else None,
-            "vector_layers": [{"id": name, "fields": _fields(src.layers[name].props),
+            "vector_layers": [{"id": name, "fields": layer_fields(src.layers[name].props),
                                "features": len(src.layers[name].geoms)}
                               for name in TILE_LAYERS if name in src.layers]}
     return Response(orjson.dumps(body), media_type="application/json",
                     headers={"Cache-Control": "private, max-age=60"})
 
-
-def _fields(props: list[dict]) -> dict:
-    out: dict = {}
-    for p in props[:1000]:
-        for k, v in p.items():
-            out.setdefault(k, "Number" if isinstance(v, (int, float)) and not isinstance(v, bool)
-                           else "Boolean" if isinstance(v, bool) else "String")
-    return out
