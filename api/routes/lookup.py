@@ -19,7 +19,21 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from gridplan.api.auth import reader
+from gridplan.api.columnar import (
+    ARROW,
+    CSV,
+    KIND_MEDIA,
+    PARQUET,
+    READERS,
+    BodyError,
+    answer_kind,
+    request_kind,
+    with_ids,
+    write_answer,
+)
 from gridplan.api.problems import ProblemError, error_item
+from gridplan.geo.coords import to_wgs84
+from gridplan.geo.lookup_arrow import lookup_table
 from gridplan.geo.vocabulary import COORD_SYSTEMS
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
@@ -90,20 +104,12 @@ async def lookup_one(request: Request,
 
 
 _BATCH_SCHEMA = BatchIn.model_json_schema()
+_COLUMNAR_BODY = {"schema": {"type": "string", "format": "binary"},
+                  "description": "columns lon, lat (float64) and optional id; plan and coords as query parameters"}
 
 
-@router.post("/lookup", response_model=BatchOut, summary="Look up many points (results in input order)",
-             responses={413: {"description": "too many points"}, 422: {"description": "invalid body"}},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": _BATCH_SCHEMA}}}})
-async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Response:
-    """Answer many points at once, in input order (null outside every grid or for an invalid lon/lat).
-
-    The body is parsed with orjson and numpy rather than pydantic (100,000 points in milliseconds);
-    its schema is ``BatchIn``.
-    """
-    ctx = request.app.state.ctx
-    raw = await request.body()
+def _json_points(raw: bytes, cap: int):
+    """Parse a JSON batch body: (plan, coords, n x 2 array); 422/413 problems name what is wrong."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -122,7 +128,6 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
     if errs:
         raise ProblemError(422, "the request is invalid: see errors", errs, kind="invalid-request")
     n = len(points)
-    cap = ctx.settings.max_batch_points
     if n > cap:
         raise ProblemError(413, f"{n} points is more than the limit of {cap} per request", kind="batch-too-large")
     try:
@@ -135,10 +140,77 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
         raise ProblemError(422, "points must be [lon, lat] pairs of numbers",
                            [error_item("body", f"points.{bad}", "expected [lon, lat], two numbers")],
                            kind="invalid-request")
+    return plan, coords, xy
+
+
+def _columnar_points(request: Request, kind: str, raw: bytes, cap: int):
+    """Read a columnar body and the plan/coords query parameters: (plan, coords, n x 2 array, ids)."""
+    q = request.query_params
+    plan, coords = q.get("plan"), q.get("coords", "wgs84")
+    if plan is not None and len(plan) > 64:
+        raise ProblemError(422, "the request is invalid: see errors",
+                           [error_item("query", "plan", "plan must be a job id of at most 64 characters")],
+                           kind="invalid-request")
+    if coords not in COORDS:
+        raise ProblemError(422, "the request is invalid: see errors",
+                           [error_item("query", "coords", f"coords must be one of {', '.join(COORDS)}")],
+                           kind="invalid-request")
+    try:
+        lon, lat, ids = READERS[kind](raw, cap)
+    except BodyError as e:
+        raise ProblemError(e.status, e.detail, [error_item("body", e.field, e.detail)],
+                           kind="batch-too-large" if e.status == 413 else "invalid-request")
+    return plan, coords, np.column_stack([lon, lat]), ids
+
+
+@router.post("/lookup", response_model=BatchOut, summary="Look up many points (results in input order)",
+             responses={200: {"content": {ARROW: {}, PARQUET: {}, CSV: {}}},
+                        406: {"description": "no acceptable answer type"},
+                        413: {"description": "too many points"}, 422: {"description": "invalid body"}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": _BATCH_SCHEMA}, ARROW: _COLUMNAR_BODY, PARQUET: _COLUMNAR_BODY,
+                 CSV: _COLUMNAR_BODY}}})
+async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Response:
+    """Answer many points at once, in input order (null outside every grid or for an invalid lon/lat).
+
+    A JSON body (``BatchIn``) is parsed with orjson and numpy rather than pydantic (100,000 points
+    in milliseconds). An Arrow IPC stream, (Geo)Parquet or CSV body (by ``Content-Type``; columns
+    ``lon``, ``lat``, optional ``id``; ``plan`` and ``coords`` as query parameters) may hold up to
+    ``lookup_max_points_columnar`` points. The answer's type follows ``Accept`` — by default the
+    request's own — and a columnar answer has one row per point with the answer fields as columns
+    (``geo.lookup_arrow``), all null outside every grid.
+    """
+    ctx = request.app.state.ctx
+    kind = request_kind(request.headers.get("content-type")) or "json"
+    out = answer_kind(request.headers.get("accept"), kind)
+    if out is None:
+        raise ProblemError(406, "no acceptable answer type: this answers application/json, "
+                           f"{ARROW}, {PARQUET} or text/csv", kind="not-acceptable")
+    raw = await request.body()
+    ids = None
+    if kind == "json":
+        plan, coords, xy = _json_points(raw, ctx.settings.max_batch_points)
+    else:
+        plan, coords, xy, ids = await run_in_threadpool(_columnar_points, request, kind, raw,
+                                                        ctx.settings.lookup_max_points_columnar)
+    n = len(xy)
+    if out == "json" and n > ctx.settings.max_batch_points:
+        raise ProblemError(413, f"{n} points is more than the limit of {ctx.settings.max_batch_points} per JSON "
+                           "answer: ask for a columnar answer (Accept)", kind="batch-too-large")
     plan_id, idx = await _index(request, plan)
     ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
     xy[~ok] = np.nan
+    ctx.metrics.lookup_points += n
+    if out != "json":
+        body = await run_in_threadpool(_columnar_answer, idx, xy, coords, ids, out)
+        return Response(body, media_type=KIND_MEDIA[out], headers={"X-Gridplan-Plan": plan_id})
     arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \
         idx.lookup_json(xy[:, 0], xy[:, 1], coords)
-    ctx.metrics.lookup_points += n
     return Response(b'{"plan":' + orjson.dumps(plan_id) + b',"results":' + arr + b"}", media_type="application/json")
+
+
+def _columnar_answer(idx, xy, coords: str, ids, out: str) -> bytes:
+    """Look the points up and serialize the answer table as ``out`` (GeoParquet points in WGS 84)."""
+    table = with_ids(lookup_table(idx, xy[:, 0], xy[:, 1], coords), ids)
+    lon, lat = (to_wgs84(xy[:, 0], xy[:, 1], coords) if out == "parquet" else (None, None))
+    return write_answer(table, out, lon, lat)
