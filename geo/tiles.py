@@ -31,7 +31,7 @@ TILE_LAYERS = ("service_areas", "units", "grids", "micro_grids", "stations")   #
 EXTENT = 4096            # tile units per tile side (the MVT default)
 BUFFER = 64              # tile units drawn beyond each edge
 MAX_ZOOM = 22
-SIMPLIFY_UNITS = 2.0     # simplification tolerance in tile units (MapLibre draws 8 units per pixel at 512 px)
+SIMPLIFY_UNITS = 4.0     # simplification tolerance in tile units (half a pixel: MapLibre draws 8 units per pixel)
 TMS = morecantile.tms.get("WebMercatorQuad")
 _R = 6378137.0
 _MAX_LAT = 85.0511287798066
@@ -78,7 +78,7 @@ class TileLayer:
             if shapely.get_type_id(self.geoms[:1]).tolist() in ([0], [4], []):   # points need no simplifying
                 got = self.geoms
             else:
-                got = shapely.simplify(self.geoms, tile_size(z) / EXTENT * SIMPLIFY_UNITS, preserve_topology=True)
+                got = shapely.simplify(self.geoms, tile_size(z) / EXTENT * SIMPLIFY_UNITS, preserve_topology=False)
             self._by_zoom[z] = got
         return got
 
