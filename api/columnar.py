@@ -204,6 +204,22 @@ def with_ids(table: pa.Table, ids) -> pa.Table:
     return table if ids is None else table.add_column(0, "id", ids)
 
 
+def arrow_stream(tables, schema: pa.Schema):
+    """Yield an Arrow IPC stream chunk by chunk: one bytes piece per table of ``tables`` (then the end marker).
+
+    The answer leaves while the next chunk is looked up, and the server never holds the whole answer.
+    """
+    buf = io.BytesIO()
+    writer = pa.ipc.new_stream(pa.PythonFile(buf, mode="w"), schema)
+    for t in tables:
+        writer.write_table(t)
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    writer.close()
+    yield buf.getvalue()
+
+
 def write_answer(table: pa.Table, kind: str, lon=None, lat=None) -> bytes:
     """Serialize an answer table as ``kind`` ("arrow", "parquet" — GeoParquet when lon/lat are given — or "csv")."""
     if kind == "arrow":

@@ -187,3 +187,18 @@ def test_hostile_bodies_get_a_problem_naming_it(env, ctype, body, status, words)
     assert r.headers["content-type"].startswith("application/problem+json")
     assert words in r.json()["detail"]
     assert "Error" not in r.json()["detail"] and "/" not in r.json()["detail"].replace("text/csv", "")
+
+
+def test_arrow_answers_stream_in_record_batches_in_input_order(env, monkeypatch):
+    import gridplan.api.routes.lookup as lookup_route
+    monkeypatch.setattr(lookup_route, "CHUNK", 64)
+    c, h = env
+    xy = points(seed=4)
+    ids = pa.array(np.arange(len(xy)) * 7)
+    r = c.post("/v1/lookup", content=arrow_bytes(pa.table({"id": ids, "lon": xy[:, 0], "lat": xy[:, 1]})),
+               headers={**h, "Content-Type": ARROW})
+    assert r.status_code == 200, r.text
+    batches = list(pa.ipc.open_stream(r.content))
+    assert [b.num_rows for b in batches] == [64, 64, 64, 64, 44]
+    t = pa.Table.from_batches(batches)
+    assert t.column("id").to_pylist() == ids.to_pylist() and as_rows(t) == expected(c, h, xy)

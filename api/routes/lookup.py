@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from gridplan.api.auth import reader
 from gridplan.api.columnar import (
@@ -27,6 +27,7 @@ from gridplan.api.columnar import (
     READERS,
     BodyError,
     answer_kind,
+    arrow_stream,
     request_kind,
     with_ids,
     write_answer,
@@ -201,12 +202,31 @@ async def lookup_batch(request: Request, _role: str = Depends(reader)) -> Respon
     ok = (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)  # NaN and out-of-range -> null
     xy[~ok] = np.nan
     ctx.metrics.lookup_points += n
+    if out == "arrow":   # streamed in chunks: the first rows leave while the rest are looked up
+        return StreamingResponse(_arrow_chunks(idx, xy, coords, ids), media_type=ARROW,
+                                 headers={"X-Gridplan-Plan": plan_id})
     if out != "json":
         body = await run_in_threadpool(_columnar_answer, idx, xy, coords, ids, out)
         return Response(body, media_type=KIND_MEDIA[out], headers={"X-Gridplan-Plan": plan_id})
     arr = await run_in_threadpool(idx.lookup_json, xy[:, 0], xy[:, 1], coords) if n > 1000 else \
         idx.lookup_json(xy[:, 0], xy[:, 1], coords)
     return Response(b'{"plan":' + orjson.dumps(plan_id) + b',"results":' + arr + b"}", media_type="application/json")
+
+
+CHUNK = 1 << 18   # points per streamed Arrow record batch
+
+
+def _arrow_chunks(idx, xy, coords: str, ids):
+    """Yield the Arrow answer as IPC stream pieces, ``CHUNK`` points a record batch.
+
+    A sync generator: StreamingResponse computes each piece in the thread pool.
+    """
+    def tables():
+        for i in range(0, max(len(xy), 1), CHUNK):
+            t = lookup_table(idx, xy[i:i + CHUNK, 0], xy[i:i + CHUNK, 1], coords)
+            yield with_ids(t, None if ids is None else ids.slice(i, CHUNK))
+    schema = with_ids(lookup_table(idx, xy[:0, 0], xy[:0, 1], coords), None if ids is None else ids.slice(0, 0)).schema
+    return arrow_stream(tables(), schema)
 
 
 def _columnar_answer(idx, xy, coords: str, ids, out: str) -> bytes:
