@@ -192,10 +192,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
     from gridplan.api.routes import health, jobs, layers, lookup, tiles
+    app.include_router(lookup.router)   # first: the hot path is matched before every other route
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(layers.router)
-    app.include_router(lookup.router)
     app.include_router(tiles.router)
     try:
         from gridplan.api.routes import (

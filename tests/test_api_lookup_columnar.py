@@ -202,3 +202,17 @@ def test_arrow_answers_stream_in_record_batches_in_input_order(env, monkeypatch)
     assert [b.num_rows for b in batches] == [64, 64, 64, 64, 44]
     t = pa.Table.from_batches(batches)
     assert t.column("id").to_pylist() == ids.to_pylist() and as_rows(t) == expected(c, h, xy)
+
+
+def test_single_lookup_checks_the_key_first_and_documents_its_query(env):
+    """GET /v1/lookup reads its query by hand (the hot path): same auth order, errors and OpenAPI as before."""
+    c, h = env
+    assert c.get("/v1/lookup?lon=abc").status_code == 401
+    r = c.get("/v1/lookup?lon=abc&lat=95&coords=mars&plan=" + "x" * 65, headers=h)
+    assert r.status_code == 422
+    assert [(e["source"], e["row"]) for e in r.json()["errors"]] == \
+        [("query", "lon"), ("query", "lat"), ("query", "plan"), ("query", "coords")]
+    assert c.get("/v1/lookup?lon=120.001&lat=30.019&coords=GCJ-02", headers=h).status_code == 422   # names are exact
+    op = c.get("/openapi.json").json()["paths"]["/v1/lookup"]["get"]
+    assert [p["name"] for p in op["parameters"]] == ["lon", "lat", "plan", "coords"]
+    assert op["parameters"][0]["required"] and op["security"] == [{"APIKeyHeader": []}]

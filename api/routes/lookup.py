@@ -9,16 +9,17 @@ plan measured with — at a household's point the answer is the households layer
 """
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
-from gridplan.api.auth import reader
+from gridplan.api.auth import check_key, reader
 from gridplan.api.columnar import (
     ARROW,
     CSV,
@@ -88,16 +89,65 @@ async def _index(request: Request, plan: str | None):
     return got
 
 
+def _q(name: str, description: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+_ONE_PARAMS = [_q("lon", "longitude", {"type": "number", "minimum": -180, "maximum": 180}, True),
+               _q("lat", "latitude", {"type": "number", "minimum": -90, "maximum": 90}, True),
+               _q("plan", "job id; default the newest succeeded job", {"type": "string", "maxLength": 64}),
+               _q("coords", "the system lon/lat are stated in", {"type": "string", "enum": list(COORDS),
+                                                                  "default": "wgs84"})]
+
+
+def _number(q, name: str, limit: float, errs: list) -> float:
+    text = q.get(name)
+    if text is None:
+        errs.append(error_item("query", name, "Field required"))
+        return math.nan
+    try:
+        v = float(text)
+    except ValueError:
+        errs.append(error_item("query", name, "Input should be a valid number, unable to parse string as a number"))
+        return math.nan
+    if not -limit <= v <= limit:   # NaN fails too
+        errs.append(error_item("query", name, f"Input should be a number from {-limit:g} to {limit:g}"))
+    return v
+
+
+def one_params(q) -> tuple[float, float, str | None, str]:
+    """Read GET /v1/lookup's query (lon, lat, plan, coords) as its OpenAPI parameters state; 422 problems otherwise.
+
+    Parsed by hand rather than by FastAPI's parameter machinery, which cost more than the lookup itself.
+    """
+    errs: list = []
+    lon, lat = _number(q, "lon", 180.0, errs), _number(q, "lat", 90.0, errs)
+    plan, coords = q.get("plan"), q.get("coords", "wgs84")
+    if plan is not None and len(plan) > 64:
+        errs.append(error_item("query", "plan", "String should have at most 64 characters"))
+    if coords not in COORDS:
+        errs.append(error_item("query", "coords", f"Input should be one of {', '.join(COORDS)}"))
+    if errs:
+        raise ProblemError(422, "the request is invalid: see errors", errs, kind="invalid-request")
+    return lon, lat, plan, coords
+
+
 @router.get("/lookup", response_model=Answer, summary="Which grid, workers and station serve this point",
-            responses={404: {"description": "the point lies outside every grid (or there is no plan)"}})
-async def lookup_one(request: Request,
-               lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90),
-               plan: Optional[str] = Query(None, max_length=64), coords: Coords = Query("wgs84"),
-               _role: str = Depends(reader)) -> Response:
-    """Answer one point: its grid, the grid's workers, the nearest station and whether it is covered."""
-    plan_id, idx = await _index(request, plan)
+            responses={404: {"description": "the point lies outside every grid (or there is no plan)"},
+                       401: {"description": "no or unknown key"}, 422: {"description": "invalid query"}},
+            openapi_extra={"parameters": _ONE_PARAMS, "security": [{"APIKeyHeader": []}]})
+async def lookup_one(request: Request) -> Response:
+    """Answer one point: its grid, the grid's workers, the nearest station and whether it is covered.
+
+    Any key (``reader``) may ask: the key is checked first, as the ``reader`` dependency checks it.
+    """
+    ctx = request.app.state.ctx
+    check_key(ctx.keys, request.headers.get("x-api-key"), "reader")
+    lon, lat, plan, coords = one_params(request.query_params)
+    got = ctx.indexes.peek(plan)
+    plan_id, idx = got if got is not None else await _index(request, plan)
     ans = idx.lookup_one(lon, lat, coords)
-    request.app.state.ctx.metrics.lookup_points += 1
+    ctx.metrics.lookup_points += 1
     if ans is None:
         raise ProblemError(404, f"the point ({lon}, {lat}) lies outside every grid of plan {plan_id}",
                            kind="outside-grids")
