@@ -6,7 +6,8 @@ coordinates is converted back first, so tiles line up with any WGS 84 basemap â€
 own STRtree. :func:`render_tile` then cuts one tile: the features whose boxes meet the tile (plus a
 small buffer, so polygon edges do not show at tile seams), simplified for the zoom (about a quarter
 of a screen pixel; each zoom's simplification is computed once per layer and kept), clipped to the
-buffered tile, snapped to the tile's integer grid and encoded with ``mapbox-vector-tile``.
+buffered tile, snapped to the tile's integer grid and encoded with numpy (``geo.mvt``, on
+``mapbox-vector-tile``'s protobuf schema).
 
 Tile addressing (z, x, y, bounds, which tiles cover a box) is ``morecantile``'s WebMercatorQuad.
 Everything here is pure: no I/O but :func:`read_tile_source`, which reads a plan's output directory.
@@ -18,13 +19,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mapbox_vector_tile
 import morecantile
 import numpy as np
 import shapely
 
 from gridplan.geo.coords import check_system, geometries_to_wgs84
 from gridplan.geo.embed import _json_value as json_value, wgs84_frame
+from gridplan.geo.mvt import add_layer, new_tile
 from gridplan.geo.summary import Summary
 
 TILE_LAYERS = ("service_areas", "units", "grids", "micro_grids", "stations")   # drawing order: bottom first
@@ -180,11 +181,11 @@ def read_tile_source(plan_dir, layers=TILE_LAYERS) -> TileSource:
     return tile_source(frames, Summary.from_dict(summary).output_coords)
 
 
-def _cut(layer: TileLayer, z: int, box: tuple, origin: tuple, scale: float) -> list[dict]:
+def _cut(layer: TileLayer, z: int, box: tuple, origin: tuple, scale: float) -> tuple[np.ndarray, list[dict]]:
     """Return the layer's features within ``box`` (mercator), clipped, in integer tile units (y down)."""
     idx = layer.tree.query(shapely.box(*box))
     if len(idx) == 0:
-        return []
+        return np.zeros(0, dtype=object), []
     idx = np.sort(idx)
     geoms = layer.simplified(z)[idx]
     poly = shapely.get_dimensions(geoms) > 0
@@ -198,7 +199,7 @@ def _cut(layer: TileLayer, z: int, box: tuple, origin: tuple, scale: float) -> l
     keep = ~shapely.is_empty(tiled) & ((dims < 2) | (shapely.area(tiled) > 0))
     tiled[dims == 2] = shapely.orient_polygons(tiled[dims == 2])   # y is down: shapely's ccw is the screen's cw
     props = layer.props
-    return [{"geometry": g, "properties": props[i]} for g, i in zip(tiled[keep].tolist(), idx[keep].tolist())]
+    return tiled[keep], [props[i] for i in idx[keep].tolist()]
 
 
 def render_tile(src: TileSource, z: int, x: int, y: int) -> bytes:
@@ -212,15 +213,12 @@ def render_tile(src: TileSource, z: int, x: int, y: int) -> bytes:
     pad = size * BUFFER / EXTENT
     box = (b.left - pad, b.bottom - pad, b.right + pad, b.top + pad)
     scale = EXTENT / size
-    out = []
+    tile, n = new_tile(), 0
     for name, layer in src.layers.items():
-        feats = _cut(layer, z, box, (b.left, b.top), scale)
-        if feats:
-            out.append({"name": name, "features": feats})
-    if not out:
-        return b""
-    return mapbox_vector_tile.encode(out, default_options={"y_coord_down": True, "extents": EXTENT,
-                                                             "check_winding_order": False})
+        geoms, props = _cut(layer, z, box, (b.left, b.top), scale)
+        if len(geoms):
+            n += add_layer(tile, name, geoms, props, EXTENT)
+    return tile.SerializeToString() if n else b""
 
 
 def tiles_covering(bounds, min_zoom: int, max_zoom: int):

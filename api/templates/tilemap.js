@@ -6,9 +6,11 @@
   var ML = "/static/maplibre/";
   var ctx = {map: null, key: "", t0: 0};
 
+  var loading = null;
   function loadMapLibre() {
     if (window.maplibregl) return Promise.resolve();
-    return new Promise(function (resolve, reject) {
+    if (loading) return loading;
+    loading = new Promise(function (resolve, reject) {
       var css = document.createElement("link");
       css.rel = "stylesheet"; css.href = ML + "maplibre-gl.css";
       document.head.appendChild(css);
@@ -18,6 +20,7 @@
       s.onerror = function () { reject(new Error("the map library could not be loaded from " + ML)); };
       document.head.appendChild(s);
     });
+    return loading;
   }
 
   function style(job, span) {
@@ -56,8 +59,9 @@
     return Promise.all([loadMapLibre(), api("/tiles/" + encodeURIComponent(job.id) + "/tiles.json")]).then(function (r) {
       var tj = r[1], el = document.getElementById("map");
       el.innerHTML = "";
+      window.gridplan.timing = {libraryAndTileJsonMs: performance.now() - ctx.t0};
       var m = ctx.map = new maplibregl.Map({
-        container: el, style: style(job, GP.span(state.tolerance)), attributionControl: false,
+        container: el, style: style(job, GP.span(state.tolerance)), attributionControl: false, fadeDuration: 0,
         bounds: tj.bounds || [73, 18, 135, 54], fitBoundsOptions: {padding: 10}, maxZoom: 20,
         transformRequest: function (url) {
           return url.indexOf(location.origin + "/tiles/") === 0 ? {url: url, headers: {"X-API-Key": ctx.key}} : {url: url};
@@ -66,17 +70,17 @@
       window.gridplan.map = m;
       m.on("click", function (ev) { lookupAt(ev.lngLat.wrap().lng, ev.lngLat.wrap().lat); });
       m.on("error", function (ev) { setStatus((ev.error && ev.error.message) || "a tile failed to load", true); });
-      function ready() {
+      function ready() {       // the first frame that shows grids from tiles
         var n = drawnGrids();
         if (!n) return;
-        m.off("idle", ready);
+        m.off("render", ready);
         window.gridplan.firstTilesMs = performance.now() - ctx.t0;
         document.body.dataset.tilesDrawn = String(n);
         document.body.dataset.ready = "1";
         setStatus("plan " + job.id + ": " + ((job.summary || {}).grids || "?") + " grids, drawn from vector tiles" +
                   " — click anywhere to look up its grid");
       }
-      m.on("idle", ready);
+      m.on("render", ready);
       return null;
     });
   }
@@ -95,5 +99,5 @@
     popup = html ? new maplibregl.Popup({maxWidth: "320px"}).setLngLat([lon, lat]).setHTML(html).addTo(m) : null;
   }
 
-  window.GPT = {start: start, props: props, answer: answer, drawnGrids: drawnGrids};
+  window.GPT = {start: start, props: props, answer: answer, drawnGrids: drawnGrids, preload: loadMapLibre};
 })();
