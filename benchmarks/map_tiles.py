@@ -38,7 +38,7 @@ def one_run(browser, base: str, key: str) -> dict:
     try:
         page.goto(f"{base}/map#key={key}")
         page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-        got = page.evaluate("() => ({nav: performance.now(), tiles: window.gridplan.firstTilesMs,"
+        got = page.evaluate("() => ({nav: window.gridplan.readyAt, tiles: window.gridplan.firstTilesMs,"
                             " renderer: window.gridplan.state.renderer, drawn: Number(document.body.dataset.tilesDrawn)})")
     finally:
         ctx.close()

@@ -74,7 +74,8 @@
         var n = drawnGrids();
         if (!n) return;
         m.off("render", ready);
-        window.gridplan.firstTilesMs = performance.now() - ctx.t0;
+        window.gridplan.readyAt = performance.now();      // since navigation start
+        window.gridplan.firstTilesMs = window.gridplan.readyAt - ctx.t0;
         document.body.dataset.tilesDrawn = String(n);
         document.body.dataset.ready = "1";
         setStatus("plan " + job.id + ": " + ((job.summary || {}).grids || "?") + " grids, drawn from vector tiles" +
