@@ -74,3 +74,37 @@ def test_small_plans_keep_the_whole_layer_map():
     html = map_page_html()
     assert f"var LARGE = {LARGE_PLAN_GRIDS};" in html and 1000 <= LARGE_PLAN_GRIDS < 10_000
     assert np.isfinite(LARGE_PLAN_GRIDS)
+
+
+def test_a_large_report_is_drawn_by_maplibre_offline(browser, tmp_path):
+    """report.html of a 4,000-grid plan: MapLibre (inlined) draws it with no network, and a click names the grid."""
+    import shapely
+
+    from benchmarks.lookup_speed import synthetic_plan
+    from gridplan.geo.report import render_report
+
+    grids, stations, ext = synthetic_plan(4000)
+    grids["households"] = 300
+    html = render_report({"grids": grids, "stations": stations}, {"grids": len(grids)}, title="big")
+    assert "maplibregl" in html and "<script src" not in html
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        leaked = test_browser.open_offline(page, path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        assert page.evaluate("() => window.gridplan.renderer") == "maplibre"
+        assert not leaked and not errors, (leaked, errors)
+        g = grids.iloc[len(grids) // 2]
+        p = shapely.point_on_surface(g.geometry)
+        xy = page.evaluate("([lon, lat]) => { const q = window.gridplan.map.project([lon, lat]); return [q.x, q.y]; }",
+                           [p.x, p.y])
+        box = page.locator("#map").bounding_box()
+        page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+        page.wait_for_selector(".maplibregl-popup", timeout=10_000)
+        assert g.grid_code in page.locator(".maplibregl-popup").inner_text()
+        shoot(page, "report-maplibre.png")
+    finally:
+        page.close()

@@ -21,7 +21,6 @@ air-gapped network.
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from markupsafe import Markup
 from starlette.responses import Response
 
 from gridplan.api.problems import ProblemError
-from gridplan.geo.pages import STATIC, render, script_safe
+from gridplan.geo.pages import maplibre_assets, render, script_safe
 
 router = APIRouter(tags=["map"])
 
@@ -53,8 +52,8 @@ def map_page_html() -> str:
 
 @lru_cache(maxsize=2)
 def _maplibre(name: str) -> bytes:
-    data = (STATIC / name).read_bytes()
-    return re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", data)   # no request for the absent source map
+    js, css = maplibre_assets()     # no source-map comment: no request for the absent map
+    return (js if name.endswith(".js") else css).encode("utf-8")
 
 
 @router.get("/static/maplibre/{name}", include_in_schema=False)
