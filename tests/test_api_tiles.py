@@ -85,3 +85,15 @@ def test_tilejson_names_the_bounds_and_layers(env):
     assert (w, s, e, n) == pytest.approx((120.0, 30.0, 120.04, 30.02), abs=0.02)  # service areas reach beyond
     layers = {v["id"]: v for v in tj["vector_layers"]}
     assert layers["grids"]["features"] == 8 and layers["grids"]["fields"]["grid_code"] == "String"
+
+
+def test_the_map_serves_its_vendored_maplibre_and_allows_its_workers(env):
+    c, h, jid = env
+    js = c.get("/static/maplibre/maplibre-gl.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert b"maplibregl" in js.content and b"sourceMappingURL" not in js.content[-200:]
+    assert c.get("/static/maplibre/maplibre-gl.css").headers["content-type"].startswith("text/css")
+    r = c.get("/static/maplibre/..%2Fleaflet.js")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    csp = c.get("/map").headers["content-security-policy"]
+    assert "worker-src blob:" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
