@@ -155,10 +155,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hide_prefix(str(settings.data_path.resolve()))
         store = Store(settings)
         indexes = IndexRegistry(store, settings.index_cache)
-        dispatcher = Dispatcher(settings, store, on_success=lambda _id: indexes.refresh_async())
+        from gridplan.api.routes.tiles import warm_in_background
+
+        def on_success(job_id: str) -> None:
+            indexes.refresh_async()
+            warm_in_background(app, job_id)    # the new live plan's first map does not wait for its tiles
+        dispatcher = Dispatcher(settings, store, on_success=on_success)
         app.state.ctx = Context(settings, store, KeyCache(store.engine), indexes, dispatcher, metrics, time.time())
         dispatcher.start()
         indexes.refresh_async()  # load the newest plan's index in the background; lookups wait for it
+        warm_in_background(app)
         log.info("server started", extra={"data_dir": str(settings.data_path), "db": settings.db_url.split("@")[-1]})
         try:
             yield

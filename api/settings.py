@@ -62,6 +62,7 @@ class Settings:
     lookup_max_points_columnar: int = 1_000_000   # POST /v1/lookup as Arrow IPC / Parquet / CSV (413 above)
     max_columnar_bytes: int = 256 * 1024 * 1024   # such a columnar lookup body (413 above)
     tile_cache_mb: float = 64.0              # encoded vector tiles kept in memory (api.tilecache)
+    tile_warm: bool = True                   # build the live plan's tile source + overview tiles when it changes
     request_timeout_s: float = 60.0          # every request but uploads and downloads (504 past it)
     job_workers: int = 1                     # job runner processes at once
     max_attempts: int = 2                    # runs of one job before a crash marks it failed

@@ -8,10 +8,27 @@
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 
-from gridplan.geo.tiles import TILE_LAYERS, TileSource, read_tile_source, render_tile, tile_source
+from gridplan.geo.tiles import TILE_LAYERS, TileSource, read_tile_source, render_tile, tile_source, tiles_covering
+
+log = logging.getLogger("gridplan.tiles")
+
+
+def overview_tiles(src: TileSource, max_tiles: int = 4, max_zoom: int = 14) -> list[tuple[int, int, int]]:
+    """Return the tiles a map fitted to the whole plan asks for first.
+
+    They are the tiles of the deepest zoom whose tiles over the plan number at most ``max_tiles``,
+    and of the next zoom down.
+    """
+    best = 0
+    for z in range(max_zoom + 1):
+        if sum(1 for _ in tiles_covering(src.bounds, z, z)) > max_tiles:
+            break
+        best = z
+    return list(tiles_covering(src.bounds, best, min(best + 1, max_zoom)))
 
 
 class TileCache:
@@ -86,6 +103,20 @@ class TileCache:
                     _, old = self._tiles.popitem(last=False)
                     self.bytes -= len(old)
         return data
+
+    def warm(self, plan_id: str) -> int:
+        """Build ``plan_id``'s source and render its overview tiles (:func:`overview_tiles`) into the cache.
+
+        Returns how many tiles were rendered; a failure is logged, never raised (the requests will tell).
+        """
+        try:
+            tiles = overview_tiles(self.source(plan_id))
+            for z, x, y in tiles:
+                self.tile(plan_id, z, x, y)
+            return len(tiles)
+        except Exception:   # a purged or unreadable plan: the requests will answer with the reason
+            log.exception("tile warm-up failed", extra={"plan": plan_id})
+            return 0
 
     def _drop_tiles(self, plan_id: str) -> None:
         """Forget the cached tiles of ``plan_id`` (caller holds ``_lock``)."""

@@ -97,3 +97,30 @@ def test_the_map_serves_its_vendored_maplibre_and_allows_its_workers(env):
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     csp = c.get("/map").headers["content-security-policy"]
     assert "worker-src blob:" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+
+
+def test_the_live_plan_overview_tiles_are_rendered_before_any_map_asks(env):
+    """A server starting on a data dir with a plan warms its tile source and overview tiles by itself."""
+    import time
+
+    from gridplan.api.tilecache import overview_tiles
+    _, _, jid = env
+    settings = env[0].app.state.ctx.settings
+    with TestClient(create_app(settings)) as fresh:     # no tile request is ever made to this one
+        deadline = time.monotonic() + 30
+        cache, want = None, None
+        while time.monotonic() < deadline:
+            cache = getattr(fresh.app.state, "tiles", None)
+            src = cache._src.get(jid) if cache is not None else None
+            want = overview_tiles(src) if src is not None else None
+            if want and {(jid, *t) for t in want} <= set(cache._tiles):
+                break
+            time.sleep(0.1)
+        assert want and {(jid, *t) for t in want} <= set(cache._tiles), "the overview tiles were not warmed"
+        zooms = sorted({z for z, _, _ in want})
+        assert len(zooms) == 2 and zooms[1] == zooms[0] + 1
+        assert sum(1 for z, _, _ in want if z == zooms[0]) <= 4
+    off = TestClient(create_app(settings.with_(tile_warm=False)))
+    with off:
+        time.sleep(0.5)
+        assert getattr(off.app.state, "tiles", None) is None

@@ -12,6 +12,8 @@ tile, so ``If-None-Match`` answers 304 without rendering. A job id's tiles never
 """
 from __future__ import annotations
 
+import threading
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -27,17 +29,47 @@ TILES_VERSION = "1"      # bump when the tile contents change for the same plan 
 LIVE = "live"
 
 
-def tile_cache(request: Request) -> TileCache:
+_create_lock = threading.Lock()
+
+
+def app_tile_cache(app) -> TileCache:
     """Return the server's tile cache, created on first use from the settings."""
-    state = request.app.state
+    state = app.state
     cache = getattr(state, "tiles", None)
     if cache is None:
-        ctx = state.ctx
-        extra = ctx.settings.extra or {}
-        cache = TileCache(ctx.store, sources=int(extra.get("tile_sources", ctx.settings.index_cache)),
-                          max_bytes=int(ctx.settings.tile_cache_mb * 1024 * 1024))
-        state.tiles = cache
+        with _create_lock:
+            cache = getattr(state, "tiles", None)
+            if cache is None:
+                ctx = state.ctx
+                cache = TileCache(ctx.store, sources=ctx.settings.index_cache,
+                                  max_bytes=int(ctx.settings.tile_cache_mb * 1024 * 1024))
+                state.tiles = cache
     return cache
+
+
+def tile_cache(request: Request) -> TileCache:
+    """Return the tile cache of the request's server."""
+    return app_tile_cache(request.app)
+
+
+def warm_in_background(app, plan_id: str | None = None) -> None:
+    """Build the tile source and overview tiles of ``plan_id`` (None: the newest succeeded plan) in a thread.
+
+    Called when a plan becomes the live one, so the first map of it does not wait for them
+    (the ``tile_warm`` setting turns it off).
+    """
+    ctx = getattr(app.state, "ctx", None)
+    if ctx is None or not ctx.settings.tile_warm:
+        return
+
+    def run():
+        pid = plan_id
+        if pid is None:
+            newest = ctx.store.newest_succeeded()
+            pid = newest["id"] if newest else None
+        if pid is not None:
+            app_tile_cache(app).warm(pid)
+    threading.Thread(target=run, name="gridplan-tile-warm", daemon=True).start()
 
 
 def resolve_plan(request: Request, plan: str) -> str:
