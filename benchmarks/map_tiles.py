@@ -6,7 +6,9 @@ browser context (no HTTP cache) and reads, once the page marks itself ready (gri
   * ``navigation_to_tiles_ms``: from navigation start to the first grid tiles drawn;
   * ``tiles_after_plan_ms``: from the moment the page knew the plan (MapLibre loading, TileJSON, tiles);
   * the tile requests made, and whether the whole grids layer was ever requested (it must not be).
-The first run meets a cold server tile cache; later runs a warm one (reported apart).
+The first run ("cold") is the first page a fresh browser opens on a server just started (whose start-up
+tile warm-up, ``tile_warm``, runs beside the lookup index build); later runs ("warm") meet the server's
+tile cache filled by the earlier pages. Each run has its own browser context, so no HTTP cache.
 Target: first tiles drawn in < 2 s. Results: benchmarks/results/map_tiles-*.json.
 
     python benchmarks/map_tiles.py [--grids 10000] [--runs 3]
