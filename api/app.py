@@ -155,10 +155,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hide_prefix(str(settings.data_path.resolve()))
         store = Store(settings)
         indexes = IndexRegistry(store, settings.index_cache)
-        dispatcher = Dispatcher(settings, store, on_success=lambda _id: indexes.refresh_async())
+        from gridplan.api.routes.tiles import warm_in_background
+
+        def on_success(job_id: str) -> None:
+            indexes.refresh_async()
+            warm_in_background(app, job_id)    # the new live plan's first map does not wait for its tiles
+        dispatcher = Dispatcher(settings, store, on_success=on_success)
         app.state.ctx = Context(settings, store, KeyCache(store.engine), indexes, dispatcher, metrics, time.time())
         dispatcher.start()
         indexes.refresh_async()  # load the newest plan's index in the background; lookups wait for it
+        warm_in_background(app)
         log.info("server started", extra={"data_dir": str(settings.data_path), "db": settings.db_url.split("@")[-1]})
         try:
             yield
@@ -191,15 +197,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return problem(500, "internal error: the server failed to answer; the operator can find it in the log")
 
-    from gridplan.api.routes import cases, health, jobs, layers, lookup, plans
+    from gridplan.api.routes import cases, health, jobs, layers, lookup, ogc, plans, tiles
+    app.include_router(lookup.router)   # first: the hot path is matched before every other route
     app.include_router(cases.router)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(layers.router)
-    app.include_router(lookup.router)
-    from gridplan.api.routes import ogc
     app.include_router(ogc.router)
     app.include_router(plans.router)
+    app.include_router(tiles.router)
     try:
         from gridplan.api.routes import (
             map as map_routes,  # the report engineer's map page, when present

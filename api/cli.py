@@ -367,6 +367,7 @@ COMMAND_MODULES: list[str] = [
     "cli_diff",
     "cli_merge", "cli_route",
     "cli_audit",
+    "cli_export",
 ]
 
 

@@ -127,11 +127,14 @@ class GuardMiddleware:
         inner_receive = receive
         if method in ("POST", "PUT", "PATCH"):
             cap = self.s.max_upload_bytes if stream else self.s.max_json_bytes
+            columnar = route == "/v1/lookup" and _is_columnar(_header(scope, b"content-type"))
+            if columnar:   # Arrow / Parquet / CSV lookup batches have their own cap
+                cap = self.s.max_columnar_bytes
             clen = _header(scope, b"content-length")
             if clen is not None and (not clen.isdigit() or int(clen) > cap):
-                await reply(413, _too_big(cap, stream))
+                await reply(413, _too_big(cap, stream, columnar))
                 return
-            inner_receive = self._counting_receive(receive, state, cap, stream)
+            inner_receive = self._counting_receive(receive, state, cap, stream, columnar)
         timeout = None if (stream or route == "/v1/jobs/{id}/download") else self.s.request_timeout_s
         try:
             if timeout:
@@ -165,7 +168,7 @@ class GuardMiddleware:
             return e
         return None
 
-    def _counting_receive(self, receive, state: dict, cap: int, upload: bool):
+    def _counting_receive(self, receive, state: dict, cap: int, upload: bool, columnar: bool = False):
         """Wrap ``receive`` to count body bytes against ``cap``.
 
         For uploads it also applies the idle and total read timeouts; once the body is complete
@@ -196,7 +199,7 @@ class GuardMiddleware:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > cap:
-                    fail(413, _too_big(cap, upload))
+                    fail(413, _too_big(cap, upload, columnar))
                 if not msg.get("more_body", False):
                     done = True
             return msg
@@ -204,6 +207,12 @@ class GuardMiddleware:
         return receive_w
 
 
-def _too_big(cap: int, upload: bool) -> str:
-    setting = "max_upload_bytes" if upload else "max_json_bytes"
+def _is_columnar(content_type: str | None) -> bool:
+    """Tell whether a lookup body is columnar (Arrow IPC, Parquet or CSV: ``api.columnar``)."""
+    from gridplan.api.columnar import request_kind
+    return request_kind(content_type) in ("arrow", "parquet", "csv")
+
+
+def _too_big(cap: int, upload: bool, columnar: bool = False) -> str:
+    setting = "max_upload_bytes" if upload else "max_columnar_bytes" if columnar else "max_json_bytes"
     return f"the request body is larger than the limit of {cap} bytes ({setting})"

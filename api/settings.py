@@ -59,6 +59,10 @@ class Settings:
     max_upload_bytes: int = 512 * 1024 * 1024  # whole multipart body of POST /v1/jobs (413 above)
     max_json_bytes: int = 16 * 1024 * 1024     # JSON bodies (POST /v1/lookup)
     max_batch_points: int = 100_000
+    lookup_max_points_columnar: int = 1_000_000   # POST /v1/lookup as Arrow IPC / Parquet / CSV (413 above)
+    max_columnar_bytes: int = 256 * 1024 * 1024   # such a columnar lookup body (413 above)
+    tile_cache_mb: float = 64.0              # encoded vector tiles kept in memory (api.tilecache)
+    tile_warm: bool = True                   # build the live plan's tile source + overview tiles when it changes
     request_timeout_s: float = 60.0          # every request but uploads and downloads (504 past it)
     job_workers: int = 1                     # job runner processes at once
     max_attempts: int = 2                    # runs of one job before a crash marks it failed

@@ -52,6 +52,14 @@ def leaflet_assets() -> tuple[str, str]:
 
 
 @lru_cache(maxsize=1)
+def maplibre_assets() -> tuple[str, str]:
+    """Return (maplibre-gl.js, maplibre-gl.css) as text ready to inline or serve (no source-map comment)."""
+    js = (STATIC / "maplibre-gl.js").read_text(encoding="utf-8")
+    js = re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", js)
+    return js, (STATIC / "maplibre-gl.css").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
 def gridmap_js() -> str:
     """Return the shared map helpers' script (``window.GP``: escaping, formatting, deviation colours, grid popups)."""
     return (STATIC / "gridmap.js").read_text(encoding="utf-8")
@@ -79,5 +87,5 @@ def render(name: str, template_dir: str | Path = TEMPLATES, **context) -> str:
     return environment(str(template_dir)).get_template(name).render(**inline_assets(), **context)
 
 
-__all__ = ["environment", "render", "inline_assets", "leaflet_assets", "gridmap_js", "script_safe",
+__all__ = ["environment", "render", "inline_assets", "leaflet_assets", "maplibre_assets", "gridmap_js", "script_safe",
            "json_script_safe"]

@@ -24,7 +24,15 @@ import shapely
 from markupsafe import Markup
 
 from gridplan.geo.embed import EmbeddedLayer, layer_geojson, wgs84_frame
-from gridplan.geo.pages import environment, json_script_safe, leaflet_assets, render, script_safe
+from gridplan.geo.pages import (
+    TEMPLATES,
+    environment,
+    json_script_safe,
+    leaflet_assets,
+    maplibre_assets,
+    render,
+    script_safe,
+)
 from gridplan.geo.summary import Summary, fmt_num, fmt_pct
 
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
@@ -34,6 +42,7 @@ MAX_LABELS = 120          # unit labels drawn on the map (more would be unreadab
 MAX_UNIT_BARS = 60        # units shown in the coverage chart (the lowest first)
 MAX_PROBLEMS = 200        # problems listed in the page
 CANVAS_ABOVE = 3_000      # grids: draw on a canvas instead of SVG above this many features
+MAPLIBRE_ABOVE = 3_000    # grids: draw with MapLibre GL JS (vector tiles cut in the browser) above this many
 
 GRID_COLUMNS = ["grid_code", "village_code", "township_code", "households", "population", "workers",
                 "area_km2", "polsby_popper", "deviation"]
@@ -332,8 +341,9 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
         roles = workers["role"].value_counts().to_dict()
         stat_rows.append(("Roster", ", ".join(f"{v} {k}" for k, v in roles.items())))
     data = {name: json.loads(lay.geojson) for name, lay in embedded.items()}
+    large = embedded["grids"].features > MAPLIBRE_ABOVE
     data.update(labels=labels, tolerance=tol, canvas=embedded["grids"].features > CANVAS_ABOVE,
-                minutes=cov.minutes, mode=cov.mode)
+                minutes=cov.minutes, mode=cov.mode, renderer="maplibre" if large else "leaflet")
     headline = (f"{_fmt(s.households)} households · {_fmt(s.units)} units · "
                 f"{_fmt(s.grids)} grids ({_pct(bal.within_tolerance_share)} within "
                 f"±{100 * tol:.0f}%) · {_fmt(s.workers)} workers · "
@@ -342,7 +352,17 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
     return render("report.html.j2", title=title, headline=headline, notes=notes, summary_rows=stat_rows,
                   runtime_rows=_runtime_rows(s.runtime_s or {}), charts=charts,
                   units_table=_units_table(units, code_col), problems=_problem_items(problems),
-                  problems_more=max(len(problems) - MAX_PROBLEMS, 0), data=data)
+                  problems_more=max(len(problems) - MAX_PROBLEMS, 0), data=data, **_maplibre_context(large))
+
+
+def _maplibre_context(large: bool) -> dict:
+    """Return the inlined MapLibre GL JS assets for a large plan's map (empty strings otherwise)."""
+    if not large:
+        return {"maplibre_js": "", "maplibre_css": "", "report_maplibre_js": ""}
+    js, css = maplibre_assets()
+    own = (TEMPLATES / "report_maplibre.js").read_text(encoding="utf-8")
+    return {"maplibre_js": Markup(script_safe(js)), "maplibre_css": Markup(css.replace("</", "<\\/")),
+            "report_maplibre_js": Markup(script_safe(own))}
 
 
 __all__ = ["render_report", "leaflet_assets", "layer_geojson", "EmbeddedLayer", "svg_histogram", "svg_bars",
