@@ -17,8 +17,11 @@ is a backtracking regex with ``.`` as the single-character wildcard, and ``NOT``
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +123,9 @@ _CQL2_BOOLEAN = '''?condition: condition_and
 '''
 
 
+_PARSE_LOCK = threading.Lock()   # stdout is swapped while parsing: one parse at a time (each takes ms)
+
+
 @functools.lru_cache(maxsize=1)
 def _text_parser():
     """Return pygeofilter's cql2-text parser with CQL2's precedence of AND, OR and NOT (built once)."""
@@ -155,7 +161,8 @@ def _parse(text: str, lang: str):
     if depth > MAX_JSON_DEPTH:
         raise FilterError(f"the filter is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return _text_parser().parse(text)
+        with _PARSE_LOCK, contextlib.redirect_stdout(io.StringIO()):   # its WKT reader print()s coordinates
+            return _text_parser().parse(text)
     except RecursionError:
         raise FilterError(f"the filter is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except Exception as e:   # lark's errors carry the position; their text quotes the whole input
@@ -197,7 +204,11 @@ def parse_filter(text: str, lang: str | None, fields: dict[str, str], lat_lon: b
         raise FilterError(f"the filter is longer than {MAX_CHARS} characters")
     kinds = {name: kind_of(dtype) for name, dtype in fields.items()}
     kinds[GEOMETRY] = "geometry"
-    plan, bounds = compile_node(_parse(text, lang), kinds, lat_lon)
+    root = _parse(text, lang)
+    try:
+        plan, bounds = compile_node(root, kinds, lat_lon)
+    except (TypeError, AttributeError, KeyError, IndexError):   # a node pygeofilter built from odd JSON shapes
+        raise FilterError("the filter is not a valid CQL2 expression") from None
     return Filter(plan, bounds)
 
 
@@ -249,8 +260,11 @@ def _eval(gdf, node, n: int) -> tuple[np.ndarray, np.ndarray]:
         t, f = _eval(gdf, node[1], n)
         return f, t
     if tag == "intersects":
-        geoms = gdf.geometry.values
-        hit = np.asarray(shapely.intersects(np.asarray(geoms, dtype=object), node[1]), dtype=bool)
+        geoms = np.asarray(gdf.geometry.values, dtype=object)
+        try:
+            hit = np.asarray(shapely.intersects(geoms, node[1]), dtype=bool)
+        except shapely.errors.GEOSException:   # an invalid stored geometry GEOS cannot test: test it repaired
+            hit = np.asarray(shapely.intersects(shapely.make_valid(geoms), node[1]), dtype=bool)
         known = ~np.asarray(pd.isna(geoms), dtype=bool)
         return hit & known, ~hit & known
     if tag == "null":

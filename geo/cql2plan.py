@@ -135,6 +135,8 @@ class _Compiler:
             if isinstance(x, datetime) and x.tzinfo is None:
                 x = x.replace(tzinfo=timezone.utc)
             return ("lit", x, "timestamp" if isinstance(x, datetime) else "date")
+        if isinstance(x, values.Geometry) and isinstance(x.geometry, dict) and "crs" in x.geometry:
+            raise FilterError("an SRID in a geometry literal is not supported: use filter-crs")
         if isinstance(x, values.Geometry | values.Envelope) or (isinstance(x, ast.Function) and x.name == "bbox"):
             return ("geom", self.geometry(x), "geometry")
         raise FilterError(self.unsupported_operand(x))
@@ -207,6 +209,8 @@ class _Compiler:
 
     def in_(self, node) -> tuple:
         x = self.operand(node.lhs)
+        if not isinstance(node.sub_nodes, list | tuple):
+            raise FilterError("IN takes a list of literals")
         opts = [self.operand(o) for o in node.sub_nodes]
         if any(o[0] != "lit" for o in opts):
             raise FilterError("IN takes a list of literals")
@@ -218,6 +222,8 @@ class _Compiler:
         x = self.operand(node.lhs)
         if x[0] == "geom":
             raise FilterError("IS NULL applies to properties and scalar literals")
+        if x[0] == "lit":   # a literal is never null
+            return ("const", bool(node.not_))
         return ("null", x, bool(node.not_))
 
     def intersects(self, node) -> tuple:

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 
 from gridplan.api.app import create_app
 from gridplan.api.auth import create_key_in
@@ -127,6 +126,7 @@ BAD = [   # (filter, lang, words the message must hold)
     ("[" * 15000 + "]" * 15000, "cql2-json", "longer than"),
     ("k IN (" + ",".join(map(str, range(2500))) + ")", None, "more than 2000 terms"),
     ("S_INTERSECTS(geometry, POINT(1 2 3 4 5))", None, "not valid"),
+    ("S_INTERSECTS(geometry, SRID=3857;POINT(1 2))", None, "use filter-crs"),
     ('{"op": "s_intersects", "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [1e999, 0]}]}',
      "cql2-json", "not finite"),
 ]
@@ -148,6 +148,8 @@ TOKENS = ["n", "k", "name", "flag", "geometry", "nope", "=", "<>", "<", ">=", "A
 @example(["n", "IN", "(", "1", ",", "'x'", ")"])
 @example(["NOT", "(", "n", ">", "1", "OR", "name", "IS", "NULL", ")"])
 @example(["n", "BETWEEN", "1", "AND", "1e999"])
+@example(["DATE('2020-01-01')", "IS", "NULL"])
+@example(["'x'", "IS", "NULL", "OR", "1", "IN", "(", "1", ")"])
 def test_any_token_soup_is_evaluated_or_refused_never_crashes(tokens):
     try:
         f = parse_filter(" ".join(tokens), None, FIELDS)
