@@ -67,7 +67,8 @@ def _json_doc(text: str):
 
     pygeofilter reads a JSON ``bbox`` ``[minx, miny, maxx, maxy]`` into its ``Envelope(x1, x2, y1, y2)``
     in the wrong order, so boxes are rewritten here as GeoJSON polygons first; and it reads ``between``
-    only in a draft's ``[x, [low, high]]`` form, so CQL2 1.0's ``[x, low, high]`` is rewritten to it.
+    only in a draft's ``[x, [low, high]]`` form, so CQL2 1.0's ``[x, low, high]`` is rewritten to it;
+    it takes a geometry collection (no ``coordinates``) for an unknown node, so one is added.
     """
     try:
         doc = json.loads(text)
@@ -86,6 +87,8 @@ def _json_doc(text: str):
                 x0, y0, x1, y1 = (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
                 node.clear()
                 node.update({"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]})
+            if node.get("type") == "GeometryCollection" and "coordinates" not in node:
+                node["coordinates"] = []   # pygeofilter knows a geometry by its coordinates member
             args = node.get("args")
             if node.get("op") == "between" and isinstance(args, list) and len(args) == 3:
                 node["args"] = [args[0], args[1:]]   # CQL2 1.0 form -> the pre-release form pygeofilter reads

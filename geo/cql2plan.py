@@ -164,8 +164,9 @@ class _Compiler:
                 if len(args) != len(x.arguments) or len(args) not in (4, 6):
                     raise ValueError
                 g = shapely.box(*(args if len(args) == 4 else (args[0], args[1], args[3], args[4])))
-            else:
-                g = shapely.geometry.shape(x.geometry)
+            else:   # (a collection carries the empty coordinates the JSON reading added)
+                geo = {k: v for k, v in x.geometry.items() if k != "coordinates" or v != []}
+                g = shapely.geometry.shape(geo)
         except Exception:   # pygeoif/shapely reject malformed literals in many ways
             raise FilterError("a geometry literal is malformed") from None
         xy = shapely.get_coordinates(g)

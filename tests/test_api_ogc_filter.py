@@ -88,6 +88,21 @@ def test_filters_select_what_pandas_selects(text, doc, want):
     assert got.tolist() == want.tolist()
 
 
+def test_every_geometry_type_is_a_literal_in_both_encodings():
+    gc = shapely.GeometryCollection([shapely.Point(9, 9), shapely.LineString([(2.5, 0), (2.5, 3)])])
+    want = FRAME.intersects(gc).tolist()
+    assert 0 < sum(want) < len(FRAME)
+    doc = {"op": "s_intersects", "args": [{"property": "geometry"}, shapely.geometry.mapping(gc)]}
+    for text, lang in ((f"S_INTERSECTS(geometry, {gc.wkt})", None), (json.dumps(doc), "cql2-json")):
+        assert filter_mask(FRAME, parse_filter(text, lang, FIELDS)).tolist() == want, lang
+    for g in (shapely.MultiPolygon([shapely.box(0, 0, 0.2, 0.2), shapely.box(4.9, 4.9, 5, 5)]),
+              shapely.MultiLineString([[(0, 2), (1, 2)], [(8, 9), (10, 9)]]), shapely.MultiPoint([(5, 5), (9, 9)])):
+        want = FRAME.intersects(g).tolist()
+        doc = {"op": "s_intersects", "args": [shapely.geometry.mapping(g), {"property": "geometry"}]}
+        assert filter_mask(FRAME, parse_filter(f"S_INTERSECTS(geometry, {g.wkt})", None, FIELDS)).tolist() == want
+        assert filter_mask(FRAME, parse_filter(json.dumps(doc), "cql2-json", FIELDS)).tolist() == want
+
+
 def test_geometry_literals_lat_first_when_the_filter_crs_says_so():
     lon_lat = parse_filter("S_INTERSECTS(geometry, POINT(5 5.0001))", None, FIELDS)
     lat_lon = parse_filter("S_INTERSECTS(geometry, POINT(5.0001 5))", None, FIELDS, lat_lon=True)
@@ -127,6 +142,8 @@ BAD = [   # (filter, lang, words the message must hold)
     ("k IN (" + ",".join(map(str, range(2500))) + ")", None, "more than 2000 terms"),
     ("S_INTERSECTS(geometry, POINT(1 2 3 4 5))", None, "not valid"),
     ("S_INTERSECTS(geometry, SRID=3857;POINT(1 2))", None, "use filter-crs"),
+    ('{"op": "in", "args": [{"property": "n"}, {"type": "Point", "coordinates": [1, 1]}]}', "cql2-json",
+     "IN takes a list"),
     ('{"op": "s_intersects", "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [1e999, 0]}]}',
      "cql2-json", "not finite"),
 ]
