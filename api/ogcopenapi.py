@@ -3,10 +3,11 @@
 FastAPI writes OpenAPI 3.1 (``/openapi.json``); the OGC "OpenAPI 3.0" conformance class and
 clients such as GDAL ask for 3.0. This module takes the ``/ogc`` paths of the app's document,
 rewrites the few 3.1 constructs FastAPI uses into their 3.0 forms (``{"type": "null"}`` in
-``anyOf``/``oneOf`` -> ``nullable``, ``const`` -> ``enum``, ``examples`` -> ``example``, numeric
+``anyOf``/``oneOf`` -> ``nullable``, ``const`` -> ``enum``, ``prefixItems`` -> ``items``, ``examples`` -> ``example``, numeric
 ``exclusiveMinimum``/``exclusiveMaximum`` -> the boolean form) and states the items parameters as
 OGC API – Features Part 1/2 define them (``limit`` an integer 1..10,000 defaulting to 10, ``bbox``
-an array of 4 or 6 numbers, ``crs``/``bbox-crs`` URIs).
+an array of 4 or 6 numbers, ``crs``/``bbox-crs``/``filter-crs`` URIs, ``filter-lang`` one of the
+two CQL2 encodings).
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ OGC_PARAMS = {
     "bbox-crs": {"style": "form", "explode": False, "schema": {"type": "string", "format": "uri"}},
     "crs": {"style": "form", "explode": False, "schema": {"type": "string", "format": "uri"}},
     "datetime": {"style": "form", "explode": False, "schema": {"type": "string"}},
+    "filter": {"style": "form", "explode": False, "schema": {"type": "string"}},
+    "filter-lang": {"style": "form", "explode": False,
+                    "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"}},
+    "filter-crs": {"style": "form", "explode": False, "schema": {"type": "string", "format": "uri"}},
 }
 
 
@@ -51,6 +56,9 @@ def _keywords30(node: dict) -> None:
         node["type"] = types[0] if len(types) == 1 else "string"
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    if isinstance(node.get("prefixItems"), list):   # a tuple (GeoJSON positions, bbox) -> an array of its items
+        pre = node.pop("prefixItems")
+        node.setdefault("items", pre[0] if pre and all(p == pre[0] for p in pre) else {})
     if isinstance(node.get("examples"), list):
         ex = node.pop("examples")
         if ex:

@@ -3,7 +3,7 @@
 The OGC API – Features routes read a plan's ``plan.gpkg`` through this module. A layer is read in
 Arrow batches (GDAL's GeoPackage driver, its R-tree when a box is given), converted to true WGS 84
 when the plan was written in GCJ-02 or BD-09 output coordinates (``summary.json``'s
-``output_coords``), filtered exactly (box intersection, attribute equality), then paged by
+``output_coords``), filtered exactly (box intersection, attribute equality, a CQL2 filter), then paged by
 ``offset``/``limit`` in the layer's stored order. Features are written as JSON bytes a batch at a
 time: no page and no layer is ever built whole in memory.
 
@@ -24,6 +24,7 @@ import pandas as pd
 import shapely
 
 from gridplan.geo.coords import check_system, geometries_from_wgs84, geometries_to_wgs84
+from gridplan.geo.cql2 import Filter, filter_mask
 from gridplan.geo.vocabulary import WGS84_ALIKE
 
 BATCH = 4096
@@ -46,17 +47,20 @@ class Query:
         Skip this many matching features first.
     limit : int, optional
         Read at most this many features (after ``offset``).
+    where : Filter, optional
+        A checked CQL2 filter (:func:`gridplan.geo.cql2.parse_filter`): keep features it holds true for.
     """
 
     bbox: tuple[float, float, float, float] | None = None
     equals: dict = field(default_factory=dict)
     offset: int = 0
     limit: int | None = None
+    where: Filter | None = None
 
     @property
     def filtered(self) -> bool:
-        """Tell whether features are selected by box or attribute (not just paged)."""
-        return self.bbox is not None or bool(self.equals)
+        """Tell whether features are selected by box, attribute or filter (not just paged)."""
+        return self.bbox is not None or bool(self.equals) or self.where is not None
 
 
 def layer_fields(gpkg: Path, layer: str) -> dict[str, str]:
@@ -127,7 +131,9 @@ def _batches(gpkg: Path, layer: str, q: Query, system: str, batch: int) -> Itera
     from pyogrio.raw import open_arrow
 
     skip = 0 if q.filtered else q.offset   # GDAL skips cheaply when nothing is filtered
-    kw = {"bbox": _stored_box(q.bbox, system)} if q.bbox is not None else {}
+    # the R-tree narrows by the bbox parameter, else by the box of an S_INTERSECTS the filter requires
+    hint = q.bbox if q.bbox is not None else (q.where.bounds if q.where is not None else None)
+    kw = {"bbox": _stored_box(hint, system)} if hint is not None else {}
     box = shapely.box(*q.bbox) if q.bbox is not None else None
     with open_arrow(gpkg, layer=layer, skip_features=skip, batch_size=batch, use_pyarrow=True,
                     return_fids=True, **kw) as (meta, reader):
@@ -146,6 +152,8 @@ def _batches(gpkg: Path, layer: str, q: Query, system: str, batch: int) -> Itera
                 keep &= gdf.intersects(box).to_numpy(bool)
             for name, value in q.equals.items():
                 keep &= _matches(gdf, name, value)
+            if q.where is not None and keep.any():
+                keep &= filter_mask(gdf, q.where)
             yield gdf if keep.all() else gdf[keep]
 
 

@@ -230,7 +230,8 @@ def test_documents_and_keys(client, data):
     assert q == {"grid_code": {"title": "grid_code", "type": "string"},
                  "village_code": {"title": "village_code", "type": "string"},
                  "households": {"title": "households", "type": "integer"},
-                 "area_km2": {"title": "area_km2", "type": "number"}}
+                 "area_km2": {"title": "area_km2", "type": "number"},
+                 "geometry": {"title": "geometry", "format": "geometry-any"}}
     assert c.get("/ogc/collections/stations/queryables", headers=h).json()["properties"]["existing"]["type"] == "boolean"
     # a datetime before the plan existed selects nothing
     r = c.get("/ogc/collections/grids/items?datetime=2000-01-01T00:00:00Z", headers=h)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,8 +21,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gridplan.api import ogcplans as plans
 from gridplan.api.auth import api_key_header, check_key
+from gridplan.api.ogcmodels import OgcFeature, OgcFeaturePage, feature_document
 from gridplan.api.ogcopenapi import openapi30
 from gridplan.api.problems import ProblemError, error_item
+from gridplan.geo.cql2 import GEOMETRY, FilterError, parse_filter
 from gridplan.geo.featurestream import Query as FeatureQuery, feature_jsons, read_feature, read_pages
 from gridplan.geo.vocabulary import WGS84_ALIKE
 
@@ -38,13 +41,23 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
 ]
 GEOJSON = "application/geo+json"
 OAS30 = "application/vnd.oai.openapi+json;version=3.0"
 QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 _JSON_TYPES = {"int": "integer", "uint": "integer", "float": "number", "bool": "boolean"}
 MAX_LIMIT = 10_000
-_PARAMS = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f"}
+_PARAMS = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f", "filter", "filter-lang", "filter-crs"}
 
 
 def _crs(text: str | None, name: str) -> str:
@@ -125,7 +138,7 @@ def _collection_doc(request: Request, c: plans.Collection) -> dict:
            "links": [_link(b, "self", "application/json"),
                      _link(b + "/items", "items", GEOJSON, "the features"),
                      _link(b + "/queryables", QUERYABLES, "application/schema+json",
-                           "the attributes items can be filtered on (?name=value)")],
+                           "the properties items can be filtered on (CQL2 filter, ?name=value)")],
            "extent": {"temporal": {"interval": [[plans.iso(c.finished_at), None]],
                                    "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}}}
     if extent is not None:
@@ -152,14 +165,19 @@ def list_collections(request: Request, key: str | None = Depends(api_key_header)
                          "crs": CRS_LIST})
 
 
-@router.get("/collections/{collection_id}/queryables", summary="The attributes items can be filtered on",
+@router.get("/collections/{collection_id}/queryables", summary="The properties items can be filtered on",
             responses={200: {"content": {"application/schema+json": {}}}})
 def queryables(request: Request, collection_id: str, key: str | None = Depends(api_key_header)) -> Response:
-    """Return the collection's attributes as a JSON Schema: each may filter items as ``?name=value`` (equality)."""
+    """Return the collection's queryables as a JSON Schema: its attributes with their types, and ``geometry``.
+
+    Each attribute may filter items as ``?name=value`` (equality) and in a CQL2 ``filter``;
+    ``geometry`` in ``S_INTERSECTS`` / ``BBOX`` (lon/lat, CRS84 unless ``filter-crs`` says otherwise).
+    """
     c = _resolve(request, collection_id, key)
     _extent, _count, fields = plans.layer_meta(c)
     props = {name: {"title": name, "type": next((t for k, t in _JSON_TYPES.items() if dtype.startswith(k)), "string")}
              for name, dtype in fields.items()}
+    props[GEOMETRY] = {"title": GEOMETRY, "format": "geometry-any"}
     doc = {"$schema": "https://json-schema.org/draft/2019-09/schema",
            "$id": f"{_base(request)}/collections/{c.id}/queryables", "type": "object", "title": c.id,
            "properties": props, "additionalProperties": False}
@@ -233,12 +251,24 @@ def _equals(request: Request, fields: dict) -> dict:
     return out
 
 
+def _filter(text: str | None, lang: str | None, crs: str | None, fields: dict):
+    """Return the checked CQL2 filter of the query (None without one); a 400 problem naming what is wrong."""
+    if text is None:
+        if lang is not None or crs is not None:
+            raise _bad("filter-lang" if lang is not None else "filter-crs", "given without a filter")
+        return None
+    lat_lon = _crs(crs, "filter-crs") != CRS84
+    try:
+        return parse_filter(text, lang, fields, lat_lon)
+    except FilterError as e:
+        raise _bad("filter-lang" if str(e).startswith("filter-lang") else "filter", str(e)) from None
+
+
 def _page(request: Request, c: plans.Collection, q: FeatureQuery, lat_lon: bool, in_effect: bool, total):
     """Yield the items page as GeoJSON bytes: features a batch at a time, then counts and links."""
     yield b'{"type": "FeatureCollection", "features": ['
     n, more = 0, False
-    frames = read_pages(c.gpkg, c.layer, FeatureQuery(q.bbox, q.equals, q.offset, q.limit + 1), c.coords) \
-        if in_effect else ()
+    frames = read_pages(c.gpkg, c.layer, replace(q, limit=q.limit + 1), c.coords) if in_effect else ()
     for gdf in frames:
         if n + len(gdf) > q.limit:
             gdf, more = gdf.iloc[:q.limit - n], True
@@ -261,8 +291,14 @@ def _page(request: Request, c: plans.Collection, q: FeatureQuery, lat_lon: bool,
     yield ("], " + json.dumps(tail, ensure_ascii=False)[1:]).encode("utf-8")
 
 
+class GeoJSONResponse(JSONResponse):
+    """GeoJSON (the media type under which the OpenAPI definitions put the feature models)."""
+
+    media_type = GEOJSON
+
+
 @router.get("/collections/{collection_id}/items", summary="The features of a collection (GeoJSON, paged)",
-            responses={200: {"content": {GEOJSON: {}}}})
+            response_class=GeoJSONResponse, responses={200: {"model": OgcFeaturePage}})
 def items(request: Request, collection_id: str,
           bbox: str | None = Query(None, max_length=300, description="minx,miny,maxx,maxy in bbox-crs "
                                    "(CRS84 lon/lat by default): features intersecting the box"),
@@ -274,9 +310,17 @@ def items(request: Request, collection_id: str,
           datetime_: str | None = Query(None, alias="datetime", max_length=100,
                                         description="an RFC 3339 instant or interval: the plan in effect then"),
           f: str | None = Query(None, max_length=20, description="format: json (GeoJSON, the only one)"),
+          filter_: str | None = Query(None, alias="filter", description="a CQL2 filter on the queryables, e.g. "
+                                      "households > 250 AND village_code LIKE '330110%'"),
+          filter_lang: str | None = Query(None, alias="filter-lang", max_length=20,
+                                          description="cql2-text (the default) or cql2-json"),
+          filter_crs: str | None = Query(None, alias="filter-crs", max_length=200,
+                                         description="the CRS of the filter's geometry literals (CRS84 by default)"),
           key: str | None = Depends(api_key_header)) -> Response:
     """Stream one page of a collection's features; ``next`` links the following page.
 
+    ``filter`` keeps the features a CQL2 expression holds true for (comparisons, AND/OR/NOT, IN,
+    BETWEEN, LIKE, IS NULL, S_INTERSECTS with a geometry or BBOX literal; see ``/queryables``).
     Other query parameters named like an attribute of the layer keep the features whose attribute
     equals the value (``?village_code=330110001001``).
     """
@@ -292,7 +336,8 @@ def items(request: Request, collection_id: str,
     if f not in (None, "", "json", "geojson"):
         raise _bad("f", "the only format offered is json (GeoJSON)")
     _extent, count, fields = plans.layer_meta(c)
-    q = FeatureQuery(box, _equals(request, fields), off, lim)
+    where = _filter(filter_, filter_lang, filter_crs, fields)
+    q = FeatureQuery(box, _equals(request, fields), off, lim, where)
     in_effect = plans.plan_in_interval({"finished_at": c.finished_at}, interval)
     total = (count if in_effect else 0) if not q.filtered else None
     body = _page(request, c, q, out_crs != CRS84, in_effect, total)
@@ -300,7 +345,7 @@ def items(request: Request, collection_id: str,
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature (grids: by grid_code)",
-            responses={200: {"content": {GEOJSON: {}}}})
+            response_class=GeoJSONResponse, responses={200: {"model": OgcFeature}})
 def item(request: Request, collection_id: str, feature_id: str,
          crs: str | None = Query(None, max_length=200, description="the CRS of the answer's geometry"),
          key: str | None = Depends(api_key_header)) -> Response:
@@ -314,5 +359,4 @@ def item(request: Request, collection_id: str, feature_id: str,
     doc = json.loads(feature_jsons(gdf, c.layer, out_crs != CRS84)[0])
     b = f"{_base(request)}/collections/{c.id}"
     doc["links"] = [_link(str(request.url), "self", GEOJSON), _link(b, "collection", "application/json")]
-    return Response(json.dumps(doc, ensure_ascii=False), media_type=GEOJSON,
-                    headers={"Content-Crs": f"<{out_crs}>"})
+    return Response(feature_document(doc), media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs}>"})
