@@ -140,7 +140,7 @@ def _rank(a: _Answer, k0: int, tol: float) -> tuple:
 
 
 def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float, options,
-                   barriers=None) -> UnitPartition:
+                   barriers=None, k: int | None = None) -> UnitPartition:
     """Split one unit into k balanced, contiguous, compact grids (see the module docstring).
 
     Parameters
@@ -150,13 +150,17 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     xy : (n, 2) array
         Household rows' points (metric CRS).
     households : (n,) array of int
-        Households of each row.
+        The balanced measure of each row: households, or a workload / population in integer
+        tenths (``optimize.measures``); every value >= 1.
     target : float
-        Households per grid wanted.
+        Households per grid wanted (measured in ``households``; ignored when ``k`` is given).
     options : PlanOptions
         ``tolerance``, ``time_limit_per_unit`` (deterministic budget), ``seed``.
     barriers : optional
         Lines no grid may straddle.
+    k : int, optional
+        The number of grids, when it is not ``choose_k(sum(households), target)`` (a unit
+        balanced on another measure than the households that set its grid count).
 
     Returns
     -------
@@ -168,7 +172,7 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
     hh = np.asarray(households).astype(np.int64).reshape(-1) if len(xy) else np.zeros(0, np.int64)
     total = int(hh.sum())
     tol = float(options.tolerance)
-    k = k0 = choose_k(total, target)
+    k = k0 = choose_k(total, target) if k is None else max(1, int(k))
     mp = merge_points(xy, hh)
     notes: list[str] = []
     if mp.m and k > mp.m:

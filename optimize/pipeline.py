@@ -55,6 +55,7 @@ class UnitTask:
     target: float
     options: PlanOptions
     old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
+    weights: np.ndarray | None = None     # what the models balance when not the households (optimize.measures)
     barriers: np.ndarray | None = None    # barrier lines crossing this unit (metric CRS)
     crs: object = None                    # the metric CRS of geometry/xy/old/barriers (None: the dataset's)
 
@@ -75,8 +76,12 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
         except Exception as e:  # the unit is planned afresh instead, and says so
             note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
     try:
-        part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
-                              barriers=task.barriers)
+        if task.weights is None:
+            part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
+                                  barriers=task.barriers)
+        else:   # the grid count comes from the households, the balance from the measure
+            part = partition_unit(task.geometry, task.xy, task.weights, task.target, task.options,
+                                  barriers=task.barriers, k=choose_k(int(np.sum(task.households)), task.target))
         return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
     except Exception as e:  # reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
@@ -140,8 +145,12 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     opts = options_from(options, kwargs)
     t0 = time.perf_counter()
     _report(progress, "load", 0.0)
+    attributes = ()
+    if opts.workload:
+        from gridplan.optimize.workload_expr import parse_workload
+        attributes = parse_workload(opts.workload).attributes
     ds = load_dataset(boundaries, households, facilities, roster, network, coords=opts.coords,
-                      code_field=opts.code_field)
+                      code_field=opts.code_field, attributes=attributes)
     lines = None
     if barriers is not None:
         from gridplan.geo.io import load_lines
@@ -180,6 +189,7 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
     groups = inside.groupby("unit_idx").indices
     xy_all = np.column_stack([inside.geometry.x.to_numpy(), inside.geometry.y.to_numpy()])
     w_all = inside["households"].to_numpy(np.int64)
+    m_all = inside["_weight"].to_numpy(np.int64) if "_weight" in inside and opts.balance_by != "households" else None
     totals = {u: int(w_all[idx].sum()) for u, idx in groups.items()}
     order = sorted(range(len(ds.units)), key=lambda u: (-totals.get(u, 0), u))
     units = ds.units
@@ -199,6 +209,7 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
             crossing = rp.geom(barriers[np.sort(hit)]) if len(hit) else None
         yield UnitTask(unit_idx=u, unit_code=code, geometry=rp.geom(row.geometry),
                        xy=rp.xy(xy_all[idx]), households=w_all[idx],
+                       weights=None if m_all is None else m_all[idx],
                        target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old,
                        barriers=crossing, crs=None if rp.identity else rp.dst)
 
@@ -252,6 +263,23 @@ def _baseline_summary(hh: gpd.GeoDataFrame, hh_grid, baseline, results: dict, op
                resplit_units=sum(1 for p in results.values() if p.status == "baseline+resplit"),
                replanned_units=sum(1 for p in results.values() if not p.status.startswith("baseline")))
     return out
+
+
+def _add_measures(hh: gpd.GeoDataFrame, opts: PlanOptions, source: str, problems: list[Problem]) -> None:
+    """Add the per-row measures to the households frame (in place); see ``optimize.measures``.
+
+    ``_weight`` (what the models balance), ``_measure`` (it in the measure's units), ``_workload``
+    (with ``--workload``) and ``_secondary`` (with ``--also-balance``).
+    """
+    from gridplan.optimize.measures import household_measures
+    m, more = household_measures(hh, opts, source)
+    problems += more
+    hh["_weight"] = m.weights
+    hh["_measure"] = m.balanced
+    if m.workload is not None:
+        hh["_workload"] = m.workload
+    if m.secondary is not None:
+        hh["_secondary"] = m.secondary[2]
 
 
 def _staff(ds: Dataset, grids_m: gpd.GeoDataFrame, opts: PlanOptions, problems: list[Problem]) -> gpd.GeoDataFrame:
@@ -309,6 +337,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     problems: list[Problem] = list(ds.problems)
     ds = _estimate_population(ds, opts, problems)
     units, hh = ds.units, ds.households
+    _add_measures(hh, opts, ds.sources.get("households", "households"), problems)
 
     results, seqs, crs_of, baseline = _partition_units(ds, opts, progress, barriers, runtime)
     targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
