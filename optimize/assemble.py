@@ -145,6 +145,7 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
     uidx = hh["unit_idx"].to_numpy()
     village = np.where(uidx >= 0, codes[np.clip(uidx, 0, None)] if len(codes) else None, None)
     minutes = np.asarray(hh["minutes"], dtype=float)
+    micro = {"micro_grid_code": hh["micro_grid_code"].to_numpy()} if "micro_grid_code" in hh else {}
     return gpd.GeoDataFrame({
         id_col: hh["hh_id"].to_numpy(),
         "grid_code": hh["grid_code"].to_numpy(),
@@ -152,4 +153,5 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
         "minutes": round_minutes(minutes),   # as lookup reports them (geo.travel)
         "village_code": village,
         "households": hh["households"].to_numpy(),
+        **micro,
     }, geometry=gpd.points_from_xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()), crs=4326)

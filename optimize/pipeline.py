@@ -28,7 +28,7 @@ from gridplan.optimize.executors import run_tasks
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
 from gridplan.optimize.result import Plan
-from gridplan.optimize.summary import build_summary
+from gridplan.optimize.summary import build_summary, levels, micro_summary
 
 Progress = Callable[[str, float], None]
 
@@ -282,6 +282,18 @@ def _add_measures(hh: gpd.GeoDataFrame, opts: PlanOptions, source: str, problems
         hh["_secondary"] = m.secondary[2]
 
 
+def _micro(grids_m: gpd.GeoDataFrame, hh: gpd.GeoDataFrame, opts: PlanOptions, runtime: dict):
+    """With ``micro_target``: the micro-grids layer (metric CRS), each household's code set in ``hh``."""
+    if not opts.micro_target:
+        return None
+    from gridplan.optimize.micro import micro_grids
+    t = time.perf_counter()
+    layer, codes = micro_grids(grids_m, hh, float(opts.micro_target))
+    hh["micro_grid_code"] = codes
+    runtime["micro_grids"] = time.perf_counter() - t
+    return layer
+
+
 def _staff(ds: Dataset, grids_m: gpd.GeoDataFrame, opts: PlanOptions, problems: list[Problem]) -> gpd.GeoDataFrame:
     """Set each grid's workload and workers (in place) and return the workers layer (metric CRS)."""
     from gridplan.optimize import staffing
@@ -343,6 +355,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
     grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
     hh["grid_code"] = hh_grid
+    micro_m = _micro(grids_m, hh, opts, runtime)
     baseline_summary = None if baseline is None else _baseline_summary(hh, hh_grid, baseline, results, opts)
 
     t = time.perf_counter()
@@ -370,6 +383,9 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
                             geom_stats)
     if baseline_summary is not None:
         summary["baseline"] = baseline_summary
+    summary["levels"] = levels(units, grids_m, micro_m)
+    if micro_m is not None:
+        summary["micro_grids"] = micro_summary(micro_m, opts.micro_target)
     runtime["assemble"] = time.perf_counter() - t
     summary["runtime_s"] = {k: round(v, 3) for k, v in runtime.items()}
     summary["runtime_s"]["total"] = round(sum(runtime.values()), 3)
@@ -377,7 +393,7 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     return Plan(grids=grids_out.to_crs(4326), stations=sres.stations.to_crs(4326),
                 service_areas=sres.service_areas.to_crs(4326), households=hh_out.to_crs(4326),
                 units=units_out.to_crs(4326), workers=workers_m.to_crs(4326), summary=summary, options=opts,
-                network_minutes=sres.node_minutes)
+                network_minutes=sres.node_minutes, micro_grids=None if micro_m is None else micro_m.to_crs(4326))
 
 
 __all__ = ["plan", "plan_dataset", "choose_k", "STAGES", "UnitTask", "solve_unit", "failed_unit", "task_timeout"]

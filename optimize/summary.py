@@ -240,3 +240,24 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
         problems=tuple(ProblemRecord.from_dict(p.as_dict()) for p in problems),
         runtime_s={},
     ).as_dict()
+
+
+def levels(units, grids, micro=None) -> dict:
+    """Return the counts of the five levels: counties, townships, villages (units), grids, micro-grids.
+
+    ``micro_grids`` is None when the plan has none.
+    """
+    def distinct(col: str) -> int:
+        return int(units[col].dropna().astype(str).replace("", np.nan).dropna().nunique()) if col in units else 0
+    return {"counties": distinct("county_code"), "townships": distinct("township_code"),
+            "villages": int(len(units)), "grids": int(len(grids)),
+            "micro_grids": None if micro is None else int(len(micro))}
+
+
+def micro_summary(micro, target: float) -> dict:
+    """Return summary["micro_grids"]: the target, the count and the spread of households per micro-grid."""
+    h = micro["households"].to_numpy(float) if len(micro) else np.zeros(0)
+    q = (lambda p: round(float(np.quantile(h, p)), 1)) if len(h) else (lambda p: None)
+    return {"target": float(target), "count": int(len(micro)), "households_p10": q(0.1),
+            "households_median": q(0.5), "households_p90": q(0.9),
+            "households_max": int(h.max()) if len(h) else None}

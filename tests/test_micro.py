@@ -1,0 +1,92 @@
+"""Micro-grids: every household in exactly one micro-grid inside its grid; contiguous, tiling, coded."""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gridplan.optimize.micro import micro_grids, split_grid
+
+
+def _grid(seed: int, n: int, width: float, heavy: int):
+    """A rectangular or L-shaped grid with ``n`` household rows (some doubled, ``heavy`` of them blocks of flats)."""
+    rng = np.random.default_rng(seed)
+    poly = shapely.box(0, 0, width, 300)
+    if seed % 2:
+        poly = poly.difference(shapely.box(width / 2, 150, width, 300))   # an L
+    pts = []
+    while len(pts) < n:
+        x, y = rng.random(2) * [width, 300]
+        if poly.contains(shapely.Point(x, y)):
+            pts.append((x, y))
+    xy = np.array(pts).reshape(-1, 2)
+    if n > 3:
+        xy[-1] = xy[-2] + [0.01, 0.0]     # a shared-wall pair: one indivisible point
+    h = rng.integers(1, 4, n)
+    heavy = min(heavy, n)
+    h[:heavy] = rng.integers(80, 200, heavy)
+    return poly, xy, h
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 120), width=st.floats(100, 800),
+       heavy=st.integers(0, 2), target=st.sampled_from([10, 30, 50]))
+@example(seed=1, n=4, width=100.0, heavy=2, target=10)
+@example(seed=0, n=0, width=100.0, heavy=0, target=30)
+@example(seed=0, n=2, width=100.9375, heavy=1, target=10)
+def test_every_household_in_exactly_one_contiguous_micro_grid_inside_its_grid(seed, n, width, heavy, target):
+    poly, xy, h = _grid(seed, n, width, heavy)
+    res = split_grid(poly, xy, h, target)
+    k = len(res.polygons)
+    assert res.labels.shape == (n,) and (0 <= res.labels).all() and (res.labels < k).all()
+    assert res.households.sum() == h.sum()
+    polys = np.asarray(res.polygons, dtype=object)
+    # tiling: the micro-grids cover the grid, inside it, without overlaps
+    assert abs(shapely.area(polys).sum() - poly.area) <= poly.length * 1e-3
+    snap = poly.length * 1e-3          # cells are snapped to a millimetre (geo.cells.GRID_SIZE)
+    assert shapely.area(shapely.difference(shapely.union_all(polys), poly)) <= snap
+    # exactly one micro-grid holds each household, the one it is labelled with
+    pts = shapely.points(xy)
+    for i in range(n):
+        holders = np.flatnonzero(shapely.intersects(polys, pts[i]))
+        assert holders.tolist() == [res.labels[i]]
+    # contiguous: single polygons (the grid is one polygon)
+    assert all(p.geom_type == "Polygon" for p in polys)
+    # indivisible points stay whole: the shared-wall pair shares a micro-grid
+    if n > 3:
+        assert res.labels[-1] == res.labels[-2]
+    # about the target: none over the target by more than its heaviest point; none tiny unless alone
+    if k > 1:
+        assert res.households.min() >= 0.5 * target or res.households.min() == h.sum()
+    # a block of flats heavier than the target is a micro-grid of its own, never split
+    for i in range(heavy if n > heavy else 0):
+        if h[i] >= 1.5 * target:
+            same = np.flatnonzero(res.labels == res.labels[i])
+            assert h[same].sum() <= h[i] + 1.5 * target
+    again = split_grid(poly, xy, h, target)
+    assert np.array_equal(again.labels, res.labels)
+
+
+def test_layer_codes_and_households_from_grids():
+    polys, rows = [], []
+    for j, seed in enumerate((3, 4)):
+        poly, xy, h = _grid(seed, 60, 400, 1)
+        poly = shapely.affinity.translate(poly, xoff=1000 * j)
+        xy = xy + [1000 * j, 0]
+        polys.append(poly)
+        rows += [(f"V1{j:03d}", x, y, c) for (x, y), c in zip(xy, h)]
+    grids = gpd.GeoDataFrame({"grid_code": ["V1000", "V1001"], "village_code": ["V1", "V1"]},
+                             geometry=polys, crs=32649)
+    hh = gpd.GeoDataFrame({"grid_code": [r[0] for r in rows], "households": [r[3] for r in rows]},
+                          geometry=shapely.points([(r[1], r[2]) for r in rows]), crs=32649)
+    layer, codes = micro_grids(grids, hh, 30)
+    assert list(layer.columns[:5]) == ["micro_grid_code", "grid_code", "village_code", "households", "area_km2"]
+    assert all(c.startswith(g) and len(c) == len(g) + 3 for c, g in zip(codes, hh["grid_code"]))
+    assert layer["micro_grid_code"].is_unique
+    recount = hh.assign(m=codes).groupby("m")["households"].sum()
+    assert (layer.set_index("micro_grid_code")["households"] == recount.reindex(layer["micro_grid_code"])).all()
+    first = layer[layer["grid_code"] == "V1000"]
+    assert first["micro_grid_code"].tolist() == [f"V1000{i:03d}" for i in range(1, len(first) + 1)]
+    assert abs(first["area_km2"].sum() - polys[0].area / 1e6) < 1e-6
