@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import pytest
 import numpy as np
 import shapely
 from hypothesis import example, given, settings
@@ -90,3 +91,44 @@ def test_layer_codes_and_households_from_grids():
     first = layer[layer["grid_code"] == "V1000"]
     assert first["micro_grid_code"].tolist() == [f"V1000{i:03d}" for i in range(1, len(first) + 1)]
     assert abs(first["area_km2"].sum() - polys[0].area / 1e6) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def micro_plan_dir(sample_small, tmp_path_factory):
+    from gridplan import plan
+    p = plan(sample_small["boundaries"], sample_small["households"], sample_small["facilities"],
+             micro_target=30, time_limit_per_unit=2.0)
+    return p, p.to_dir(tmp_path_factory.mktemp("micro") / "out")
+
+
+def test_plan_writes_micro_grids_and_the_five_levels(micro_plan_dir):
+    from gridplan import read_plan
+    p, out = micro_plan_dir
+    levels = p.summary["levels"]
+    assert levels == {"counties": 1, "townships": 1, "villages": len(p.units), "grids": len(p.grids),
+                      "micro_grids": len(p.micro_grids)}
+    assert p.summary["micro_grids"]["count"] == len(p.micro_grids) > len(p.grids)
+    back = read_plan(out)
+    assert back.micro_grids["micro_grid_code"].tolist() == p.micro_grids["micro_grid_code"].tolist()
+    hh = back.households
+    assert all(str(m).startswith(str(g)) for m, g in zip(hh["micro_grid_code"], hh["grid_code"]))
+    per_grid = back.micro_grids.groupby("grid_code")["households"].sum()
+    assert (per_grid.reindex(back.grids["grid_code"]).to_numpy() == back.grids["households"].to_numpy()).all()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Micro-grids" in html
+
+
+def test_lookup_answers_the_micro_grid_of_the_households_layer(micro_plan_dir, small_plan_dir):
+    import orjson
+
+    from gridplan.geo.index import GridIndex
+    p, out = micro_plan_dir
+    idx = GridIndex.from_plan_dir(out)
+    hh = p.households
+    x, y = hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()
+    assert (idx.lookup(x, y)["micro_grid_code"] == hh["micro_grid_code"].to_numpy()).all()
+    dicts = idx.lookup_dicts(x, y)
+    assert orjson.loads(idx.lookup_json(x, y)) == dicts
+    assert idx.lookup_one(x[3], y[3]) == dicts[3] and dicts[3]["micro_grid_code"] == hh["micro_grid_code"].iloc[3]
+    plain = GridIndex.from_plan_dir(small_plan_dir)          # a plan without micro-grids: no such key
+    assert "micro_grid_code" not in plain.lookup_one(x[3], y[3])
