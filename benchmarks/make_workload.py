@@ -89,13 +89,11 @@ def generate(out: Path, seed: int = SEED, households: int = HOUSEHOLDS, county: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and generate."""
+    """Parse the command line (every default above can be changed) and generate."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--households", type=int, default=HOUSEHOLDS)
-    ap.add_argument("--county", default=COUNTY)
-    ap.add_argument("--unit-scale", type=float, default=UNIT_SCALE)
+    for flag, default in (("--out", DEFAULT_OUT), ("--seed", SEED), ("--households", HOUSEHOLDS),
+                          ("--county", COUNTY), ("--unit-scale", UNIT_SCALE)):
+        ap.add_argument(flag, type=Path if isinstance(default, Path) else type(default), default=default)
     a = ap.parse_args(argv)
     generate(a.out, a.seed, a.households, a.county, a.unit_scale)
     return 0
