@@ -56,6 +56,7 @@ class UnitTask:
     options: PlanOptions
     old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
     weights: np.ndarray | None = None     # what the models balance when not the households (optimize.measures)
+    secondary: np.ndarray | None = None   # --also-balance: the second measure per row
     barriers: np.ndarray | None = None    # barrier lines crossing this unit (metric CRS)
     crs: object = None                    # the metric CRS of geometry/xy/old/barriers (None: the dataset's)
 
@@ -76,12 +77,14 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
         except Exception as e:  # the unit is planned afresh instead, and says so
             note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
     try:
+        more = {} if task.secondary is None else {"secondary": (task.secondary, task.options.secondary[1])}
         if task.weights is None:
             part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
-                                  barriers=task.barriers)
+                                  barriers=task.barriers, **more)
         else:   # the grid count comes from the households, the balance from the measure
             part = partition_unit(task.geometry, task.xy, task.weights, task.target, task.options,
-                                  barriers=task.barriers, k=choose_k(int(np.sum(task.households)), task.target))
+                                  barriers=task.barriers, k=choose_k(int(np.sum(task.households)), task.target),
+                                  **more)
         return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
     except Exception as e:  # reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
@@ -190,6 +193,7 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
     xy_all = np.column_stack([inside.geometry.x.to_numpy(), inside.geometry.y.to_numpy()])
     w_all = inside["households"].to_numpy(np.int64)
     m_all = inside["_weight"].to_numpy(np.int64) if "_weight" in inside and opts.balance_by != "households" else None
+    s_all = inside["_secondary"].to_numpy(float) if "_secondary" in inside else None
     totals = {u: int(w_all[idx].sum()) for u, idx in groups.items()}
     order = sorted(range(len(ds.units)), key=lambda u: (-totals.get(u, 0), u))
     units = ds.units
@@ -210,6 +214,7 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
         yield UnitTask(unit_idx=u, unit_code=code, geometry=rp.geom(row.geometry),
                        xy=rp.xy(xy_all[idx]), households=w_all[idx],
                        weights=None if m_all is None else m_all[idx],
+                       secondary=None if s_all is None else s_all[idx],
                        target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old,
                        barriers=crossing, crs=None if rp.identity else rp.dst)
 

@@ -128,3 +128,49 @@ def test_staffing_uses_a_user_workload_when_set():
     user = staffing.grid_workload(grids, PlanOptions(workload="households + cases"))
     assert user.tolist() == [310.0, 290.0, 900.0]
     assert staffing.allocate_workers(user, 4).tolist() == [1, 1, 2]
+
+
+def test_partition_keeps_the_secondary_measure_where_a_model_reaches_it():
+    from gridplan.optimize.partition import partition_unit
+    rng = np.random.default_rng(3)
+    unit = shapely.box(0, 0, 1200, 900)
+    xy = rng.random((600, 2)) * [1200, 900]
+    hh = np.ones(600, dtype=np.int64)
+    heavy = xy[:, 0] < 300                                  # the west quarter weighs 3
+    work = np.where(heavy, 30, 10).astype(np.int64)          # the workload in tenths
+    opts = PlanOptions(time_limit_per_unit=1.0)
+    plain = partition_unit(unit, xy, work, 150, opts, k=4)
+    both = partition_unit(unit, xy, work, 150, opts, k=4, secondary=(hh.astype(float), 0.15))
+
+    def dev(labels, values):
+        g = np.bincount(labels, weights=values, minlength=4)
+        return float(np.max(np.abs(g - g.mean())) / g.mean())
+    assert plain.balance == both.balance == "within"           # the primary tolerance holds either way
+    assert dev(both.labels, work) <= 0.1 + 1e-9
+    assert dev(both.labels, hh) < dev(plain.labels, hh)       # the power grids alone leave a worse spread
+    if dev(both.labels, hh) > 0.15:
+        assert any("secondary balance missed" in n for n in both.notes)
+    again = partition_unit(unit, xy, work, 150, opts, k=4, secondary=(hh.astype(float), 0.15))
+    assert np.array_equal(again.labels, both.labels)
+
+
+def test_cli_plan_takes_the_new_options_and_names_refusals(sample_small, weighted, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def gridplan(*args):
+        env = {"PYTHONPATH": str(ROOT), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+        return subprocess.run([sys.executable, "-m", "gridplan.api.cli", *map(str, args)], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=600)
+    base = ("plan", "-b", sample_small["boundaries"], "-h", weighted, "--coverage-target", "0", "--time-limit", "2")
+    r = gridplan(*base, "-o", tmp_path / "bad", "--balance-by", "workload", "--workload", "households ** 2")
+    assert r.returncode == 2 and "workload" in r.stdout + r.stderr and "position" in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    r = gridplan(*base, "-o", tmp_path / "ok", "--balance-by", "workload", "--workload", EXPR, "--micro-target", "40",
+                 "--json", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert s["balance"]["measure"] == "workload" and s["levels"]["micro_grids"] >= s["grids"]
