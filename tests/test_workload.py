@@ -174,3 +174,17 @@ def test_cli_plan_takes_the_new_options_and_names_refusals(sample_small, weighte
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads(r.stdout)
     assert s["balance"]["measure"] == "workload" and s["levels"]["micro_grids"] >= s["grids"]
+
+
+def test_plan_balanced_by_population(sample_small):
+    from gridplan import plan
+    p = plan(sample_small["boundaries"], sample_small["households"], coverage_target=0, balance_by="population",
+             time_limit_per_unit=2.0)
+    assert p.summary["balance"]["measure"] == "population" and "households_spread" in p.summary["balance"]
+    g = p.grids
+    mean = g.groupby("village_code")["population"].transform("mean")
+    assert np.allclose(g["deviation"], (g["population"] - mean) / mean, atol=0.01)
+    units = p.summary["partition"]["units_by_balance"]
+    assert units["miss"] == 0 and units["failed"] == 0
+    assert ((g["deviation"].abs() <= 0.1 + 1e-9) | g["village_code"].isin(
+        [q["row"].removeprefix("unit ") for q in p.summary["problems"] if q["kind"] == "tolerance_unreachable"])).all()
