@@ -132,3 +132,34 @@ def test_lookup_answers_the_micro_grid_of_the_households_layer(micro_plan_dir, s
     assert idx.lookup_one(x[3], y[3]) == dicts[3] and dicts[3]["micro_grid_code"] == hh["micro_grid_code"].iloc[3]
     plain = GridIndex.from_plan_dir(small_plan_dir)          # a plan without micro-grids: no such key
     assert "micro_grid_code" not in plain.lookup_one(x[3], y[3])
+
+
+def test_http_job_with_micro_grids_answers_them_in_lookup_and_layers(sample_small, tmp_path):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from gridplan.api.app import create_app
+    from gridplan.api.auth import create_key
+    from gridplan.api.settings import Settings
+    from tests.helpers.api import wait_job
+    s = Settings(data_dir=str(tmp_path / "data"), poll_interval_s=0.05)
+    planner, reader = create_key("planner", s.data_dir), create_key("reader", s.data_dir)
+    files = {r: (sample_small[r].name, sample_small[r].read_bytes()) for r in ("boundaries", "households")}
+    params = {"micro_target": 30, "coverage_target": 0, "time_limit_per_unit": 2.0}
+    with TestClient(create_app(s)) as c:
+        r = c.post("/v1/jobs", files=files, data={"params": json.dumps(params)}, headers={"X-API-Key": planner})
+        assert r.status_code == 202, r.text
+        jid = r.json()["id"]
+        h = {"X-API-Key": reader}
+        assert wait_job(lambda u: c.get(u, headers=h), jid, timeout=300)["status"] == "succeeded"
+        layer = c.get(f"/v1/jobs/{jid}/layers/micro_grids", headers=h)
+        assert layer.status_code == 200
+        feats = layer.json()["features"]
+        hh = c.get(f"/v1/jobs/{jid}/layers/households", headers=h).json()["features"][:20]
+        pts = [f["geometry"]["coordinates"] for f in hh]
+        one = c.get("/v1/lookup", params={"lon": pts[0][0], "lat": pts[0][1], "plan": jid}, headers=h).json()
+        assert one["micro_grid_code"] == hh[0]["properties"]["micro_grid_code"]
+        batch = c.post("/v1/lookup", json={"plan": jid, "points": pts}, headers=h).json()["results"]
+        assert [a["micro_grid_code"] for a in batch] == [f["properties"]["micro_grid_code"] for f in hh]
+        assert {f["properties"]["micro_grid_code"] for f in hh} <= {f["properties"]["micro_grid_code"] for f in feats}
