@@ -71,7 +71,11 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
     if task.old is not None and len(task.old):
         from gridplan.optimize.baseline import replan_unit
         try:
-            res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
+            sizes, target = task.households, task.target
+            if task.weights is not None and np.sum(task.households) > 0:   # kept where the measure is balanced
+                sizes = task.weights
+                target = task.target * float(np.sum(task.weights)) / float(np.sum(task.households))
+            res = replan_unit(task.geometry, task.xy, sizes, target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
         except Exception as e:  # the unit is planned afresh instead, and says so

@@ -188,3 +188,15 @@ def test_plan_balanced_by_population(sample_small):
     assert units["miss"] == 0 and units["failed"] == 0
     assert ((g["deviation"].abs() <= 0.1 + 1e-9) | g["village_code"].isin(
         [q["row"].removeprefix("unit ") for q in p.summary["problems"] if q["kind"] == "tolerance_unreachable"])).all()
+
+
+def test_baseline_keeps_grids_balanced_on_the_workload(sample_small, weighted, tmp_path):
+    from gridplan import plan
+    kw = dict(coverage_target=0, balance_by="workload", workload=EXPR, time_limit_per_unit=2.0)
+    first = plan(sample_small["boundaries"], weighted, **kw)
+    first.to_dir(tmp_path / "v1", report=False)
+    again = plan(sample_small["boundaries"], weighted, baseline=str(tmp_path / "v1"), **kw)
+    assert again.summary["baseline"]["changed_households"] == 0
+    assert again.grids["grid_code"].tolist() == first.grids["grid_code"].tolist()
+    assert np.allclose(again.grids["workload"], first.grids["workload"])
+    assert again.summary["partition"]["units_by_balance"]["miss"] == 0
