@@ -1,16 +1,17 @@
 """Micro-grids (微网格): every grid split into contiguous pieces of about ``micro_target`` households.
 
 A grid is cut into the Voronoi cells of its household points (``geo.cells.build_cells``: points
-a few centimetres apart — shared-wall houses, doubled rows — are one point and never split; a
-block of flats is one point however many households it holds). Micro-grids then grow from seeds
-taken in reading order (north→south, west→east): a micro-grid takes the unassigned neighbouring
-cell nearest to its seed until it holds ``micro_target`` households; a cell that would overshoot
-half a target again is left for a micro-grid of its own (so a block of flats is one micro-grid
-however large). Micro-grids under half the target join their lightest neighbour; cells without
-households join the micro-grid they border. Every micro-grid is a union of edge-connected cells
-(one Polygon unless the grid itself has separate parts), the micro-grids tile their grid, and
-each household is labelled with the micro-grid polygon that holds it (``geo.grids.assign_points``),
-as a lookup would find it.
+a few centimetres apart — doubled rows — are one point). Points closer than ``BUILDING_GAP`` (1 m:
+the entrances of one block of flats, houses sharing a wall drawn as touching points) form one
+building (:func:`buildings`), and a building is never split between micro-grids. Micro-grids then
+grow from seeds taken in reading order (north→south, west→east): a micro-grid takes the unassigned
+neighbouring building nearest to its seed until it holds ``micro_target`` households; a building
+that would overshoot half a target again is left for a micro-grid of its own (so a block of flats
+is one micro-grid however large). Micro-grids under half the target join their lightest
+neighbour; cells without households join the micro-grid they border. Every micro-grid is a union
+of edge-connected cells (one Polygon unless the grid itself has separate parts), the micro-grids
+tile their grid, and each household is labelled with the micro-grid polygon that holds it
+(``geo.grids.assign_points``), as a lookup would find it.
 
 Codes: the grid code + a 3-digit sequence in reading order (``geo.grids.order_for_codes``). A grid
 that would need more than 999 micro-grids gets larger ones (its target raised to H / 999).
@@ -24,14 +25,17 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from gridplan.geo.cells import CellGraph, build_cells
+from gridplan.geo.cells import CellGraph, MergedPoints, build_cells
 from gridplan.geo.grids import assign_points, clear_points, dissolve_cells, order_for_codes
 
 MAX_MICRO = 999          # 3-digit sequence
 SMALL = 0.5              # a micro-grid under this share of the target joins a neighbour
 OVERSHOOT = 1.5          # a cell taking a micro-grid past this share of the target starts its own
 CLEARANCE = 0.1          # m: each household this far inside its micro-grid (as grids do)
+BUILDING_GAP = 1.0       # m: points closer than this are one building (entrances of a block of flats)
 
 
 @dataclass(frozen=True)
@@ -43,32 +47,64 @@ class GridMicro:
     households: np.ndarray
 
 
-def _grow(graph: CellGraph, nbrs: list, target: float) -> np.ndarray:
-    """Label the cells holding households with micro-grids grown from seeds in reading order (-1: empty)."""
+def buildings(mp: MergedPoints, graph: CellGraph, gap: float = BUILDING_GAP) -> list[np.ndarray]:
+    """Return the cells of each building: points closer than ``gap`` (chains of them) are one building.
+
+    A block of flats written as several entrances a few decimetres apart is one building, never
+    split between micro-grids. Such points are linked by edges of their minimum spanning tree, which
+    are Delaunay edges, so a building's cells are adjacent (unless the grid's outline cuts between).
+    Cells without a point are their own building.
+    """
+    from scipy.spatial import cKDTree
+    m = mp.m
+    pairs = cKDTree(mp.xy).query_pairs(r=gap, output_type="ndarray") if m > 1 else np.zeros((0, 2), np.int64)
+    if len(pairs):
+        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
+        comp = connected_components(g, directed=False)[1]
+    else:
+        comp = np.arange(m)
+    of_cell = np.arange(graph.n, dtype=np.int64) + m
+    of_cell[graph.point_cell] = comp
+    _, of_cell = np.unique(of_cell, return_inverse=True)
+    order = np.argsort(of_cell, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(of_cell[order])) + 1)
+
+
+def _grow(graph: CellGraph, nbrs: list, target: float, members: list[np.ndarray]) -> np.ndarray:
+    """Label the cells holding households with micro-grids grown from seeds in reading order (-1: empty).
+
+    Buildings (``members``) are taken whole.
+    """
     h, cen = graph.households, graph.centroid
+    b_of = np.empty(graph.n, dtype=np.int64)
+    for b, cells in enumerate(members):
+        b_of[cells] = b
+    b_h = np.array([h[c].sum() for c in members], dtype=float)
     lab = np.full(graph.n, -1, dtype=np.int64)
-    seeds = [c for c in np.lexsort((cen[:, 0], -cen[:, 1])) if h[c] > 0]
     g = 0
-    for s in seeds:
+    for s in (c for c in np.lexsort((cen[:, 0], -cen[:, 1])) if h[c] > 0):
         if lab[s] >= 0:
             continue
-        lab[s] = g
-        load = float(h[s])
-        heap = [(0.0, int(c)) for c in nbrs[s] if lab[c] < 0]
+        take = members[b_of[s]]
+        lab[take] = g
+        load = b_h[b_of[s]]
+        heap = [(0.0, int(d)) for c in take for d in nbrs[c] if lab[d] < 0]
         heapq.heapify(heap)
-        seen = {int(s)}
+        seen = {int(c) for c in take}
         while heap and load < target:
             _, c = heapq.heappop(heap)
             if c in seen or lab[c] >= 0:
                 continue
-            seen.add(c)
-            if h[c] > 0 and load + h[c] > OVERSHOOT * target:
-                continue            # a heavy point starts a micro-grid of its own
-            lab[c] = g
-            load += float(h[c])
-            for d in nbrs[c]:
-                if lab[d] < 0 and int(d) not in seen:
-                    heapq.heappush(heap, (float(np.hypot(*(cen[d] - cen[s]))), int(d)))
+            cells = members[b_of[c]]
+            seen.update(int(x) for x in cells)
+            if b_h[b_of[c]] > 0 and load + b_h[b_of[c]] > OVERSHOOT * target:
+                continue            # a heavy building starts a micro-grid of its own
+            lab[cells] = g
+            load += b_h[b_of[c]]
+            for x in cells:
+                for d in nbrs[x]:
+                    if lab[d] < 0 and int(d) not in seen:
+                        heapq.heappush(heap, (float(np.hypot(*(cen[d] - cen[s]))), int(d)))
         g += 1
     return lab
 
@@ -148,7 +184,7 @@ def split_grid(polygon, xy: np.ndarray, households: np.ndarray, target: float) -
     if mp.m < 2:
         return GridMicro([polygon], np.zeros(len(xy), np.int64), np.array([total]))
     nbrs = graph.neighbours()
-    lab = _merge_small(_attach(_grow(graph, nbrs, target), graph, nbrs), graph, target)
+    lab = _merge_small(_attach(_grow(graph, nbrs, target, buildings(mp, graph)), graph, nbrs), graph, target)
     k = int(lab.max()) + 1
     polys = dissolve_cells(graph.polygons, lab, k)
     order = order_for_codes(polys)

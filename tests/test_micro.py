@@ -24,7 +24,9 @@ def _grid(seed: int, n: int, width: float, heavy: int):
             pts.append((x, y))
     xy = np.array(pts).reshape(-1, 2)
     if n > 3:
-        xy[-1] = xy[-2] + [0.01, 0.0]     # a shared-wall pair: one indivisible point
+        xy[-1] = xy[-2] + [0.01, 0.0]     # a doubled row: one indivisible point
+    if n > 6:
+        xy[3] = xy[2] + [0.3, 0.05]       # two entrances of one block of flats, 0.3 m apart
     h = rng.integers(1, 4, n)
     heavy = min(heavy, n)
     h[:heavy] = rng.integers(80, 200, heavy)
@@ -58,12 +60,15 @@ def test_every_household_in_exactly_one_contiguous_micro_grid_inside_its_grid(se
     # indivisible points stay whole: the shared-wall pair shares a micro-grid
     if n > 3:
         assert res.labels[-1] == res.labels[-2]
+    if n > 6:                           # one building: one micro-grid
+        assert res.labels[2] == res.labels[3]
     # about the target: none over the target by more than its heaviest point; none tiny unless alone
     if k > 1:
         assert res.households.min() >= 0.5 * target or res.households.min() == h.sum()
     # a block of flats heavier than the target is a micro-grid of its own, never split
     for i in range(heavy if n > heavy else 0):
-        if h[i] >= 1.5 * target:
+        near = np.flatnonzero(np.hypot(*(xy - xy[i]).T) < 1.0)       # its building (points within 1 m)
+        if h[i] >= 1.5 * target and len(near) == 1:
             same = np.flatnonzero(res.labels == res.labels[i])
             assert h[same].sum() <= h[i] + 1.5 * target
     again = split_grid(poly, xy, h, target)
