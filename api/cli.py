@@ -236,6 +236,10 @@ def plan_cmd(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help=option_help("baseline")),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help=option_help("time_limit_per_unit")),
     seed: Optional[int] = typer.Option(None, "--seed", help=option_help("seed")),
+    balance_by: Optional[str] = typer.Option(None, "--balance-by", help=option_help("balance_by")),
+    workload: Optional[str] = typer.Option(None, "--workload", help=option_help("workload")),
+    also_balance: Optional[str] = typer.Option(None, "--also-balance", help=option_help("also_balance")),
+    micro_target: Optional[float] = typer.Option(None, "--micro-target", help=option_help("micro_target")),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
 ):
@@ -248,7 +252,9 @@ def plan_cmd(
                          speed_kmh=speed_kmh, coverage_target=coverage_target, max_stations=max_stations,
                          workers_budget=workers_budget, workers_per_10k=workers_per_10k, coords=coords,
                          output_coords=output_coords, code_field=code_field, jobs=jobs, scheduler=scheduler,
-                         baseline=str(baseline) if baseline else None, time_limit_per_unit=time_limit, seed=seed)
+                         baseline=str(baseline) if baseline else None, time_limit_per_unit=time_limit, seed=seed,
+                         balance_by=balance_by, workload=workload, also_balance=also_balance,
+                         micro_target=micro_target)
     _run_plan(inputs, opts, out, quiet, as_json)
 
 

@@ -59,8 +59,9 @@ class IndexRegistry:
             stations = st.read_layer(job_id, "stations") if st.has_layer(job_id, "stations") else None
             workers = st.read_layer(job_id, "workers") if st.has_layer(job_id, "workers") else None
             summary = job.get("summary") or {}
+            micro = st.read_layer(job_id, "micro_grids") if st.has_layer(job_id, "micro_grids") else None
             idx = GridIndex.from_frames(st.read_layer(job_id, "grids"), stations, workers, summary=summary,
-                                        plan_id=job_id, road=read_road(st.out_dir(job_id), summary))
+                                        plan_id=job_id, road=read_road(st.out_dir(job_id), summary), micro=micro)
         else:
             idx = GridIndex.from_plan_dir(st.out_dir(job_id), plan_id=job_id)
         log.info("index built", extra={"plan": job_id, "grids": len(idx), "ms": round((time.perf_counter() - t0) * 1e3)})

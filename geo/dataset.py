@@ -7,7 +7,7 @@ for data problems.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -17,6 +17,7 @@ from pyproj import CRS
 from shapely import STRtree
 
 from gridplan.geo import validate as V
+from gridplan.geo.attributes import read_attributes
 from gridplan.geo.columns import (
     EXISTING_NAMES,
     FACILITY_ID_NAMES,
@@ -97,7 +98,7 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
                  coords: str = "wgs84", code_field: str = "village_code", id_field: str | None = None,
                  lon_field: str | None = None, lat_field: str | None = None, crs=None,
                  strict: bool = True, limits: ReadLimits | None = None,
-                 names: Mapping[str, str] | None = None) -> Dataset:
+                 names: Mapping[str, str] | None = None, attributes: Sequence[str] = ()) -> Dataset:
     """Read, validate and project every input; see the module docstring and ``geo.model``.
 
     Parameters
@@ -108,6 +109,9 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
     names : mapping, optional
         The client's file name per role ("households": "hh.csv") when the paths given are
         server-side copies; problems then name the client's file.
+    attributes : sequence of str, optional
+        Numeric household columns a plan option reads (``--workload``), kept as ``attr:<name>``
+        (``geo.attributes``); a missing column or a non-numeric cell is fatal.
 
     Raises ``DataError`` (carrying every problem found) when a problem is fatal and ``strict``;
     with ``strict=False`` returns the (possibly partial) Dataset with its problems. Raises
@@ -146,7 +150,7 @@ def load_dataset(boundaries, households, facilities=None, roster=None, network=N
 
     hh = empty_households(metric)
     if hp is not None and hp.has_location and not any(q.fatal for q in hp.problems):
-        hh, ps = _finish_households(hp, hh_ids, coords, metric, units if u is not None else None, tree)
+        hh, ps = _finish_households(hp, hh_ids, coords, metric, units if u is not None else None, tree, attributes)
         problems += ps
 
     fac = ros = None
@@ -188,7 +192,8 @@ def _choose_crs(u: Units | None, hp: Points | None, coords: str) -> CRS | None:
 
 
 def _finish_households(hp: Points, ids: pd.Series | None, coords: str, metric: CRS,
-                       units: gpd.GeoDataFrame | None, tree) -> tuple[gpd.GeoDataFrame, list[Problem]]:
+                       units: gpd.GeoDataFrame | None, tree, attributes: Sequence[str] = ()
+                       ) -> tuple[gpd.GeoDataFrame, list[Problem]]:
     raw, rows = hp.raw, hp.rows
     f = raw.frame
     problems: list[Problem] = []
@@ -212,6 +217,8 @@ def _finish_households(hp: Points, ids: pd.Series | None, coords: str, metric: C
         problems += ps
     else:
         weight = np.zeros(len(f))
+    attrs, ps = read_attributes(f, rows, alive, attributes)
+    problems += ps
     hp.alive = alive
     loc = locate_points(hp, coords, metric, units, tree, "households")
     problems += loc.problems
@@ -229,7 +236,10 @@ def _finish_households(hp: Points, ids: pd.Series | None, coords: str, metric: C
         "src_row": raw.src_row[keep].astype(np.int64),
     })
     geom = gpd.GeoSeries(loc.points[keep], crs=metric)
-    return gpd.GeoDataFrame(df[HOUSEHOLD_COLUMNS], geometry=geom, crs=metric), problems
+    cols = HOUSEHOLD_COLUMNS + list(attrs)
+    for name, values in attrs.items():
+        df[name] = values[keep]
+    return gpd.GeoDataFrame(df[cols], geometry=geom, crs=metric), problems
 
 
 def _load_facilities(raw: Raw, coords, override, metric, units, tree, lon_field, lat_field

@@ -37,6 +37,7 @@ import shapely
 from gridplan.geo import travel
 from gridplan.geo.coords import check_system, geometries_to_wgs84, to_wgs84
 from gridplan.geo.gridraster import build_raster
+from gridplan.geo.index_micro import MICRO_FIELD, micro_lookup
 from gridplan.geo.summary import Summary
 from gridplan.geo.vocabulary import DEFAULT_SPEED_KMH, WGS84_ALIKE  # the speeds: only if a summary has none
 
@@ -60,6 +61,15 @@ def _clean_str(v) -> str | None:
     return str(v)
 
 
+def _to_wgs84(frame, coords: str):
+    """Return a layer with its geometries from output coordinates ``coords`` back in WGS 84 (None stays None)."""
+    if frame is None or not len(frame):
+        return frame
+    frame = frame.copy()
+    frame.geometry = geometries_to_wgs84(frame.geometry.values, coords)
+    return frame
+
+
 class GridIndex:
     """An immutable point -> grid (+ station) index over one plan. See the module docstring.
 
@@ -80,8 +90,11 @@ class GridIndex:
 
     def __init__(self, grids, stations=None, workers=None, *, speed_kmh: float | None = None,
                  minutes: float | None = None, mode: str | None = None, cells_per_grid: float = 256.0,
-                 plan_id: str | None = None, road: dict | None = None):
+                 plan_id: str | None = None, road: dict | None = None, micro=None):
         self.plan_id = plan_id
+        if micro is not None and micro.crs is not None and micro.crs.to_epsg() != 4326:
+            micro = micro.to_crs(4326)
+        self.micro = micro_lookup(micro)   # micro-grid answers (plans with --micro-target)
         if grids.crs is not None and grids.crs.to_epsg() != 4326:
             grids = grids.to_crs(4326)
         geoms = np.asarray(grids.geometry.values, dtype=object)
@@ -167,6 +180,8 @@ class GridIndex:
         grids = pyogrio.read_dataframe(gpkg, layer="grids")
         stations = pyogrio.read_dataframe(gpkg, layer="stations") if "stations" in names else None
         workers = pyogrio.read_dataframe(gpkg, layer="workers", read_geometry=False) if "workers" in names else None
+        if "micro_grids" in names and "micro" not in kwargs:
+            kwargs["micro"] = pyogrio.read_dataframe(gpkg, layer="micro_grids")
         sp = path / "summary.json"
         summary = json.loads(sp.read_text(encoding="utf-8")) if sp.exists() else {}
         if "road" not in kwargs:
@@ -180,11 +195,8 @@ class GridIndex:
         cov = s.cov
         out_coords = check_system(s.output_coords)
         if out_coords not in WGS84_ALIKE:
-            grids = grids.copy()
-            grids.geometry = geometries_to_wgs84(grids.geometry.values, out_coords)
-            if stations is not None and len(stations):
-                stations = stations.copy()
-                stations.geometry = geometries_to_wgs84(stations.geometry.values, out_coords)
+            grids, stations = _to_wgs84(grids, out_coords), _to_wgs84(stations, out_coords)
+            kwargs["micro"] = _to_wgs84(kwargs.get("micro"), out_coords)
         kwargs.setdefault("speed_kmh", cov.speed_kmh)
         kwargs.setdefault("minutes", cov.minutes)
         kwargs.setdefault("mode", cov.mode)
@@ -328,14 +340,18 @@ class GridIndex:
             out[f] = col[np.where(found, g, -1)]
         wk = np.array([np.nan if a["workers"] is None else a["workers"] for a in self.grid_attrs] + [np.nan])
         out["workers"] = wk[np.where(found, g, -1)]
+        if self.micro is not None:
+            out[MICRO_FIELD] = self.micro.codes_of(x, y, out["grid_code"])
         sid = np.array(list(self.station_ids) + [None], dtype=object)
         out["station_id"] = sid[s]
         out["covered"] = self.covered(minutes)
         return out
 
-    def _answer(self, g: int, s: int, minutes: float) -> dict:
+    def _answer(self, g: int, s: int, minutes: float, micro: str | None = None) -> dict:
         d = dict(self.grid_attrs[g])
         d["worker_ids"] = list(d["worker_ids"])
+        if self.micro is not None:
+            d[MICRO_FIELD] = micro
         if s >= 0:
             d["station_id"] = self.station_ids[s]
             d["station_name"] = self.station_names[s]
@@ -356,10 +372,11 @@ class GridIndex:
         g = self.grid_of_one(lon, lat)
         if g < 0:
             return None
+        micro = None if self.micro is None else self.micro.code_of_one(lon, lat, self.grid_attrs[g]["grid_code"])
         if self._finder is None and not self._road:
-            return self._answer(g, -1, float("nan"))
+            return self._answer(g, -1, float("nan"), micro)
         s, m = self.nearest_station(np.array([lon]), np.array([lat]), grid=np.array([g]))
-        return self._answer(g, int(s[0]), float(m[0]))
+        return self._answer(g, int(s[0]), float(m[0]), micro)
 
     def lookup_dicts(self, lon, lat, coords: str = "wgs84") -> list[dict | None]:
         """Look points up as a list of answer dicts (None outside every grid), in input order."""
@@ -376,9 +393,12 @@ class GridIndex:
         cov = self.covered(minutes).tolist()
         attrs = self.grid_attrs
         sids, snames = self.station_ids, self.station_names
+        micro = self.micro_codes(x[hit], y[hit], g[hit])
         for k, (i, gi, si) in enumerate(zip(hit.tolist(), g[hit].tolist(), s.tolist())):
             d = attrs[gi].copy()
             d["worker_ids"] = list(d["worker_ids"])
+            if micro is not None:
+                d[MICRO_FIELD] = micro[k]
             if si >= 0:
                 d["station_id"] = sids[si]
                 d["station_name"] = snames[si]
@@ -393,37 +413,17 @@ class GridIndex:
     def lookup_json(self, lon, lat, coords: str = "wgs84") -> bytes:
         """Look points up, serialized straight to a JSON array (``null`` outside every grid).
 
-        In input order; the same answers as :meth:`lookup_dicts`, built from pre-serialized fragments.
+        In input order; the same answers as :meth:`lookup_dicts` (``geo.index_json``).
         """
-        import orjson
+        from gridplan.geo.index_json import lookup_json
+        return lookup_json(self, lon, lat, coords)
 
-        coords = check_system(coords)
-        x, y = self._wgs(lon, lat, coords)
-        x, y = x.ravel(), y.ravel()
-        g = self.grid_of(x, y)
-        items = [b"null"] * len(x)
-        hit = np.flatnonzero(g >= 0)
-        if len(hit) == 0:
-            return b"[" + b",".join(items) + b"]"
-        frags = self._fragments(orjson)
-        s, minutes = self.nearest_station(x[hit], y[hit], grid=g[hit])
-        sfrag = self._station_frags
-        tail = b',"station_id":null,"station_name":null,"minutes":null,"covered":false}'
-        cov = self.covered(minutes) & (s >= 0)
-        mins = [orjson.dumps(m) for m in travel.round_minutes(minutes).tolist()]
-        ends = (b',"covered":false}', b',"covered":true}')
-        for i, gi, si, m, c in zip(hit.tolist(), g[hit].tolist(), s.tolist(), mins, cov.tolist()):
-            items[i] = frags[gi] + (sfrag[si] + m + ends[c] if si >= 0 else tail)
-        return b"[" + b",".join(items) + b"]"
-
-    def _fragments(self, orjson) -> list[bytes]:
-        fr = getattr(self, "_grid_frags", None)
-        if fr is None:
-            fr = [orjson.dumps(a)[:-1] for a in self.grid_attrs]  # '{"grid_code":...,"worker_ids":[..]'
-            self._station_frags = [orjson.dumps({"station_id": i, "station_name": n})[1:-1].join((b",", b',"minutes":'))
-                                   for i, n in zip(self.station_ids, self.station_names)]
-            self._grid_frags = fr
-        return fr
+    def micro_codes(self, x, y, g) -> list | None:
+        """Return the micro-grid codes of WGS 84 points in grid rows ``g`` (None: the plan has none)."""
+        if self.micro is None:
+            return None
+        codes = np.array([a["grid_code"] for a in self.grid_attrs] + [None], dtype=object)
+        return self.micro.codes_of(x, y, codes[np.where(np.asarray(g) >= 0, g, -1)]).tolist()
 
     def __len__(self) -> int:
         return self.n

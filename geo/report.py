@@ -36,8 +36,8 @@ from gridplan.geo.pages import (
 from gridplan.geo.summary import Summary, fmt_num, fmt_pct
 
 # vertex budgets per embedded layer (~20 bytes a vertex) and feature caps: a few MB at most
-MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000}
-MAX_FEATURES = {"grids": 20_000, "service_areas": 3_000, "stations": 5_000, "units": 5_000}
+MAX_VERTICES = {"grids": 150_000, "service_areas": 40_000, "units": 40_000, "micro_grids": 100_000}
+MAX_FEATURES = {"grids": 20_000, "service_areas": 3_000, "stations": 5_000, "units": 5_000, "micro_grids": 30_000}
 MAX_LABELS = 120          # unit labels drawn on the map (more would be unreadable)
 MAX_UNIT_BARS = 60        # units shown in the coverage chart (the lowest first)
 MAX_PROBLEMS = 200        # problems listed in the page
@@ -47,6 +47,7 @@ MAPLIBRE_ABOVE = 3_000    # grids: draw with MapLibre GL JS (vector tiles cut in
 GRID_COLUMNS = ["grid_code", "village_code", "township_code", "households", "population", "workers",
                 "area_km2", "polsby_popper", "deviation"]
 STATION_COLUMNS = ["station_id", "name", "existing", "village_code", "households_covered"]
+MICRO_COLUMNS = ["micro_grid_code", "grid_code", "households"]
 SERVICE_COLUMNS = ["station_id", "minutes", "mode"]
 
 
@@ -150,11 +151,46 @@ def svg_bars(labels, values, *, threshold: float | None = None, css_class: str =
 
 # --------------------------------------------------------------------------------------------
 # the page's tables (plain text: the template escapes)
+def _level_rows(s: Summary) -> list[tuple[str, str]]:
+    """Return the five levels (county, township, village, grid, micro-grid) and the micro-grid sizes, when known."""
+    levels, micro = s.extra.get("levels"), s.extra.get("micro_grids")
+    rows = []
+    if isinstance(levels, dict):
+        names = (("counties", "counties"), ("townships", "townships"), ("villages", "villages"), ("grids", "grids"),
+                 ("micro_grids", "micro-grids"))
+        rows.append(("Levels", " · ".join(f"{_fmt(levels.get(k))} {label}" for k, label in names
+                                          if levels.get(k) is not None)))
+    if isinstance(micro, dict):
+        rows.append(("Micro-grids", f"{_fmt(micro.get('count'))} of about {_fmt(micro.get('target'))} households "
+                                    f"(median {_fmt(micro.get('households_median'))}, 90th percentile "
+                                    f"{_fmt(micro.get('households_p90'))})"))
+    return rows
+
+
+def _measure_rows(bal) -> list[tuple[str, str]]:
+    """Return what the balance is measured in, and the spread of the measures it does not balance."""
+    extra = bal.extra if bal is not None else {}
+    measure = extra.get("measure")
+    if not measure or measure == "households" and "secondary" not in extra:
+        return []
+    rows = [("Balanced measure", str(measure) + (f" = {extra['workload']}" if measure == "workload" else ""))]
+    for key, label in (("households_spread", "households"), ("workload_spread", "workload")):
+        if isinstance(extra.get(key), dict):
+            rows.append((f"Spread of {label} (not balanced)", f"{_pct(extra[key].get('within_tolerance_share'))} "
+                         f"of grids within tolerance, max |deviation| {_pct(extra[key].get('max_abs_dev'))}"))
+    sec = extra.get("secondary")
+    if isinstance(sec, dict):
+        rows.append((f"Secondary balance: {sec.get('measure')} (±{_pct(sec.get('tolerance'))})",
+                     f"{_pct(sec.get('within_tolerance_share'))} of grids within, max |deviation| "
+                     f"{_pct(sec.get('max_abs_dev'))}"))
+    return rows
+
+
 def _summary_rows(s: Summary) -> list[tuple[str, str]]:
     cov, bal, comp = s.coverage, s.balance, s.compactness
     rows = [("Households", _fmt(s.households)), ("Units", _fmt(s.units)),
             ("Grids", _fmt(s.grids)), ("Grid workers", _fmt(s.workers)),
-            ("Stations", _fmt(s.stations))]
+            ("Stations", _fmt(s.stations))] + _level_rows(s)
     if cov is not None:
         rows.append(("Coverage", f"{_pct(cov.share)} of households within {_fmt(cov.minutes)} min "
                                  f"({_fmt(cov.mode)})"))
@@ -167,6 +203,7 @@ def _summary_rows(s: Summary) -> list[tuple[str, str]]:
         if "within_granular_tolerance_share" in (bal.keys or ()):
             rows.append(("Grids within tolerance, allowing for indivisible blocks (secondary)",
                          _pct(bal.within_granular_tolerance_share)))
+        rows += _measure_rows(bal)
     if comp is not None and comp.polsby_popper_mean is not None:
         rows.append(("Compactness (mean Polsby-Popper)", _fmt(comp.polsby_popper_mean)))
     given = s.keys or ()
@@ -234,8 +271,10 @@ def _embedded_layers(layers: dict, code_col: str | None, notes: list[str]) -> di
                 "service_areas": layer_geojson(layers.get("service_areas"), SERVICE_COLUMNS,
                                                MAX_VERTICES["service_areas"], MAX_FEATURES["service_areas"]),
                 "units": layer_geojson(units, [c for c in (code_col, "village_name") if c], MAX_VERTICES["units"],
-                                       MAX_FEATURES["units"])}
-    for name, lay in zip(("grids", "stations", "service areas", "unit outlines"), embedded.values()):
+                                       MAX_FEATURES["units"]),
+                "micro_grids": layer_geojson(layers.get("micro_grids"), MICRO_COLUMNS, MAX_VERTICES["micro_grids"],
+                                             MAX_FEATURES["micro_grids"])}
+    for name, lay in zip(("grids", "stations", "service areas", "unit outlines", "micro-grids"), embedded.values()):
         if lay.features < lay.total:
             notes.append(f"Only the first {lay.features:,} of {lay.total:,} {name} are drawn, to keep this file small.")
         if lay.simplified_m > 0:
@@ -291,13 +330,13 @@ def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, s: Sum
             "svg": svg_bars(labs, shown["_cov"].tolist(), threshold=target, css_class="gp-coverage")}
 
 
-def _balance_chart(grids: gpd.GeoDataFrame | None, tol: float) -> dict | None:
+def _balance_chart(grids: gpd.GeoDataFrame | None, tol: float, measure: str = "households") -> dict | None:
     """Histogram of the grids' signed deviations with the tolerance band shaded."""
     dev = grid_deviation(grids) if grids is not None and len(grids) else np.zeros(0)
     if not len(dev):
         return None
     span = max(0.3, min(1.0, math.ceil(np.nanmax(np.abs(dev)) * 20) / 20 if np.isfinite(dev).any() else 0.3))
-    return {"title": "Balance: grids by deviation from their unit's mean households per grid",
+    return {"title": f"Balance: grids by deviation from their unit's mean {measure} per grid",
             "svg": svg_histogram(dev, np.linspace(-span, span, 25), band=(-tol, tol),
                                  xlabel=f"deviation (shaded: ±{100 * tol:.0f}% tolerance)",
                                  ylabel="grids", pct_axis=True, css_class="gp-balance")}
@@ -334,7 +373,8 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
     embedded = _embedded_layers(layers, code_col, notes)
     labels = _unit_labels(units, code_col, notes)
     cov, bal, tol = s.cov, s.bal, _tolerance(s)
-    charts = [c for c in (_balance_chart(layers.get("grids"), tol), _coverage_chart(units, code_col, s),
+    measure = str(bal.extra.get("measure") or "households")
+    charts = [c for c in (_balance_chart(layers.get("grids"), tol, measure), _coverage_chart(units, code_col, s),
                           _minutes_chart(layers.get("households"), cov.minutes)) if c]
     stat_rows = _summary_rows(s)
     if workers is not None and len(workers) and "role" in workers.columns:

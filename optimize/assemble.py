@@ -27,6 +27,9 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
     ``results`` hold each unit's polygons in ``crs_of[u]``: areas, Polsby-Popper, gaps and overlaps
     are measured there, then the polygons are carried into the dataset's CRS. A failed unit's grid
     deviates from the mean the unit should have had (H / choose_k(H, target)), not from itself.
+    ``deviation`` is that of the balanced measure (households column ``_measure`` when the plan
+    balances another one, see ``optimize.measures``), kept per grid as ``measure``; ``_workload``
+    and ``_secondary`` row columns are summed per grid too.
     """
     units, hh = ds.units, ds.households
     crs_of = crs_of or [ds.crs] * len(units)
@@ -36,6 +39,8 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
     pop = hh["population"].to_numpy(float)
     weight = hh["weight"].to_numpy(float)
     counts = hh["households"].to_numpy(np.int64)
+    extra = {c: hh[c].to_numpy(float) for c in ("_workload", "_secondary") if c in hh}
+    measure = hh["_measure"].to_numpy(float) if "_measure" in hh else counts.astype(float)
     hx, hy = hh.geometry.x.to_numpy(), hh.geometry.y.to_numpy()
     rows, stats, back = [], {}, {}
     for u in range(len(units)):
@@ -61,14 +66,18 @@ def assemble_grids(ds: Dataset, results: dict[int, UnitPartition], opts: PlanOpt
         g_h = np.bincount(labels, weights=counts[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
         g_p = np.bincount(labels, weights=pop[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
         g_w = np.bincount(labels, weights=weight[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
-        mean = g_h.mean() if part.k else 0.0
+        g_m = np.bincount(labels, weights=measure[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
+        g_x = {c: np.bincount(labels, weights=v[idx], minlength=part.k) if len(idx) else np.zeros(part.k)
+               for c, v in extra.items()}
+        mean = g_m.mean() if part.k else 0.0
         if part.status == "failed" and targets is not None:
-            mean = g_h.sum() / choose_k(g_h.sum(), targets[u])
+            mean = g_m.sum() / choose_k(g_h.sum(), targets[u])
         for i in range(part.k):
             rows.append({"grid_code": codes[i], "village_code": code, "township_code": unit["township_code"],
                          "county_code": unit["county_code"], "households": int(round(g_h[i])),
                          "population": int(round(g_p[i])), "weight": float(g_w[i]),
-                         "deviation": float((g_h[i] - mean) / mean) if mean > 0 else 0.0,
+                         "deviation": float((g_m[i] - mean) / mean) if mean > 0 else 0.0,
+                         "measure": float(g_m[i]), **{c: float(v[i]) for c, v in g_x.items()},
                          "unit_idx": u, "status": part.status, "area_km2": float(area[i]),
                          "polsby_popper": float(pp[i]), "geometry": base[i]})
     grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=ds.crs) if rows else gpd.GeoDataFrame(
@@ -136,6 +145,7 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
     uidx = hh["unit_idx"].to_numpy()
     village = np.where(uidx >= 0, codes[np.clip(uidx, 0, None)] if len(codes) else None, None)
     minutes = np.asarray(hh["minutes"], dtype=float)
+    micro = {"micro_grid_code": hh["micro_grid_code"].to_numpy()} if "micro_grid_code" in hh else {}
     return gpd.GeoDataFrame({
         id_col: hh["hh_id"].to_numpy(),
         "grid_code": hh["grid_code"].to_numpy(),
@@ -144,4 +154,5 @@ def households_layer(ds: Dataset, hh) -> gpd.GeoDataFrame:
         "village_code": village,
         "households": hh["households"].to_numpy(),
         "population": hh["population"].to_numpy(float),   # (added) so grid populations can be recounted
+        **micro,
     }, geometry=gpd.points_from_xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()), crs=4326)

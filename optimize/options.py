@@ -18,7 +18,15 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Iterable, Literal, Mapping, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from gridplan.geo.vocabulary import (
     COORD_SYSTEMS,
@@ -48,6 +56,8 @@ MAX_JOBS = 1024
 MAX_SECONDS_PER_UNIT = 3600.0
 MAX_SEED = 2**31 - 1                 # CP-SAT's random_seed is a 32-bit integer
 MAX_KINDS = 64
+MAX_MICRO_TARGET = 10_000.0
+MEASURES = ("households", "population", "workload")
 
 
 def _plain(value: Any) -> Any:
@@ -107,7 +117,7 @@ def _errors_of(exc: ValidationError) -> list[tuple[str, str]]:
         if e["type"] == "extra_forbidden":
             out.append((name, f"unknown plan option {name!r}; known: {known}"))
             continue
-        msg = _SHOULD.sub("must ", e["msg"], count=1)
+        msg = _SHOULD.sub("must ", e["msg"], count=1).removeprefix("Value error, ")
         inner = [x for x in loc[1:] if x != "[key]"]
         where = f" ({'key' if '[key]' in loc else 'entry'} {_shown(inner[0])})" if inner else ""
         out.append((name, f"{msg[:1].lower()}{msg[1:]}{where}, got {_shown(e.get('input'))}"))
@@ -131,6 +141,15 @@ class PlanOptions(BaseModel):
     time_limit_per_unit: Annotated[float, Field(gt=0, le=MAX_SECONDS_PER_UNIT), Plain] = Field(
         10.0, description="Solver seconds per unit before falling back.")
     seed: Annotated[int, Field(ge=0, le=MAX_SEED), Plain] = Field(0, description="Solver random seed.")
+    balance_by: Annotated[Literal[MEASURES], Plain] = Field(  # type: ignore[valid-type]
+        "households", description="What the grids balance: households, population or workload (--workload).")
+    workload: Optional[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        None, description='Workload of a household row over its columns, e.g. "households + 2*elderly_alone + '
+                          '0.5*cases" (numbers, columns, + - * /, min, max); replaces staffing\'s formula.')
+    also_balance: Optional[Annotated[str, StringConstraints(min_length=3, max_length=64)]] = Field(
+        None, description='A second measure kept within its own tolerance where reachable, e.g. "households:0.15".')
+    micro_target: Optional[Annotated[float, Field(ge=2, le=MAX_MICRO_TARGET), Plain]] = Field(
+        None, description="Split every grid into contiguous micro-grids of about this many households.")
     # travel and stations
     minutes: Annotated[float, Field(gt=0, le=MAX_MINUTES), Plain] = Field(
         20.0, description="Service-area travel time, minutes.")
@@ -165,11 +184,46 @@ class PlanOptions(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise OptionsError(_errors_of(exc)) from None
+        if self._measure_errors():
+            raise OptionsError(self._measure_errors())
 
     @field_validator("coverage_target")
     @classmethod
     def _zero_is_report_only(cls, v: float | None) -> float | None:
         return None if v == 0 else v
+
+    @field_validator("workload")
+    @classmethod
+    def _workload_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gridplan.optimize.workload_expr import parse_workload
+            parse_workload(v, option="")   # ExpressionError (a ValueError) names the position
+        return v
+
+    @field_validator("also_balance")
+    @classmethod
+    def _also_balance_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_secondary(v)
+        return v
+
+    def _measure_errors(self) -> list[tuple[str, str]]:
+        """Cross-option checks of the balance measures, as (option, message) pairs."""
+        errors = []
+        if self.balance_by == "workload" and self.workload is None:
+            errors.append(("balance_by", "'workload' needs the workload expression (--workload)"))
+        if self.also_balance is not None:
+            measure, _ = parse_secondary(self.also_balance)
+            if measure == self.balance_by:
+                errors.append(("also_balance", f"names {measure!r}, which is already balance_by"))
+            elif measure == "workload" and self.workload is None:
+                errors.append(("also_balance", "'workload' needs the workload expression (--workload)"))
+        return errors
+
+    @property
+    def secondary(self) -> tuple[str, float] | None:
+        """Return ``also_balance`` as (measure, tolerance), or None."""
+        return None if self.also_balance is None else parse_secondary(self.also_balance)
 
     @property
     def speed_m_per_min(self) -> float:
@@ -230,6 +284,21 @@ class PlanOptions(BaseModel):
         for name in exclude:
             schema["properties"].pop(name, None)
         return schema
+
+
+def parse_secondary(text: str) -> tuple[str, float]:
+    """Parse ``"households:0.15"`` into (measure, tolerance); ValueError naming what is wrong."""
+    measure, sep, tol = str(text).partition(":")
+    measure = measure.strip()
+    if measure not in MEASURES:
+        raise ValueError(f"must be MEASURE:TOLERANCE with MEASURE one of {', '.join(MEASURES)}")
+    try:
+        value = float(tol) if sep else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise ValueError("must be MEASURE:TOLERANCE with 0 < TOLERANCE < 1")
+    return measure, value
 
 
 def option_names() -> tuple[str, ...]:

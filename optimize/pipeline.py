@@ -29,7 +29,7 @@ from gridplan.optimize.executors import run_tasks
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import UnitPartition, choose_k, partition_unit
 from gridplan.optimize.result import Plan
-from gridplan.optimize.summary import build_summary
+from gridplan.optimize.summary import build_summary, levels, micro_summary
 
 Progress = Callable[[str, float], None]
 
@@ -56,6 +56,8 @@ class UnitTask:
     target: float
     options: PlanOptions
     old: gpd.GeoDataFrame | None = None   # last plan's grids of this unit (--baseline)
+    weights: np.ndarray | None = None     # what the models balance when not the households (optimize.measures)
+    secondary: np.ndarray | None = None   # --also-balance: the second measure per row
     barriers: np.ndarray | None = None    # barrier lines crossing this unit (metric CRS)
     crs: object = None                    # the metric CRS of geometry/xy/old/barriers (None: the dataset's)
 
@@ -70,14 +72,24 @@ def solve_unit(task: UnitTask) -> tuple[int, UnitPartition, list[int] | None]:
     if task.old is not None and len(task.old):
         from gridplan.optimize.baseline import replan_unit
         try:
-            res = replan_unit(task.geometry, task.xy, task.households, task.target, task.options, task.old)
+            sizes, target = task.households, task.target
+            if task.weights is not None and np.sum(task.households) > 0:   # kept where the measure is balanced
+                sizes = task.weights
+                target = task.target * float(np.sum(task.weights)) / float(np.sum(task.households))
+            res = replan_unit(task.geometry, task.xy, sizes, target, task.options, task.old)
             if res is not None:
                 return task.unit_idx, res[0], res[1]
         except Exception as e:  # the unit is planned afresh instead, and says so
             note = f"the re-plan against the baseline failed ({type(e).__name__}: {e}): planned afresh"
     try:
-        part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
-                              barriers=task.barriers)
+        more = {} if task.secondary is None else {"secondary": (task.secondary, task.options.secondary[1])}
+        if task.weights is None:
+            part = partition_unit(task.geometry, task.xy, task.households, task.target, task.options,
+                                  barriers=task.barriers, **more)
+        else:   # the grid count comes from the households, the balance from the measure
+            part = partition_unit(task.geometry, task.xy, task.weights, task.target, task.options,
+                                  barriers=task.barriers, k=choose_k(int(np.sum(task.households)), task.target),
+                                  **more)
         return task.unit_idx, (part if note is None else replace(part, notes=(note, *part.notes))), None
     except Exception as e:  # reported per unit, never fatal to the plan
         return failed_unit(task, f"{type(e).__name__}: {e}")
@@ -141,8 +153,12 @@ def plan(boundaries, households, facilities=None, roster=None, network=None, *, 
     opts = options_from(options, kwargs)
     t0 = time.perf_counter()
     _report(progress, "load", 0.0)
+    attributes = ()
+    if opts.workload:
+        from gridplan.optimize.workload_expr import parse_workload
+        attributes = parse_workload(opts.workload).attributes
     ds = load_dataset(boundaries, households, facilities, roster, network, coords=opts.coords,
-                      code_field=opts.code_field)
+                      code_field=opts.code_field, attributes=attributes)
     lines = None
     if barriers is not None:
         from gridplan.geo.io import load_lines
@@ -181,6 +197,8 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
     groups = inside.groupby("unit_idx").indices
     xy_all = np.column_stack([inside.geometry.x.to_numpy(), inside.geometry.y.to_numpy()])
     w_all = inside["households"].to_numpy(np.int64)
+    m_all = inside["_weight"].to_numpy(np.int64) if "_weight" in inside and opts.balance_by != "households" else None
+    s_all = inside["_secondary"].to_numpy(float) if "_secondary" in inside else None
     totals = {u: int(w_all[idx].sum()) for u, idx in groups.items()}
     order = sorted(range(len(ds.units)), key=lambda u: (-totals.get(u, 0), u))
     units = ds.units
@@ -200,6 +218,8 @@ def unit_tasks(ds: Dataset, opts: PlanOptions, baseline: gpd.GeoDataFrame | None
             crossing = rp.geom(barriers[np.sort(hit)]) if len(hit) else None
         yield UnitTask(unit_idx=u, unit_code=code, geometry=rp.geom(row.geometry),
                        xy=rp.xy(xy_all[idx]), households=w_all[idx],
+                       weights=None if m_all is None else m_all[idx],
+                       secondary=None if s_all is None else s_all[idx],
                        target=opts.target_for(row.get("kind"), row.get("target_households")), options=opts, old=old,
                        barriers=crossing, crs=None if rp.identity else rp.dst)
 
@@ -259,6 +279,35 @@ def _baseline_summary(hh: gpd.GeoDataFrame, hh_grid, baseline, results: dict, op
     return out
 
 
+def _add_measures(hh: gpd.GeoDataFrame, opts: PlanOptions, source: str, problems: list[Problem]) -> None:
+    """Add the per-row measures to the households frame (in place); see ``optimize.measures``.
+
+    ``_weight`` (what the models balance), ``_measure`` (it in the measure's units), ``_workload``
+    (with ``--workload``) and ``_secondary`` (with ``--also-balance``).
+    """
+    from gridplan.optimize.measures import household_measures
+    m, more = household_measures(hh, opts, source)
+    problems += more
+    hh["_weight"] = m.weights
+    hh["_measure"] = m.balanced
+    if m.workload is not None:
+        hh["_workload"] = m.workload
+    if m.secondary is not None:
+        hh["_secondary"] = m.secondary[2]
+
+
+def _micro(grids_m: gpd.GeoDataFrame, hh: gpd.GeoDataFrame, opts: PlanOptions, runtime: dict):
+    """With ``micro_target``: the micro-grids layer (metric CRS), each household's code set in ``hh``."""
+    if not opts.micro_target:
+        return None
+    from gridplan.optimize.micro import micro_grids
+    t = time.perf_counter()
+    layer, codes = micro_grids(grids_m, hh, float(opts.micro_target))
+    hh["micro_grid_code"] = codes
+    runtime["micro_grids"] = time.perf_counter() - t
+    return layer
+
+
 def _staff(ds: Dataset, grids_m: gpd.GeoDataFrame, opts: PlanOptions, problems: list[Problem]) -> gpd.GeoDataFrame:
     """Set each grid's workload and workers (in place) and return the workers layer (metric CRS)."""
     from gridplan.optimize import staffing
@@ -316,11 +365,13 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     problems: list[Problem] = list(ds.problems)
     ds = _estimate_population(ds, opts, problems)
     units, hh = ds.units, ds.households
+    _add_measures(hh, opts, ds.sources.get("households", "households"), problems)
 
     results, seqs, crs_of, baseline = _partition_units(ds, opts, progress, barriers, runtime, solve)
     targets = [opts.target_for(r.get("kind"), r.get("target_households")) for _, r in units.iterrows()]
     grids_m, hh_grid, geom_stats = assemble_grids(ds, results, opts, seqs, crs_of=crs_of, targets=targets)
     hh["grid_code"] = hh_grid
+    micro_m = _micro(grids_m, hh, opts, runtime)
     baseline_summary = None if baseline is None else _baseline_summary(hh, hh_grid, baseline, results, opts)
 
     t = time.perf_counter()
@@ -349,6 +400,9 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     if baseline_summary is not None:
         from gridplan.optimize.codes import code_registry
         summary["baseline"], summary["code_registry"] = baseline_summary, code_registry(grids_m["grid_code"], baseline)
+    summary["levels"] = levels(units, grids_m, micro_m)
+    if micro_m is not None:
+        summary["micro_grids"] = micro_summary(micro_m, opts.micro_target)
     runtime["assemble"] = time.perf_counter() - t
     summary["runtime_s"] = {k: round(v, 3) for k, v in runtime.items()}
     summary["runtime_s"]["total"] = round(sum(runtime.values()), 3)
@@ -356,7 +410,8 @@ def plan_dataset(ds: Dataset, opts: PlanOptions, progress: Progress | None = Non
     return Plan(grids=to_crs_valid(grids_out, 4326), stations=sres.stations.to_crs(4326),
                 service_areas=to_crs_valid(sres.service_areas, 4326), households=hh_out.to_crs(4326),
                 units=to_crs_valid(units_out, 4326), workers=workers_m.to_crs(4326), summary=summary, options=opts,
-                network_minutes=sres.node_minutes)
+                network_minutes=sres.node_minutes,
+                micro_grids=None if micro_m is None else to_crs_valid(micro_m, 4326))
 
 
 __all__ = ["plan", "plan_dataset", "choose_k", "STAGES", "UnitTask", "solve_unit", "failed_unit", "task_timeout"]

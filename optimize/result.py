@@ -8,6 +8,7 @@ Layer columns follow ../shared/CONTRACT.md exactly (extra columns may follow the
   households    <input id>, grid_code, station_id, minutes, village_code, households  (Point)
   workers       worker_id, grid_code, role (+ name, travel_m)           (Point: home)
   units         <code field>, households, grids, workers, coverage (+ names, codes)  (Polygon)
+  micro_grids   micro_grid_code, grid_code, village_code, households, area_km2  (with --micro-target)
 """
 from __future__ import annotations
 
@@ -33,10 +34,14 @@ class Plan:
     options: object = None  # the PlanOptions it was made with
     network_minutes: object = None  # network plans: road minutes per node, saved for lookup (geo.travel)
     changes: list = field(default_factory=list)  # edits made to it (optimize.edit_state.Change), changes.json
+    micro_grids: gpd.GeoDataFrame | None = None  # with --micro-target (optimize.micro)
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
-        """Return the output layers by their contract names."""
-        return {name: getattr(self, name) for name in LAYER_NAMES}
+        """Return the output layers by their contract names (and ``micro_grids`` when the plan has them)."""
+        out = {name: getattr(self, name) for name in LAYER_NAMES}
+        if self.micro_grids is not None:
+            out["micro_grids"] = self.micro_grids
+        return out
 
     def to_dir(self, path: str | Path, report: bool = True) -> Path:
         """Write plan.gpkg, summary.json and report.html into ``path`` (created if needed)."""
@@ -119,4 +124,5 @@ def read_plan(path: str | Path) -> Plan:
     table = Path(path) / NETWORK_MINUTES_FILE   # a network plan's road minutes, written back as they were
     network_minutes = pd.read_parquet(table) if table.is_file() else None
     from gridplan.optimize.edit_io import read_changes
-    return Plan(**frames, summary=summary, network_minutes=network_minutes, changes=read_changes(path))
+    return Plan(**frames, summary=summary, network_minutes=network_minutes, changes=read_changes(path),
+                micro_grids=layers.get("micro_grids"))

@@ -1,6 +1,7 @@
 """Grid workers: how many per grid (1 or 2) within a budget, and who works which grid.
 
-Workload of a grid (in household-equivalents)::
+Workload of a grid (in household-equivalents), unless the plan sets ``--workload`` (then the sum of
+that expression over the grid's households)::
 
     visits   = households + POP_FACTOR * population + weight
     travel   = 1 + minutes_across / TRAVEL_MINUTES
@@ -37,10 +38,17 @@ WALK_M_PER_MIN = 4000.0 / 60.0
 
 
 def grid_workload(grids: gpd.GeoDataFrame, options: PlanOptions) -> np.ndarray:
-    """Workload per grid row (see the module docstring)."""
+    """Workload per grid row (see the module docstring).
+
+    With a user-set ``options.workload`` the grids' ``_workload`` column (the sum of that
+    expression over each grid's households, ``optimize.measures``) replaces the formula, so the
+    second workers go to the heaviest workload as the plan balanced it.
+    """
     n = len(grids)
     if n == 0:
         return np.zeros(0)
+    if getattr(options, "workload", None) and "_workload" in grids:
+        return pd.to_numeric(grids["_workload"], errors="coerce").fillna(0).to_numpy(float)
     hh = pd.to_numeric(grids["households"], errors="coerce").fillna(0).to_numpy(float) if "households" in grids \
         else np.zeros(n)
     pop = (pd.to_numeric(grids["population"], errors="coerce").to_numpy(float) if "population" in grids

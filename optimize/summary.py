@@ -135,11 +135,39 @@ def granular_share(grids, hh, tol: float) -> float:
     if not len(grids):
         return 1.0
     inside = hh[hh["unit_idx"] >= 0]
-    biggest = inside.groupby("unit_idx")["households"].max()
-    mean_u = grids.groupby("unit_idx")["households"].transform("mean").to_numpy(float)
+    row_col, grid_col = ("_measure", "measure") if "_measure" in inside and "measure" in grids else \
+        ("households", "households")
+    biggest = inside.groupby("unit_idx")[row_col].max()
+    mean_u = grids.groupby("unit_idx")[grid_col].transform("mean").to_numpy(float)
     big = grids["unit_idx"].map(biggest).fillna(0).to_numpy(float)
     slack = np.maximum(tol * mean_u, 0.5 * big)
-    return round(float((np.abs(grids["households"].to_numpy(float) - mean_u) <= slack + EPS).mean()), 4)
+    return round(float((np.abs(grids[grid_col].to_numpy(float) - mean_u) <= slack + EPS).mean()), 4)
+
+
+def measure_spread(grids, column: str, tol: float) -> dict:
+    """Return the balance figures of another per-grid ``column`` against its unit's mean (a report, no claim)."""
+    if not len(grids) or column not in grids:
+        return balance_figures(np.zeros(0), tol)
+    values = grids[column].to_numpy(float)
+    mean_u = grids.groupby("unit_idx")[column].transform("mean").to_numpy(float)
+    with np.errstate(all="ignore"):
+        dev = np.where(mean_u > 0, np.abs(values - mean_u) / mean_u, 0.0)
+    return balance_figures(dev, tol)
+
+
+def measure_section(grids, opts) -> dict:
+    """Return what the balance is measured in, and the spread of the other measures (summary["balance"])."""
+    out: dict = {"measure": opts.balance_by}
+    if opts.workload:
+        out["workload"] = opts.workload
+    if opts.balance_by != "households":
+        out["households_spread"] = measure_spread(grids, "households", float(opts.tolerance))
+    if opts.balance_by != "workload" and "_workload" in grids:
+        out["workload_spread"] = measure_spread(grids, "_workload", float(opts.tolerance))
+    if opts.secondary is not None:
+        name, s_tol = opts.secondary
+        out["secondary"] = {"measure": name, "tolerance": s_tol, **measure_spread(grids, "_secondary", s_tol)}
+    return out
 
 
 def balance_section(grids, hh, status: dict, tol: float) -> dict:
@@ -173,6 +201,7 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
     status, mismatches, more = unit_review(units, grids, results, totals, targets, tol)
     problems = list(problems) + more
     balance = balance_section(grids, hh, status, tol)
+    balance.update(measure_section(grids, opts))
     counts = {s: 0 for s in STATUSES}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
@@ -211,3 +240,24 @@ def build_summary(ds, opts, grids, hh, sres, problems, runtime, results, targets
         problems=tuple(ProblemRecord.from_dict(p.as_dict()) for p in problems),
         runtime_s={},
     ).as_dict()
+
+
+def levels(units, grids, micro=None) -> dict:
+    """Return the counts of the five levels: counties, townships, villages (units), grids, micro-grids.
+
+    ``micro_grids`` is None when the plan has none.
+    """
+    def distinct(col: str) -> int:
+        return int(units[col].dropna().astype(str).replace("", np.nan).dropna().nunique()) if col in units else 0
+    return {"counties": distinct("county_code"), "townships": distinct("township_code"),
+            "villages": int(len(units)), "grids": int(len(grids)),
+            "micro_grids": None if micro is None else int(len(micro))}
+
+
+def micro_summary(micro, target: float) -> dict:
+    """Return summary["micro_grids"]: the target, the count and the spread of households per micro-grid."""
+    h = micro["households"].to_numpy(float) if len(micro) else np.zeros(0)
+    q = (lambda p: round(float(np.quantile(h, p)), 1)) if len(h) else (lambda p: None)
+    return {"target": float(target), "count": int(len(micro)), "households_p10": q(0.1),
+            "households_median": q(0.5), "households_p90": q(0.9),
+            "households_max": int(h.max()) if len(h) else None}

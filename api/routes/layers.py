@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
 
 class Layer(str, Enum):
-    """The result layers of a plan (``workers`` exists only when a roster was given)."""
+    """The result layers of a plan (``workers`` only with a roster, ``micro_grids`` only with a micro target)."""
 
     grids = "grids"
     stations = "stations"
@@ -27,6 +27,7 @@ class Layer(str, Enum):
     households = "households"
     units = "units"
     workers = "workers"
+    micro_grids = "micro_grids"
 
 
 def _succeeded(request: Request, job_id: str) -> dict:

@@ -58,6 +58,8 @@ class Answer(BaseModel):
     county_code: Optional[str] = None
     workers: Optional[int] = Field(None, description="the grid's number of workers")
     worker_ids: list[str] = Field(default_factory=list, description="roster worker ids assigned to the grid")
+    micro_grid_code: Optional[str] = Field(None, description="the micro-grid holding the point (only for plans "
+                                           "made with micro_target)")
     station_id: Optional[str] = Field(None, description="the nearest station by the plan's travel model "
                                       "(along roads for a network plan); null if none is reachable")
     station_name: Optional[str] = None
