@@ -147,6 +147,8 @@ def test_newer_plan_swaps_atomically_and_old_plan_stays_addressable(env):
 
 def test_metrics_are_prometheus_text(env):
     c, keys, _, _ = env
+    # a lookup of its own: the counters must not depend on which tests ran before in this worker
+    assert c.get("/v1/lookup", params={"lon": 120.001, "lat": 30.019}, headers={"X-API-Key": keys["reader"]}).status_code == 200
     text = c.get("/metrics", headers={"X-API-Key": keys["reader"]}).text
     assert "# TYPE gridplan_http_requests_total counter" in text
     assert 'gridplan_http_requests_total{method="GET",route="/v1/lookup",status="200"}' in text
