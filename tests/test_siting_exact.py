@@ -5,7 +5,6 @@ weights rescaled x1e-8 ... x1e3; float weights solved exactly; the same stations
 saturated machine."""
 import itertools
 import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
