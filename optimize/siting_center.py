@@ -101,14 +101,17 @@ def p_center(cost, p: int, weights=None, forced=(), node_limit: int | None = Non
     forced = _forced(forced)
     if p < max(len(forced), 1) or (np.diff(vals.indptr) == 0).any():
         raise sm.Infeasible(f"p-center needs every demand reachable and max(1, forced) <= p, got p={p}")
+    ub, best = _heuristic(vals, p, forced)
+    if np.isfinite(ub):
+        vals = _cover_within_values(vals, ub)      # no pair above a known solution's worst value matters
     levels = np.unique(vals.data)
     lo = int(np.searchsorted(levels, _row_min(vals).max()))   # each row needs some site: a lower bound
-    hi, best, nodes, steps, undecided = len(levels) - 1, None, 0, 0, []
-    ok, sites, k = _fits(vals, levels[hi], p - len(forced), forced, node_limit)
-    nodes += k
-    if not ok:
-        raise sm.Infeasible(f"p-center: {p} sites cannot serve every demand")
-    best = sites
+    hi, nodes, steps, undecided, proven = len(levels) - 1, 0, 0, [], lo
+    if best is None:
+        ok, best, k = _fits(vals, levels[hi], p - len(forced), forced, node_limit)
+        nodes += k
+        if not ok:
+            raise sm.Infeasible(f"p-center: {p} sites cannot serve every demand")
     while lo < hi:
         mid = (lo + hi) // 2
         ok, sites, k = _fits(vals, levels[mid], p - len(forced), forced, node_limit)
@@ -118,14 +121,53 @@ def p_center(cost, p: int, weights=None, forced=(), node_limit: int | None = Non
         else:
             if ok is None:
                 undecided.append(float(levels[mid]))
+            else:
+                proven = max(proven, mid + 1)     # no p sites serve everyone within levels[mid]
             lo = mid + 1
     obj = _worst(vals, best)
-    bound = float(levels[lo]) if not undecided else float(levels[int(np.searchsorted(levels, min(undecided)))])
-    bound = min(bound, obj) if undecided else obj
+    bound = min(float(levels[proven]), obj) if undecided else obj
     status = "OPTIMAL" if not undecided else "FEASIBLE"
     notes = [f"{len(undecided)} radius step(s) undecided within the node limit"] if undecided else []
-    return SearchResult(best, obj, bound if undecided else obj, status, "p_center", steps, nodes,
+    return SearchResult(best, obj, bound, status, "p_center", steps, nodes,
                         time.perf_counter() - t0, notes)
+
+
+def _cover_within_values(vals: sparse.csr_matrix, r: float) -> sparse.csr_matrix:
+    """Keep the pairs whose value is at most ``r``, with their values."""
+    coo = vals.tocoo()
+    sel = coo.data <= r
+    return sparse.csr_matrix((coo.data[sel], (coo.row[sel], coo.col[sel])), shape=vals.shape)
+
+
+def _heuristic(vals: sparse.csr_matrix, p: int, forced: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """Find a first solution: open the cheapest site of the worst-served demand, ``p`` times.
+
+    Returns its worst value (inf and None when some demand stays unserved).
+    """
+    n, m = vals.shape
+    csc = vals.tocsc()
+    best = np.full(n, np.inf)
+    open_ = [int(j) for j in forced]
+
+    def add(j):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        rows = csc.indices[lo:hi]
+        best[rows] = np.minimum(best[rows], csc.data[lo:hi])
+
+    for j in open_:
+        add(j)
+    while len(open_) < p:
+        i = int(np.argmax(best))
+        lo, hi = vals.indptr[i], vals.indptr[i + 1]
+        cols, data = vals.indices[lo:hi], vals.data[lo:hi].copy()
+        data[np.isin(cols, open_)] = np.inf
+        if not len(cols) or not np.isfinite(data.min()):
+            break
+        j = int(cols[int(np.argmin(data))])
+        open_.append(j)
+        add(j)
+    worst = float(best.max()) if n else 0.0
+    return (worst, np.asarray(sorted(open_), dtype=np.int64)) if np.isfinite(worst) else (np.inf, None)
 
 
 def _values(cost, weights) -> sparse.csr_matrix:

@@ -273,3 +273,28 @@ def test_p_center_sparse_pairs_and_bound():
     d = cdist(rng.random((60, 2)), rng.random((12, 2)))
     r = ce.p_center(d, 3)
     assert r.objective == pytest.approx(enum_center(d, 3)[0], rel=REL) and r.gap == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cut_set_decomposition_matches_the_direct_model(seed):
+    from gridplan.optimize import siting_capcuts as cc
+    rng = np.random.default_rng(seed)
+    d = cdist(rng.random((40, 2)), rng.random((10, 2)))
+    pairs = sparse.csr_matrix(np.where(d <= 0.4, d + 1, 0))
+    w = rng.integers(1, 6, 40).astype(float)
+    cap = rng.integers(8, 30, 10).astype(float)
+    for kind, kw in [("lscp", {}), ("lscp", {"target_weight": 0.8 * w.sum()}), ("mclp", {"p": 3})]:
+        try:
+            direct = sc.capacitated(pairs, w, cap, kind=kind, **kw)
+        except sc.CapacityInfeasible:
+            with pytest.raises(sc.CapacityInfeasible):
+                cc.cut_capacitated(pairs, w, cap, kind=kind, **kw)
+            continue
+        cut = cc.cut_capacitated(pairs, w, cap, kind=kind, **kw)
+        assert cut.status == direct.status == "OPTIMAL"
+        assert cut.objective == pytest.approx(direct.objective, rel=REL)
+        assert (cut.load <= cap * (1 + 1e-9)).all()
+        assert cut.assigned_weight >= kw.get("target_weight", 0) - 1e-9
+        if kind == "lscp" and not kw:
+            reach = w[np.diff(pairs.indptr) > 0].sum()
+            assert cut.assigned_weight == pytest.approx(reach, rel=REL)
