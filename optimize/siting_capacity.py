@@ -143,13 +143,23 @@ class Sites:
     closable: np.ndarray
     close_cost: float = 1.0
     max_close: int | None = None
+    moves: bool = False            # MCLP: each closure frees one new station (a relocation)
 
     @classmethod
-    def of(cls, m: int, forced=(), closable=(), close_cost: float = 1.0, max_close: int | None = None) -> "Sites":
+    def of(cls, m: int, forced=(), closable=(), close_cost: float = 1.0, max_close: int | None = None,
+           moves: bool = False) -> "Sites":
         """Build from index lists (a column both forced and closable is closable)."""
         cl = np.asarray(sorted(set(int(j) for j in closable)), dtype=np.int64)
         fo = np.asarray(sorted(set(int(j) for j in forced) - set(cl.tolist())), dtype=np.int64)
-        return cls(fo, cl, float(close_cost), max_close)
+        return cls(fo, cl, float(close_cost), max_close, bool(moves))
+
+    def count_row(self, m: int, p: int) -> tuple[np.ndarray, float]:
+        """MCLP's station count: new ones <= p (+ kept closable <= their number, when moves free budget)."""
+        c = self.new_mask(m).astype(float)
+        if self.moves and len(self.closable):
+            c[self.closable] = 1.0
+            return c, float(p + len(self.closable))
+        return c, float(p)
 
     def new_mask(self, m: int) -> np.ndarray:
         """Columns that are new sites (neither forced nor closable)."""
@@ -175,7 +185,8 @@ def _count_rows(kind: str, m: int, P: int, new: np.ndarray, sites: Sites, p: int
     """Build the counting rows: new sites <= p (mclp), all sites == p (pmedian), closures, the target."""
     rows, lo, hi = [], [], []
     if kind == "mclp" and p is not None:
-        rows.append(np.r_[new.astype(float), np.zeros(P)]), lo.append(-np.inf), hi.append(float(p))
+        c, rhs = sites.count_row(m, p)
+        rows.append(np.r_[c, np.zeros(P)]), lo.append(-np.inf), hi.append(rhs)
     if kind == "pmedian":
         rows.append(np.r_[np.ones(m), np.zeros(P)]), lo.append(float(p)), hi.append(float(p))
     if sites.max_close is not None and len(sites.closable):

@@ -116,8 +116,9 @@ class _Master:
         s = float(w.max()) if R else 1.0
         self.s = s
         if kind == "mclp":
-            rows.append(sparse.csr_matrix(np.r_[new.astype(float), np.zeros(R)].reshape(1, -1)))
-            lo.append([-np.inf]), hi.append([float(p)])
+            c, rhs = sites.count_row(m, p)
+            rows.append(sparse.csr_matrix(np.r_[c, np.zeros(R)].reshape(1, -1)))
+            lo.append([-np.inf]), hi.append([rhs])
         elif need is not None:
             rows.append(sparse.csr_matrix(np.r_[np.zeros(m), w / s].reshape(1, -1)))
             lo.append([need / s]), hi.append([np.inf])
