@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gridplan.geo.vocabulary import CoordSystem, OutputCoordSystem
+from gridplan.geo.vocabulary import CoordSystem, Mode, OutputCoordSystem  # noqa: F401  (Mode: the plan command's, re-exported)
 from gridplan.optimize.options import OptionsError, option_default, option_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

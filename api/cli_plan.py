@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from gridplan.api.cli import _check_inputs, _plan_options, _run_plan
 from gridplan.geo.vocabulary import CoordSystem, Mode, OutputCoordSystem
 from gridplan.optimize.options import option_help
 
@@ -55,6 +54,7 @@ def plan_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
 ):
     """Plan grids, workers and stations for your own boundaries and households."""
+    from gridplan.api.cli import _check_inputs, _plan_options, _run_plan   # here: cli imports this module
     _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster,
                   network=network, baseline=baseline, barriers=barriers)
     inputs = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,

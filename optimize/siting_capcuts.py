@@ -32,7 +32,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components, maxi
 from gridplan.optimize import siting_mip as mip
 from gridplan.optimize.siting_capacity import CapacityInfeasible, CapResult, Sites, _expand, _merge
 
-MAX_ROUNDS = 40
+MAX_ROUNDS = 80
 
 
 def integral(*arrays) -> bool:
@@ -160,6 +160,25 @@ class _Master:
                          node_limit=self.node_limit or mip.node_limit_for(self.A.nnz))
 
 
+def _town_cuts(master: "_Master", cov: sparse.csr_matrix, finite: np.ndarray) -> None:
+    """Add one cut-set row per connected part of the coverage graph (households and the stations reaching them)."""
+    R, m = cov.shape
+    if not finite.any() or R == 0:
+        return
+    graph = sparse.bmat([[None, cov.astype(np.int8)], [cov.T.astype(np.int8), None]], format="csr")
+    ncomp, lab = connected_components(graph, directed=False)
+    if ncomp <= 1:
+        return
+    rows_of = lab[:R]
+    order = np.argsort(rows_of, kind="stable")
+    bounds = np.searchsorted(rows_of[order], np.arange(ncomp + 1))
+    for c in range(ncomp):
+        members = order[bounds[c]:bounds[c + 1]]
+        reach = np.flatnonzero(lab[R:] == c)
+        if len(members) and len(reach) > 1 and finite[reach].all():
+            master.add(reach, members)
+
+
 def cut_capacitated(pairs, weights, capacity, kind: str = "lscp", p: int | None = None,
                     target_weight: float | None = None, sites: Sites | None = None,
                     node_limit: int | None = None, max_rounds: int = MAX_ROUNDS) -> CapResult:
@@ -190,6 +209,7 @@ def cut_capacitated(pairs, weights, capacity, kind: str = "lscp", p: int | None 
     w = mg.w
     need = None if target_weight is None else min(float(target_weight), float(w.sum()))
     master = _Master(cov, w, cap, kind, p, need, sites, node_limit)
+    _town_cuts(master, cov, np.isfinite(cap))
     capf = np.where(np.isfinite(cap), cap, w.sum())
     nodes, status, bound, open_, flow, served = 0, "FEASIBLE", np.nan, None, None, 0.0
     for _ in range(max_rounds):
