@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gridplan.geo.report import MAX_UNIT_BARS
 from gridplan.optimize.options import OptionsError, PlanOptions
 from gridplan.optimize.siting import site_stations
 from tests.test_siting import synthetic
@@ -108,4 +109,4 @@ def test_sample_county_capacitated_plan_and_report(sample_full, tmp_path):
     assert "Station utilisation" in html
     chart = html[html.index('class="gp-utilisation"'):]
     chart = chart[:chart.index("</svg>")]
-    assert len(re.findall(r'class="bar"', chart)) == min(len(st), 40)
+    assert len(re.findall(r'class="bar"', chart)) == min(len(st), MAX_UNIT_BARS)
