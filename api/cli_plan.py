@@ -54,7 +54,8 @@ def plan_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
 ):
     """Plan grids, workers and stations for your own boundaries and households."""
-    from gridplan.api.cli import _check_inputs, _plan_options, _run_plan   # here: cli imports this module
+    # imported here: gridplan.api.cli imports this module while it is being made
+    from gridplan.api.cli import _check_inputs, _plan_options, _run_plan
     _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster,
                   network=network, baseline=baseline, barriers=barriers)
     inputs = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
