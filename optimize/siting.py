@@ -90,6 +90,16 @@ def travel_sets(demand: Demand, cands: Candidates, options: PlanOptions, network
     return Travel(cov=cov, net=net, seconds=time.perf_counter() - t)
 
 
+def travel_all(demand: Demand, cands: Candidates, options: PlanOptions, network: str | None,
+               households: gpd.GeoDataFrame) -> Travel:
+    """Return ``travel_sets``, plus the p-center's longer horizon (``siting_plan.PCENTER_HORIZON``) when asked."""
+    tr = travel_sets(demand, cands, options, network, households)
+    if options.siting_model == "pcenter":
+        far = options.with_(minutes=min(float(options.minutes) * sp.PCENTER_HORIZON, 600.0))
+        tr.far = travel_sets(demand, cands, far, network, households).cov
+    return tr
+
+
 def _both(tr: Travel, demand: Demand, forced, P: int, need: float, node_limit: int | None, notes: list):
     """Target and cap: the fewest (≤ P) reaching the target, else P at maximal cover."""
     result = sm.max_cover(tr.cov, demand.w, int(P), forced=forced, node_limit=node_limit)
@@ -251,10 +261,7 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
     t0 = time.perf_counter()
     demand = Demand.from_households(households)
     cands = build_candidates(demand, facilities, households.crs, float(options.minutes) * options.speed_m_per_min)
-    tr = travel_sets(demand, cands, options, network, households)
-    if options.siting_model == "pcenter":
-        far = options.with_(minutes=min(float(options.minutes) * sp.PCENTER_HORIZON, 600.0))
-        tr.far = travel_sets(demand, cands, far, network, households).cov
+    tr = travel_all(demand, cands, options, network, households)
     out = solve_models(tr, demand, cands, options, tiebreak, node_limit, tiebreak_node_limit)
     return build_outputs(households, units, options, demand, cands, tr, out, t0)
 
