@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gridplan.geo.vocabulary import CoordSystem, Mode, OutputCoordSystem
+from gridplan.geo.vocabulary import CoordSystem, Mode, OutputCoordSystem  # noqa: F401  (Mode: the plan command's, re-exported)
 from gridplan.optimize.options import OptionsError, option_default, option_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -205,59 +205,6 @@ def demo(out: Path = typer.Option(Path("gridplan-demo"), "--out", help="Output d
     _run_plan(inputs, {"jobs": jobs}, out, quiet, as_json)
 
 
-@app.command("plan")
-def plan_cmd(
-    boundaries: Path = typer.Option(..., "--boundaries", "-b", help="Unit polygons (villages/communities)."),
-    households: Path = typer.Option(..., "--households", "-h", help="Household points, or CSV with lon/lat."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-    facilities: Optional[Path] = typer.Option(None, "--facilities", help="Existing/candidate station points."),
-    roster: Optional[Path] = typer.Option(None, "--roster", help="Grid workers with home points."),
-    network: Optional[Path] = typer.Option(None, "--network", help="OpenStreetMap .osm.pbf: travel follows roads."),
-    barriers: Optional[Path] = typer.Option(None, "--barriers",
-                                            help="Lines no grid may straddle (rivers, expressways, railways)."),
-    target_households: Optional[float] = typer.Option(None, "--target-households",
-                                                      help=option_help("target_households")),
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help=option_help("tolerance")),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help=option_help("minutes")),
-    mode: Optional[Mode] = typer.Option(None, "--mode", help=option_help("mode")),
-    speed_kmh: Optional[float] = typer.Option(None, "--speed-kmh", help=option_help("speed_kmh")),
-    coverage_target: Optional[float] = typer.Option(None, "--coverage-target",
-                                                    help=option_help("coverage_target")),
-    max_stations: Optional[int] = typer.Option(None, "--max-stations", help=option_help("max_stations")),
-    workers_budget: Optional[int] = typer.Option(None, "--workers-budget", help=option_help("workers_budget")),
-    workers_per_10k: Optional[float] = typer.Option(None, "--workers-per-10k",
-                                                    help=option_help("workers_per_10k")),
-    coords: Optional[CoordSystem] = typer.Option(None, "--coords", help=option_help("coords")),
-    output_coords: Optional[OutputCoordSystem] = typer.Option(None, "--output-coords",
-                                                              help=option_help("output_coords")),
-    code_field: Optional[str] = typer.Option(None, "--code-field", help=option_help("code_field")),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=option_help("jobs")),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=option_help("scheduler")),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help=option_help("baseline")),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help=option_help("time_limit_per_unit")),
-    seed: Optional[int] = typer.Option(None, "--seed", help=option_help("seed")),
-    balance_by: Optional[str] = typer.Option(None, "--balance-by", help=option_help("balance_by")),
-    workload: Optional[str] = typer.Option(None, "--workload", help=option_help("workload")),
-    also_balance: Optional[str] = typer.Option(None, "--also-balance", help=option_help("also_balance")),
-    micro_target: Optional[float] = typer.Option(None, "--micro-target", help=option_help("micro_target")),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
-):
-    """Plan grids, workers and stations for your own boundaries and households."""
-    _check_inputs(boundaries=boundaries, households=households, facilities=facilities, roster=roster,
-                  network=network, baseline=baseline, barriers=barriers)
-    inputs = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
-              "network": network, "barriers": barriers}
-    opts = _plan_options(target_households=target_households, tolerance=tolerance, minutes=minutes, mode=mode,
-                         speed_kmh=speed_kmh, coverage_target=coverage_target, max_stations=max_stations,
-                         workers_budget=workers_budget, workers_per_10k=workers_per_10k, coords=coords,
-                         output_coords=output_coords, code_field=code_field, jobs=jobs, scheduler=scheduler,
-                         baseline=str(baseline) if baseline else None, time_limit_per_unit=time_limit, seed=seed,
-                         balance_by=balance_by, workload=workload, also_balance=also_balance,
-                         micro_target=micro_target)
-    _run_plan(inputs, opts, out, quiet, as_json)
-
-
 @app.command()
 def validate(
     boundaries: Path = typer.Option(..., "--boundaries", "-b"),
@@ -368,6 +315,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
 # Commands that live in their own modules (``gridplan.api.cli_<name>``), each with ``register(app)``:
 # one module per concern keeps this file to the shared plumbing.
 COMMAND_MODULES: list[str] = [
+    "cli_plan",
     "cli_keys",
     "cli_edit",
     "cli_diff",

@@ -273,8 +273,18 @@ def _load_facilities(raw: Raw, coords, override, metric, units, tree, lon_field,
     df = pd.DataFrame({"facility_id": fid.astype("str"),
                        "name": names.iloc[keep].fillna("").reset_index(drop=True).astype("str"),
                        "existing": existing[keep].astype(bool)})
+    cols = list(FACILITY_COLUMNS)
+    cap_col = find_column(f, "capacity", "容量")
+    if cap_col is not None:                  # optional: households a station can serve (capacitated siting)
+        cap = pd.to_numeric(f[cap_col], errors="coerce").to_numpy(float)
+        bad = p.alive & f[cap_col].notna().to_numpy() & ~(np.isfinite(cap) & (cap >= 0))
+        if bad.any():
+            problems.append(V.rows_problem(rows, np.flatnonzero(bad), "bad_capacity",
+                                           f"{rows.count(int(bad.sum()))} with a '{cap_col}' value that is not a "
+                                           "number of households >= 0; the default capacity is used"))
+        df["capacity"], cols = np.where(bad, np.nan, cap)[keep], cols + ["capacity"]
     geom = gpd.GeoSeries(loc.points[keep], crs=metric)
-    return gpd.GeoDataFrame(df[FACILITY_COLUMNS], geometry=geom, crs=metric), problems
+    return gpd.GeoDataFrame(df[cols], geometry=geom, crs=metric), problems
 
 
 def _load_roster(raw: Raw, coords, override, metric, lon_field, lat_field

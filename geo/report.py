@@ -194,6 +194,13 @@ def _summary_rows(s: Summary) -> list[tuple[str, str]]:
     if cov is not None:
         rows.append(("Coverage", f"{_pct(cov.share)} of households within {_fmt(cov.minutes)} min "
                                  f"({_fmt(cov.mode)})"))
+    extra = cov.extra if cov is not None else {}
+    for key, label, fmt in (("worst_minutes", "Worst travel time (min)", lambda v: _fmt(v, 1)),
+                            ("double_coverage_share", "Households within reach of two stations", _pct),
+                            ("utilisation_max", "Station utilisation: highest", _pct),
+                            ("utilisation_mean", "Station utilisation: mean", _pct)):
+        if isinstance(extra.get(key), (int, float)):
+            rows.append((label, fmt(extra[key])))
     if bal is not None:
         tol = bal.tolerance
         rows += [("Grids within tolerance" + (f" (±{_pct(tol)})" if tol is not None else ""),
@@ -307,6 +314,23 @@ def _unit_labels(units: gpd.GeoDataFrame | None, code_col: str | None, notes: li
     return labels
 
 
+def _utilisation_chart(stations: gpd.GeoDataFrame | None) -> dict | None:
+    """Bars of the stations' utilisation (households assigned / capacity), the fullest first."""
+    if stations is None or not len(stations) or "utilisation" not in stations.columns:
+        return None
+    st = stations.assign(_u=pd.to_numeric(stations["utilisation"], errors="coerce"))
+    st = st[st["_u"].notna()].sort_values(["_u", "station_id"], ascending=[False, True])
+    if not len(st):
+        return None
+    shown = st.iloc[:MAX_UNIT_BARS]
+    labs = [f"{r.station_id} {r['name']}" if isinstance(r.get("name"), str) else str(r.station_id)
+            for _, r in shown.iterrows()]
+    more = f" — the {MAX_UNIT_BARS} fullest of {len(st):,}" if len(st) > MAX_UNIT_BARS else ""
+    return {"title": f"Station utilisation (households assigned / capacity; 100% = full){more}",
+            "svg": svg_bars(labs, shown["_u"].tolist(), css_class="gp-utilisation",
+                            vmax=max(1.0, float(shown["_u"].max())))}
+
+
 def _coverage_chart(units: gpd.GeoDataFrame | None, code_col: str | None, s: Summary) -> dict | None:
     """Bars of the units' coverage, the lowest first, against the coverage target."""
     if units is None or len(units) == 0 or "coverage" not in units.columns:
@@ -375,7 +399,8 @@ def render_report(layers: dict[str, gpd.GeoDataFrame], summary: dict, title: str
     cov, bal, tol = s.cov, s.bal, _tolerance(s)
     measure = str(bal.extra.get("measure") or "households")
     charts = [c for c in (_balance_chart(layers.get("grids"), tol, measure), _coverage_chart(units, code_col, s),
-                          _minutes_chart(layers.get("households"), cov.minutes)) if c]
+                          _minutes_chart(layers.get("households"), cov.minutes),
+                          _utilisation_chart(layers.get("stations"))) if c]
     stat_rows = _summary_rows(s)
     if workers is not None and len(workers) and "role" in workers.columns:
         roles = workers["role"].value_counts().to_dict()

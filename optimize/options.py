@@ -58,6 +58,8 @@ MAX_SEED = 2**31 - 1                 # CP-SAT's random_seed is a 32-bit integer
 MAX_KINDS = 64
 MAX_MICRO_TARGET = 10_000.0
 MEASURES = ("households", "population", "workload")
+MAX_CAPACITY = 1e9
+SITING_MODELS = ("lscp", "mclp", "pmedian", "pcenter", "backup")
 
 
 def _plain(value: Any) -> Any:
@@ -81,6 +83,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ModeName = Literal[MODES]                       # type: ignore[valid-type]
 CoordName = Literal[COORD_SYSTEMS]              # type: ignore[valid-type]
 OutputCoordName = Literal[OUTPUT_COORD_SYSTEMS]  # type: ignore[valid-type]
+SitingModel = Literal[SITING_MODELS]            # type: ignore[valid-type]
 
 
 class OptionsError(ValueError):
@@ -160,6 +163,24 @@ class PlanOptions(BaseModel):
         0.9, description="Fewest new stations reaching this share of households; 0: report only.")
     max_stations: Optional[Annotated[int, Field(ge=0, le=MAX_STATIONS), Plain]] = Field(
         None, description="Maximal covering with at most this many new stations.")
+    siting_model: Optional[Annotated[SitingModel, Plain]] = Field(
+        None, description="Siting model: lscp (fewest stations), mclp (most covered with max_stations), pmedian "
+                          "(least travel), pcenter (least worst travel), backup (most covered twice); "
+                          "default: lscp, or mclp when only max_stations is given.")
+    default_capacity: Optional[Annotated[float, Field(ge=1, le=MAX_CAPACITY), Plain]] = Field(
+        None, description="Households a station can serve where the facilities give no capacity; capacities "
+                          "(this or a facilities capacity column) make the siting capacitated.")
+    single_source: Annotated[bool, Plain] = Field(
+        False, description="Capacitated siting: each household served by one station (default: split).")
+    center_weighted: Annotated[bool, Plain] = Field(
+        False, description="p-center: minimise the worst households x minutes instead of minutes.")
+    allow_close: Annotated[bool, Plain] = Field(False, description="Existing stations may close.")
+    close_cost: Annotated[float, Field(ge=0, le=MAX_STATIONS), Plain] = Field(
+        0.0, description="Cost of closing an existing station, in new-station units.")
+    max_close: Optional[Annotated[int, Field(ge=0, le=MAX_STATIONS), Plain]] = Field(
+        None, description="Most existing stations that may close (implies allow_close).")
+    max_move: Optional[Annotated[int, Field(ge=0, le=MAX_STATIONS), Plain]] = Field(
+        None, description="Most relocations (close one existing station, open one new).")
     # staffing
     workers_budget: Optional[Annotated[int, Field(ge=1, le=MAX_WORKERS), Plain]] = Field(
         None, description="Total grid workers.")

@@ -86,7 +86,7 @@ def site_county(task: CountyTask) -> CountyAnswer:
         opts = opts.with_(coverage_target=float(min(1.0, task.target_weight / demand.total)))
     cands = st.build_candidates(demand, task.facilities, task.households.crs,
                                 float(opts.minutes) * opts.speed_m_per_min)
-    tr = st.travel_sets(demand, cands, opts, task.network, task.households)
+    tr = st.travel_all(demand, cands, opts, task.network, task.households)
     out = st.solve_models(tr, demand, cands, opts, True, None, st.TIEBREAK_NODE_LIMIT)
     res = st.build_outputs(task.households, task.units, opts, demand, cands, tr, out, t0)
     gains, red = np.zeros(0), None

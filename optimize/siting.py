@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from gridplan.geo import travel
-from gridplan.optimize import siting_models as sm, siting_outputs as so
+from gridplan.optimize import siting_models as sm, siting_outputs as so, siting_plan as sp
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.siting_candidates import Candidates, Demand, build_candidates, generate_candidates  # noqa: F401
 from gridplan.optimize.siting_outputs import uncovered_clusters  # noqa: F401  (re-exported)
@@ -58,6 +58,7 @@ class Travel:
     cov: sparse.csr_matrix
     net: object | None
     seconds: float
+    far: sparse.csr_matrix | None = None     # p-center: pairs within a longer horizon
 
 
 @dataclass
@@ -69,6 +70,7 @@ class ModelOutcome:
     result: sm.CoverResult | None
     notes: list[str]
     seconds: float
+    ext: sp.Extended | None = None           # capacities, closures, p-center, backup (optimize.siting_plan)
 
 
 # --------------------------------------------------------------------------- stages
@@ -86,6 +88,16 @@ def travel_sets(demand: Demand, cands: Candidates, options: PlanOptions, network
         cov = travel.straight_coverage(travel.ecef(travel.household_lonlat(households)),
                                        travel.ecef(travel.lonlat_of_xy(cands.xy, households.crs)), speed, minutes)
     return Travel(cov=cov, net=net, seconds=time.perf_counter() - t)
+
+
+def travel_all(demand: Demand, cands: Candidates, options: PlanOptions, network: str | None,
+               households: gpd.GeoDataFrame) -> Travel:
+    """Return ``travel_sets``, plus the p-center's longer horizon (``siting_plan.PCENTER_HORIZON``) when asked."""
+    tr = travel_sets(demand, cands, options, network, households)
+    if options.siting_model == "pcenter":
+        far = options.with_(minutes=min(float(options.minutes) * sp.PCENTER_HORIZON, 600.0))
+        tr.far = travel_sets(demand, cands, far, network, households).cov
+    return tr
 
 
 def _both(tr: Travel, demand: Demand, forced, P: int, need: float, node_limit: int | None, notes: list):
@@ -107,6 +119,10 @@ def solve_models(tr: Travel, demand: Demand, cands: Candidates, options: PlanOpt
                  node_limit: int | None, tiebreak_node_limit: int) -> ModelOutcome:
     """Run the covering model the options ask for, then the p-median tiebreak."""
     t = time.perf_counter()
+    if sp.wants_extended(options, cands):
+        w = np.where(demand.finite, demand.w, 0.0)
+        ext = sp.solve_extended(tr.cov, w, cands, options, node_limit, far=tr.far)
+        return ModelOutcome(ext.open, ext.model, None, ext.notes, time.perf_counter() - t, ext)
     P, target = options.max_stations, options.coverage_target
     forced, notes = cands.forced, []
     if P is None and target is None:
@@ -158,16 +174,22 @@ def build_outputs(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
     if len(ids):
         hh_station[near >= 0] = np.array(ids, dtype=object)[near[near >= 0]]
     covered = so.covered_mask(demand, mins, minutes)
+    ext = out.ext
+    if ext is not None and ext.assign is not None:      # capacitated: each household's station is its assignment
+        near, mins, covered = _assigned(ext.assign, open_, tr.cov, demand)
+        hh_station = np.full(len(demand.xy), None, dtype=object)
+        hh_station[near >= 0] = np.array(ids, dtype=object)[near[near >= 0]]
     stations = so.stations_layer(ids, names, exist, kinds, st_unit, st_xy, near, covered, demand.w, units, crs)
     areas = so.service_areas_layer(ids, st_xy, minutes, options.mode, speed, crs, tr.net)
     n_units = len(units) if units is not None else 0
     codes = units["unit_code"].astype(str).to_numpy() if n_units else np.array([])
     r, total = out.result, demand.total
+    served = ext.served if ext is not None and ext.served is not None else np.where(covered, demand.w, 0.0)
     summary = {
         "minutes": minutes, "mode": options.mode, "speed_kmh": options.effective_speed_kmh,
         "travel": "network" if tr.net is not None else "straight_line",
-        "share": float(demand.w[covered].sum() / total) if total > 0 else float("nan"),
-        "households_covered": float(demand.w[covered].sum()), "households_total": total,
+        "share": float(served[demand.finite].sum() / total) if total > 0 else float("nan"),
+        "households_covered": float(served[demand.finite].sum()), "households_total": total,
         "stations": int(len(open_)), "existing": int(np.sum(exist)), "added": int(len(open_) - np.sum(exist)),
         "candidates": int(len(cands)), "model": out.model,
         "status": r.status if r is not None else "REPORT",
@@ -183,9 +205,35 @@ def build_outputs(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
         "runtime_s": {"travel": round(tr.seconds, 3), "solve": round(out.seconds, 3),
                       "total": round(time.perf_counter() - t0, 3)},
     }
+    summary.update(so.reach_figures(tr.cov, open_, demand, mins, covered))
+    if ext is not None:
+        stations = _extend(stations, summary, ext, open_, cands, units, crs)
     return SitingResult(stations=stations, service_areas=areas, hh_station=hh_station, hh_minutes=mins,
-                        unit_coverage=so.unit_coverage(demand, covered, n_units), summary=summary,
+                        unit_coverage=so.unit_coverage(demand, covered, n_units, served), summary=summary,
                         node_minutes=node_minutes)
+
+
+def _assigned(assign: np.ndarray, open_: np.ndarray, cov: sparse.csr_matrix, demand: Demand):
+    """Each household's assigned station (position in ``open_``), its minutes and the served mask."""
+    pos = np.full(len(assign), -1, dtype=np.int64)
+    ok = assign >= 0
+    pos[ok] = np.searchsorted(open_, assign[ok])
+    mins = np.full(len(assign), np.nan)
+    if ok.any():
+        mins[ok] = np.asarray(cov[np.flatnonzero(ok), assign[ok]]).ravel() - 1.0   # stored: minutes + 1
+    return pos, mins, ok & demand.finite
+
+
+def _extend(stations, summary: dict, ext: sp.Extended, open_, cands, units, crs):
+    """Put the extended model's proof, loads and closures into the summary and the stations layer."""
+    summary.update({"model": ext.model, "status": ext.status, "bound": ext.bound, "gap": ext.gap,
+                    "nodes": ext.nodes, "objective": ext.objective,
+                    "solver": "HiGHS (scipy.optimize.milp), gap 0, node and round limits"})
+    stations = so.with_status(stations, open_, cands, ext.capacity, ext.load if ext.assign is not None else None)
+    if len(ext.closed):
+        stations = so.append_closed(stations, ext.closed, ext.moves, open_, cands, units, crs)
+    summary.update(so.station_figures(stations, ext.assign is not None))
+    return stations
 
 
 # --------------------------------------------------------------------------- main entry
@@ -213,7 +261,7 @@ def site_stations(households: gpd.GeoDataFrame, units: gpd.GeoDataFrame, options
     t0 = time.perf_counter()
     demand = Demand.from_households(households)
     cands = build_candidates(demand, facilities, households.crs, float(options.minutes) * options.speed_m_per_min)
-    tr = travel_sets(demand, cands, options, network, households)
+    tr = travel_all(demand, cands, options, network, households)
     out = solve_models(tr, demand, cands, options, tiebreak, node_limit, tiebreak_node_limit)
     return build_outputs(households, units, options, demand, cands, tr, out, t0)
 

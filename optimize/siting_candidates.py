@@ -61,6 +61,7 @@ class Candidates:
     fac_existing: np.ndarray
     kind: np.ndarray
     notes: tuple = ()
+    fac_capacity: np.ndarray | None = None    # households each facility can serve (NaN: not given)
 
     @property
     def forced(self) -> np.ndarray:
@@ -107,7 +108,7 @@ def build_candidates(demand: Demand, facilities: gpd.GeoDataFrame | None, crs, r
     Facilities first (``existing`` ones forced; without the column all are existing), then the
     generated seats and lattice cells (side ``radius_m / 2``).
     """
-    fac_xy, ids, names, exist, notes = np.zeros((0, 2)), [], [], np.zeros(0, bool), []
+    fac_xy, ids, names, exist, notes, capacity = np.zeros((0, 2)), [], [], np.zeros(0, bool), [], None
     if facilities is not None and len(facilities):
         fac = facilities.to_crs(crs) if facilities.crs is not None and facilities.crs != crs else facilities
         fac_xy = travel.as_xy(fac.geometry)
@@ -120,7 +121,24 @@ def build_candidates(demand: Demand, facilities: gpd.GeoDataFrame | None, crs, r
         names = fac["name"].astype(str).tolist() if "name" in fac else list(ids)
         exist = (fac["existing"].fillna(False).astype(bool).to_numpy() if "existing" in fac
                  else np.ones(len(fac), bool))
+        if "capacity" in fac:
+            capacity = _capacities(fac["capacity"], ids, notes)
     gen_xy, gen_kind = generate_candidates(demand.xy, demand.w, demand.unit, cell_m=max(radius_m / 2.0, 1.0))
     xy = np.vstack([fac_xy, gen_xy]) if len(gen_xy) else fac_xy
     return Candidates(xy=xy, n_facilities=len(fac_xy), fac_ids=ids, fac_names=names, fac_existing=exist,
-                      kind=gen_kind, notes=tuple(notes))
+                      kind=gen_kind, notes=tuple(notes), fac_capacity=capacity)
+
+
+def _capacities(col: pd.Series, ids: list, notes: list) -> np.ndarray:
+    """Read the facilities' ``capacity`` column: households, >= 0; anything else is noted and left unset."""
+    raw = col.to_numpy(object)
+    cap = pd.to_numeric(col, errors="coerce").to_numpy(float, copy=True)
+    bad = [i for i in range(len(cap)) if not (np.isfinite(cap[i]) and cap[i] >= 0) and not pd.isna(raw[i])]
+    for i in bad[:5]:
+        notes.append(f"facility {ids[i]!r}: capacity {str(raw[i])[:40]!r} is not a number of households >= 0; "
+                     "the default capacity is used")
+    if len(bad) > 5:
+        notes.append(f"... and {len(bad) - 5} more facilities with an unusable capacity")
+    cap[bad] = np.nan
+    cap[~np.isfinite(cap)] = np.nan
+    return cap

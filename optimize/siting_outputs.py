@@ -100,13 +100,15 @@ def service_areas_layer(ids, st_xy, minutes, mode, speed, crs, net=None) -> gpd.
                             geometry=list(polys) if len(ids) else [], crs=crs)
 
 
-def unit_coverage(demand: Demand, covered: np.ndarray, n_units: int) -> np.ndarray:
-    """Per unit: the household-weighted share covered (NaN for a unit without households)."""
+def unit_coverage(demand: Demand, covered: np.ndarray, n_units: int, served: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Per unit: the household-weighted share covered (``served``: households served per point, if split)."""
     if not n_units:
         return np.zeros(0)
     inu = (demand.unit >= 0) & demand.finite
     tot = np.bincount(demand.unit[inu], weights=demand.w[inu], minlength=n_units)
-    cv = np.bincount(demand.unit[inu & covered], weights=demand.w[inu & covered], minlength=n_units)
+    got = np.where(covered, demand.w, 0.0) if served is None else served
+    cv = np.bincount(demand.unit[inu], weights=got[inu], minlength=n_units)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tot > 0, cv / np.where(tot > 0, tot, 1), np.nan)
 
@@ -155,4 +157,70 @@ def uncovered_clusters(households: gpd.GeoDataFrame, w: np.ndarray, mask: np.nda
         out.append({"lon": round(float(row.lon / row.w), 6), "lat": round(float(row.lat / row.w), 6),
                     "households": int(round(row.w)),
                     "village_code": (str(unit_codes[u]) if 0 <= u < len(unit_codes) else None)})
+    return out
+
+
+def reach_figures(cov: sparse.csr_matrix, open_: np.ndarray, demand: Demand, mins: np.ndarray,
+                  covered: np.ndarray) -> dict:
+    """Return the worst minutes of a served household and the share of households two stations reach."""
+    total = demand.total
+    within = np.asarray((cov[:, open_] != 0).sum(axis=1)).ravel() if len(open_) else np.zeros(cov.shape[0])
+    two = demand.finite & (within >= 2)
+    m = np.where(covered, mins, np.nan)
+    return {"worst_minutes": float(np.nanmax(m)) if np.isfinite(m).any() else None,
+            "double_coverage_share": float(demand.w[two].sum() / total) if total > 0 else None}
+
+
+def with_status(stations: gpd.GeoDataFrame, open_: np.ndarray, cands: Candidates, capacity: np.ndarray,
+                load: np.ndarray | None) -> gpd.GeoDataFrame:
+    """Add ``status`` (kept | new), ``capacity``, ``assigned`` and ``utilisation`` to the stations layer."""
+    st = stations.copy()
+    st["status"] = np.where(st["existing"].to_numpy(bool), "kept", "new")
+    cap = capacity[open_] if len(open_) else np.zeros(0)
+    st["capacity"] = np.where(np.isfinite(cap), cap, np.nan)
+    assigned = load[open_] if load is not None and len(open_) else st["households_covered"].to_numpy(float)
+    st["assigned"] = np.round(np.asarray(assigned, float), 6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        st["utilisation"] = np.where(np.isfinite(cap) & (cap > 0), st["assigned"] / np.where(cap > 0, cap, 1), np.nan)
+    return st
+
+
+def append_closed(stations: gpd.GeoDataFrame, closed: np.ndarray, moves: list, open_: np.ndarray,
+                  cands: Candidates, units, crs) -> gpd.GeoDataFrame:
+    """Append the closed existing stations (status closed, or moved with ``moved_to``) to the layer."""
+    xy = cands.xy[closed]
+    ids = [cands.fac_ids[j] for j in closed]
+    new_id = dict(zip(open_.tolist(), stations["station_id"].tolist()))
+    moved_to = {int(c): new_id.get(int(n)) for c, n in moves}
+    codes = units["unit_code"].astype(str).to_numpy() if units is not None and len(units) else np.array([])
+    uu = units_of(xy, units)
+    rows = gpd.GeoDataFrame({
+        "station_id": ids, "name": [cands.fac_names[j] for j in closed], "existing": True,
+        "village_code": [codes[u] if u >= 0 else None for u in uu], "households_covered": 0,
+        "source": "facility", "status": ["moved" if int(j) in moved_to else "closed" for j in closed],
+        "capacity": np.nan, "assigned": 0.0, "utilisation": np.nan,
+        "moved_to": [moved_to.get(int(j)) for j in closed]}, geometry=shapely.points(xy), crs=crs)
+    st = stations.copy()
+    st["moved_from"] = None
+    back = {v: cands.fac_ids[k] for k, v in moved_to.items()}
+    st["moved_from"] = [back.get(i) for i in st["station_id"]]
+    return gpd.GeoDataFrame(pd.concat([st, rows], ignore_index=True), geometry="geometry", crs=crs)
+
+
+def station_figures(stations: gpd.GeoDataFrame, capacitated: bool) -> dict:
+    """Return the stations' utilisation figures, closures and moves for the summary."""
+    out = {"closed": stations.loc[stations["status"] == "closed", "station_id"].tolist()}
+    if "moved_to" in stations:
+        mv = stations[stations["status"] == "moved"]
+        out["moved"] = [{"from": a, "to": b} for a, b in zip(mv["station_id"], mv["moved_to"])]
+    if capacitated:
+        live = stations[stations["status"] != "closed"]
+        u = live["utilisation"].to_numpy(float)
+        cap, assigned = live["capacity"].to_numpy(float), live["assigned"].to_numpy(float)
+        over = np.isfinite(cap) & (assigned > cap * (1 + 1e-9) + 1e-6)
+        out.update({"capacitated": True, "assigned_share_of_capacity": float(np.nansum(assigned) / np.nansum(cap))
+                    if np.nansum(cap) > 0 else None,
+                    "utilisation_max": float(np.nanmax(u)) if np.isfinite(u).any() else None,
+                    "utilisation_mean": float(np.nanmean(u)) if np.isfinite(u).any() else None,
+                    "stations_over_capacity": int(over.sum())})
     return out

@@ -5,7 +5,6 @@ weights rescaled x1e-8 ... x1e3; float weights solved exactly; the same stations
 saturated machine."""
 import itertools
 import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +30,11 @@ def lattice():
     """spopt's ``network_instance(100, 5)``: a 10x10 lattice network (spaghetti), 100 clients and 5
     facilities simulated with seeds 5 and 6 and snapped; network and euclidean cost matrices; then the
     weights ``numpy.random.randint(1, 12, 100)`` drawn right after, as its MCLP/p-median tests do."""
-    spaghetti = pytest.importorskip("spaghetti")
-    import geopandas
+    pytest.importorskip("spaghetti")
     from scipy.spatial.distance import cdist
-    from spopt.locate.util import simulated_geo_points
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lat = spaghetti.regular_lattice((0, 0, 10, 10), 9, exterior=True)
-        ntw = spaghetti.Network(in_data=lat)
-        gdf = spaghetti.element_as_gdf(ntw, arcs=True)
-        street = geopandas.GeoDataFrame(geopandas.GeoSeries(gdf["geometry"].buffer(0.2).union_all()),
-                                        crs=gdf.crs, columns=["geometry"])
-        ntw.snapobservations(simulated_geo_points(street, needed=100, seed=5), "clients", attribute=True)
-        cli = spaghetti.element_as_gdf(ntw, pp_name="clients", snapped=True)
-        ntw.snapobservations(simulated_geo_points(street, needed=5, seed=6), "facilities", attribute=True)
-        fac = spaghetti.element_as_gdf(ntw, pp_name="facilities", snapped=True)
-        net = ntw.allneighbordistances(sourcepattern=ntw.pointpatterns["clients"],
-                                       destpattern=ntw.pointpatterns["facilities"])
+
+    from tests.helpers.spopt_instances import network_instance
+    cli, fac, net = network_instance(100, 5)
     w = np.random.randint(1, 12, 100)
     xy = lambda g: np.column_stack([g.geometry.x, g.geometry.y])  # noqa: E731
     return {"net": np.asarray(net, float), "euclid": cdist(xy(cli), xy(fac)), "w": w.astype(float)}
