@@ -214,5 +214,5 @@ def test_single_lookup_checks_the_key_first_and_documents_its_query(env):
         [("query", "lon"), ("query", "lat"), ("query", "plan"), ("query", "coords")]
     assert c.get("/v1/lookup?lon=120.001&lat=30.019&coords=GCJ-02", headers=h).status_code == 422   # names are exact
     op = c.get("/openapi.json").json()["paths"]["/v1/lookup"]["get"]
-    assert [p["name"] for p in op["parameters"]] == ["lon", "lat", "plan", "coords"]
+    assert [p["name"] for p in op["parameters"]] == ["lon", "lat", "plan", "coords", "as_of"]
     assert op["parameters"][0]["required"] and op["security"] == [{"APIKeyHeader": []}]

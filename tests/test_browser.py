@@ -178,7 +178,7 @@ def server(tmp_path_factory):
     reader = create_key("reader", data_dir=str(data_dir))
     port = free_port()
     log = open(d / "server.log", "w")
-    code = "import sys; from api.cli import main; sys.argv[0] = 'gridplan'; main()"
+    code = "import sys; from gridplan.api.cli import main; sys.argv[0] = 'gridplan'; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", str(port), "--data-dir", str(data_dir)],
                             cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
