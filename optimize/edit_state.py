@@ -239,8 +239,11 @@ def finish(work: Work, change: Change, problems: list[dict] = ()) -> Plan:
     refresh_units(work)
     refresh_summary(work, list(problems))
     base = work.base
+    from gridplan.optimize.edit_micro import refresh_micro
+    touched = {str(c) for c in (*work.reshaped, *change.created, *change.retired)}
+    micro, work.households = refresh_micro(base.micro_grids, work.grids, work.households, work.summary, touched)
     return replace(base, grids=work.grids, households=work.households, units=work.units, workers=work.workers,
-                   summary=work.summary, changes=[*base.changes, change])
+                   summary=work.summary, changes=[*base.changes, change], micro_grids=micro)
 
 
 def plan_tolerance(plan: Plan) -> float:

@@ -256,3 +256,26 @@ def test_edit_errors_become_422_problems_naming_the_field(base):
     p = edits_problem(r.value)
     assert p.status == 422 and p.kind == "edit-refused" and "no such grid" in p.errors[0]["problem"]
     assert p.errors[0]["source"] == "edits[0].b"
+
+
+def test_edits_split_the_touched_grids_micro_grids_again():
+    from gridplan.optimize import plan
+    from tests.helpers.edit_plans import synthetic_inputs
+    b, hh = synthetic_inputs(3)
+    p = plan(b, hh, target_households=40, time_limit_per_unit=1.0, coverage_target=0, micro_target=10)
+    assert p.micro_grids is not None and len(p.micro_grids)
+    a = p.grids.grid_code.iloc[0]
+    other = max(_neighbours(p, a))
+    merged = p.merge_grids(a, other, force=True)
+    for q in (merged, merged.split(a, k=2, force=True)):
+        mg, h = q.micro_grids, q.households
+        assert set(mg["grid_code"]) == set(q.grids["grid_code"])            # none left of a retired grid
+        by_code = mg.set_index("micro_grid_code")
+        assert h["micro_grid_code"].notna().all()
+        assert (by_code.loc[h["micro_grid_code"], "grid_code"].to_numpy() == h["grid_code"].to_numpy()).all()
+        for code, sub in mg.groupby("grid_code"):                           # micro-grids tile their grid
+            g = q.grids.set_index("grid_code").geometry[code]
+            # as tight as the planner's own micro-grids (about 5e-6 of the grid, from their cells' snapping)
+            assert shapely.union_all(sub.geometry.values).symmetric_difference(g).area < 2e-5 * g.area
+        inside = [by_code.geometry[c].buffer(1e-9).contains(pt) for c, pt in zip(h["micro_grid_code"], h.geometry)]
+        assert all(inside)
