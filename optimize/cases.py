@@ -175,6 +175,8 @@ def route_cases(cases: pd.DataFrame, plan_for_time: Resolver, coords: str = "wgs
     cats: dict[str, dict] = {f: {} for f in ("plan",) + fields}   # value -> category number, per column
     codes = {f: np.full(n, -1, dtype=np.int64) for f in cats}
     minutes, covered = np.full(n, np.nan), np.zeros(n, dtype=bool)
+    micro = np.full(n, None, dtype=object) if any(getattr(i, "micro", None) is not None
+                                                  for i in indexes.values()) else None
     for pid, idx in indexes.items():
         sel = np.flatnonzero(plan_of == pid)
         if not len(sel):
@@ -191,11 +193,15 @@ def route_cases(cases: pd.DataFrame, plan_for_time: Resolver, coords: str = "wgs
         ok = (g >= 0) & (s >= 0)
         minutes[sel] = np.where(ok, round_minutes(res["minutes"]), np.nan)
         covered[sel] = ok & res["covered"]
+        if micro is not None and "micro_grid_code" in res:
+            micro[sel] = res["micro_grid_code"]
     frame = cases[["id", "time", "kind", "lon", "lat"]].reset_index(drop=True).copy()
     for f in cats:
         names = np.array(list(cats[f]), dtype=object) if cats[f] else np.zeros(0, dtype=object)
         frame[f] = pd.Categorical.from_codes(codes[f], categories=pd.Index(names, dtype=object))
     frame["minutes"], frame["covered"] = minutes, covered
+    if micro is not None:                 # plans with micro-grids: the building head's micro-grid too
+        frame.insert(frame.columns.get_loc("grid_code") + 1, "micro_grid_code", micro)
     if "time_text" in cases:
         frame["time_text"] = cases["time_text"].array
     return frame

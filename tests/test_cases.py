@@ -35,6 +35,8 @@ def _same_as_lookup(routed: pd.DataFrame, idx: GridIndex, coords: str = "wgs84")
         assert (row["worker_ids"] or "") == ";".join(a["worker_ids"])
         assert (row["minutes"] is None and a["minutes"] is None) or row["minutes"] == a["minutes"]
         assert row["covered"] == a["covered"]
+        if "micro_grid_code" in a:
+            assert row["micro_grid_code"] == a["micro_grid_code"]
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +236,22 @@ def test_http_cases_file_larger_than_the_json_cap_streams_as_an_upload(api):
     assert sum(w["cases"] for w in r.json()["workload"] if w["level"] == "grid" and w["kind"] == "all") > 0
     big_json = {"cases": _tiny_cases(400).to_dict("records"), "pad": "x" * 80_000}
     assert c.post("/v1/cases/route", json=big_json, headers=h).status_code == 413
+
+
+def test_cases_in_a_plan_with_micro_grids_carry_the_micro_grid(tmp_path):
+    from gridplan.optimize import plan
+    from gridplan.optimize.cases import fixed_plan, route_cases
+    from tests.helpers.edit_plans import synthetic_inputs
+    b, hh = synthetic_inputs(5)
+    plan(b, hh, target_households=40, time_limit_per_unit=1.0, coverage_target=0, micro_target=10).to_dir(
+        tmp_path / "p", report=False)
+    idx = GridIndex.from_plan_dir(tmp_path / "p")
+    rng = np.random.default_rng(1)
+    x0, y0, x1, y1 = b.total_bounds
+    n = 300
+    cases = pd.DataFrame({"id": [str(i) for i in range(n)], "time": pd.NaT, "kind": "patrol",
+                          "lon": rng.uniform(x0 - 1e-3, x1, n), "lat": rng.uniform(y0, y1, n)})
+    cases["time"] = pd.to_datetime(cases["time"], utc=True)
+    routed = route_cases(cases, fixed_plan("p", idx))
+    assert routed["micro_grid_code"].notna().sum() > 0.8 * n
+    _same_as_lookup(routed, idx)

@@ -102,7 +102,9 @@ def _json_results(routed: pd.DataFrame) -> list[dict]:
     out = routed.copy()
     out["time"] = out["time_text"] if "time_text" in out else out["time"].astype(str)
     out["worker_ids"] = [[] if w is None or w != w else str(w).split(";") for w in out["worker_ids"].astype(object)]
-    return _records(out[RESULT_FIELDS])
+    fields = RESULT_FIELDS if "micro_grid_code" not in out else (
+        RESULT_FIELDS[:5] + ["micro_grid_code"] + RESULT_FIELDS[5:])   # plans with micro-grids
+    return _records(out[fields])
 
 
 @router.post("/cases/route", summary="Route cases into grids; workload per grid and worker",
