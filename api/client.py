@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-FILE_ROLES = ("boundaries", "households", "facilities", "roster", "network", "barriers")
+FILE_ROLES = ("boundaries", "households", "facilities", "roster", "network", "barriers", "grids")
 FINAL = ("succeeded", "failed", "cancelled")
 BATCH_POINTS = 100_000      # points per POST /v1/lookup (the server's default cap)
 OGC_PAGE = 10_000           # features per OGC items page (the server's maximum)
@@ -107,7 +107,8 @@ class Client:
         kind : str, optional
             The job kind, for services that run more than plan jobs (sent only when given).
         **files
-            Optional inputs by role: ``facilities``, ``roster``, ``network``, ``barriers``.
+            Optional inputs by role: ``facilities``, ``roster``, ``network``, ``barriers``; ``grids`` (the
+            existing grid layer) for an ``audit`` or ``adopt`` job.
         """
         unknown = set(files) - set(FILE_ROLES)
         if unknown:

@@ -81,3 +81,14 @@ def test_a_failed_job_raises_job_failed(service, monkeypatch):
     with pytest.raises(JobFailed) as e:
         gp.wait(jid, timeout=120, poll_s=0.05)
     assert "failed" in str(e.value) and e.value.body["status"] == "failed"
+
+
+def test_submits_an_audit_job_with_its_grids_upload(service):
+    gp, _ro, _jid, tmp = service
+    grids = tiny_layers()[0]["grids"].iloc[1:]            # the first village's first grid lost: a gap
+    path = tmp / "official.geojson"
+    grids.to_file(path, driver="GeoJSON")
+    jid = gp.submit(tmp / "in" / "boundaries.geojson", tmp / "in" / "households.csv", kind="audit", grids=path)
+    job = gp.wait(jid, timeout=120, poll_s=0.05)
+    assert job["summary"]["kind"] == "audit" and job["summary"]["counts"]["gap"] == 1
+    assert job["summary"]["clean"] is False

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["quickstart.ipynb", "what_if.ipynb", "merge_departments.ipynb"]
+NOTEBOOKS = ["quickstart.ipynb", "what_if.ipynb", "merge_departments.ipynb", "maintain_grids.ipynb"]
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
