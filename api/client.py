@@ -128,9 +128,18 @@ class Client:
         """List jobs, newest first (only those with ``status`` when given)."""
         return self.get_json("/v1/jobs", status=status, limit=limit, offset=offset)["jobs"]
 
-    def plans(self, limit: int = 100) -> list[dict]:
-        """List the succeeded jobs (each one a plan), newest first."""
-        return self.jobs("succeeded", limit=limit)
+    def plans(self, limit: int = 100, published: bool | None = None) -> list[dict]:
+        """List plan versions (``GET /v1/plans``): source, parent, effective dates, headline figures."""
+        flag = None if published is None else str(bool(published)).lower()
+        return self.get_json("/v1/plans", limit=limit, published=flag)["plans"]
+
+    def publish(self, plan_id: str, effective_from: str) -> dict:
+        """Publish version ``plan_id`` from ``effective_from`` (ISO date; a planner key); return the version."""
+        return self._request("POST", f"/v1/plans/{plan_id}/publish", json={"effective_from": effective_from}).json()
+
+    def edit(self, plan_id: str, edits: list[dict]) -> dict:
+        """Apply ``edits`` (``optimize.edit_apply`` ops) to version ``plan_id``; return the new version."""
+        return self._request("POST", f"/v1/plans/{plan_id}/edits", json={"edits": edits}).json()
 
     def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job; return it."""
@@ -218,10 +227,11 @@ class Client:
         return dest
 
     # ------------------------------------------------------------------ lookup
-    def lookup(self, lon: float, lat: float, plan: str | None = None, coords: str | None = None) -> dict | None:
-        """Return the grid, workers and station serving one point; None outside every grid."""
+    def lookup(self, lon: float, lat: float, plan: str | None = None, coords: str | None = None,
+               as_of: str | None = None) -> dict | None:
+        """Return the grid, workers and station serving one point (the version in effect ``as_of``); None outside."""
         try:
-            return self.get_json("/v1/lookup", lon=lon, lat=lat, plan=plan, coords=coords)
+            return self.get_json("/v1/lookup", lon=lon, lat=lat, plan=plan, coords=coords, as_of=as_of)
         except ApiError as e:
             if e.status == 404 and str(e.body.get("type", "")).endswith("/outside-grids"):
                 return None

@@ -92,3 +92,20 @@ def test_submits_an_audit_job_with_its_grids_upload(service):
     job = gp.wait(jid, timeout=120, poll_s=0.05)
     assert job["summary"]["kind"] == "audit" and job["summary"]["counts"]["gap"] == 1
     assert job["summary"]["clean"] is False
+
+
+def test_publish_and_look_up_as_of_through_the_client(service):
+    gp, ro, jid, _tmp = service
+    versions = {v["id"]: v for v in ro.plans()}
+    assert jid in versions and versions[jid]["effective_from"] is None
+    with pytest.raises(ApiError) as e:
+        ro.publish(jid, "2026-01-01")                    # a reader key cannot publish
+    assert e.value.status == 403
+    assert gp.publish(jid, "2026-01-01")["effective_from"] == "2026-01-01"
+    assert [v["id"] for v in ro.plans(published=True)] == [jid]
+    grids = tiny_layers()[0]["grids"]
+    pt = grids.geometry.representative_point().iloc[0]
+    assert ro.lookup(pt.x, pt.y, as_of="2026-02-01")["plan"] == jid
+    with pytest.raises(ApiError) as e:
+        ro.lookup(pt.x, pt.y, as_of="2025-12-31")        # nothing was in effect then
+    assert e.value.status == 404
