@@ -73,6 +73,9 @@ def test_merge_job_end_to_end(env):
     gpkg.write_bytes(z.read("plan.gpkg"))
     assert "crosswalk" in {name for name, _ in pyogrio.list_layers(gpkg)}
 
+    cw = get(f"/v1/jobs/{j['id']}/layers/crosswalk").json()["features"]   # the crosswalk as a layer too
+    assert sorted((f["properties"]["layer"], f["properties"]["legacy_grid_id"], f["properties"]["grid_code"])
+                  for f in cw) == sorted((row["layer"], row["legacy_grid_id"], row["grid_code"]) for row in rows)
     grids = get(f"/v1/jobs/{j['id']}/layers/grids").json()["features"]
     codes = {f["properties"]["grid_code"] for f in grids}
     assert len(grids) == j["summary"]["grids"] and {row["grid_code"] for row in rows} <= codes
@@ -112,6 +115,8 @@ def test_layer_names_must_match_the_files(env):
 def test_layers_belong_to_a_merge_job(env):
     body = problem(post(env, [upload(env[3]["merges"])], kind="plan"))
     assert [e["source"] for e in body["errors"]] == ["layers"]
+    body = problem(post(env, [], "police", kind="plan"))
+    assert [e["source"] for e in body["errors"]] == ["layer_names"]
 
 
 def test_a_hostile_or_wrong_layer_file_is_422_naming_it(env):
