@@ -4,7 +4,8 @@ A job's optional form field ``kind`` picks an entry of ``KINDS`` (``plan`` when 
 kind names its required and optional uploads, how its ``params`` are checked, and its runner
 (``"module:function"``, called in the job's runner process as
 ``fn(inputs: dict[str, Path], params: dict, out_dir: Path, progress) -> summary dict``, like
-:func:`api.worker.run_plan`). A new kind (``merge``, say) is one more entry here.
+:func:`api.worker.run_plan`). A new kind is one more entry here
+(``merge`` also takes the repeated ``layers`` upload: :mod:`api.mergekind`).
 
 The kind travels with the job in its ``params`` (``"kind": "audit"``; nothing is added for a
 plan, so plan jobs look as before); the ``plan`` kind runs ``settings.runner`` (which tests swap).
@@ -22,7 +23,7 @@ PLAN_UPLOADS = ("facilities", "roster", "network", "barriers")
 
 @dataclass(frozen=True)
 class Kind:
-    """One job kind: its uploads, its runner and how its params are checked ("plan" or "audit" rules)."""
+    """One job kind: its uploads, its runner and how its params are checked ("plan", "audit" or "merge" rules)."""
 
     name: str
     required: tuple[str, ...]
@@ -35,6 +36,9 @@ KINDS: dict[str, Kind] = {
     "plan": Kind("plan", ("boundaries", "households"), PLAN_UPLOADS + ("baseline",), None),
     "audit": Kind("audit", ("grids", "boundaries", "households"), (), "gridplan.api.kinds:run_audit", "audit"),
     "adopt": Kind("adopt", ("grids", "boundaries", "households"), PLAN_UPLOADS, "gridplan.api.kinds:run_adopt"),
+    # legacy layers come as the repeated ``layers`` upload, stored as ``layer:NAME`` (api.mergekind)
+    "merge": Kind("merge", ("boundaries", "households", "layers"), ("facilities", "roster"),
+                  "gridplan.api.kinds:run_merge", "merge"),
 }
 UPLOADS = tuple(dict.fromkeys(r for k in KINDS.values() for r in k.required + k.optional))
 NO_PLAN_KINDS = ("audit",)   # kinds whose output is no plan: never the default plan of a lookup
@@ -62,8 +66,12 @@ def check_files(kind: Kind, given: set[str]) -> None:
         raise ProblemError(422, f"the uploads do not fit a {kind.name} job: see errors", errors, kind="invalid-upload")
 
 
-def parse_kind_params(kind: Kind, params: dict, plan_parser: Callable[[], dict]) -> dict:
-    """Check a job's options for its kind; return what the job stores (the kind added unless ``plan``)."""
+def parse_kind_params(kind: Kind, params: dict, plan_parser: Callable[[dict], dict]) -> dict:
+    """Check a job's options for its kind; return what the job stores (the kind added unless ``plan``).
+
+    ``plan_parser`` checks a dict of plan options (422 naming the option) and returns it. A merge
+    job's params are plan options plus ``layer_id_fields``.
+    """
     if kind.params == "audit":
         from gridplan.optimize.audit import audit_options
         from gridplan.optimize.options import OptionsError
@@ -74,8 +82,12 @@ def parse_kind_params(kind: Kind, params: dict, plan_parser: Callable[[], dict])
                                [error_item("params", name, f"{name}: {msg}") for name, msg in e.errors],
                                kind="invalid-params")
         opts = dict(params)
+    elif kind.params == "merge":
+        from gridplan.api.mergekind import check_id_fields
+        opts = plan_parser(check_id_fields(params))
+        opts = {**opts, **({"layer_id_fields": params["layer_id_fields"]} if "layer_id_fields" in params else {})}
     else:
-        opts = plan_parser()
+        opts = plan_parser(params)
     return opts if kind.name == "plan" else {**opts, "kind": kind.name}
 
 
@@ -106,3 +118,9 @@ def run_adopt(inputs: dict[str, Path], params: dict, out_dir: Path, progress) ->
     inputs["baseline"] = inputs.pop("grids")
     summary = run_plan(inputs, params, out_dir, progress)
     return {**summary, "kind": "adopt"}
+
+
+def run_merge(inputs: dict[str, Path], params: dict, out_dir: Path, progress) -> dict:
+    """Merge the uploaded legacy layers (``layer:NAME`` inputs) into one plan with crosswalks."""
+    from gridplan.optimize.merge import run_merge as merge_runner
+    return {**merge_runner(inputs, params, out_dir, progress), "kind": "merge"}

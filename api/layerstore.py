@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers", "micro_grids")
+LAYERS = ("grids", "stations", "service_areas", "households", "units", "workers", "micro_grids", "crosswalk")
 PG_SCHEMA = "gridplan_layers"
 
 

@@ -85,6 +85,7 @@ class Settings:
     submit_check_concurrency: int = 2        # submit-time checks at once per server (others wait)
     max_queued_jobs: int = 100               # queued jobs in the whole service (429 past it)
     max_queued_jobs_per_key: int = 10        # queued jobs submitted with one key (429 past it)
+    max_merge_layers: int = 8                # legacy layers files of one merge job (422 past it)
     queue_retry_after_s: int = 30            # Retry-After sent with a queue-full 429
     metrics_public: bool = False             # True: GET /metrics needs no key
     public_published: bool = False           # True: the live plan's OGC API collections need no key

@@ -58,6 +58,9 @@ def run_validation(paths: dict, params: dict, names: dict | None = None, limits:
     if "barriers" in paths:
         problems += load_lines(str(paths["barriers"]), "EPSG:4326", coords=params.get("coords", "wgs84"),
                                limits=lim, name=names.get("barriers"))[1]
+    if any(r.startswith("layer:") for r in paths):   # a merge job's legacy layers: polygons with an id field
+        from gridplan.api.mergekind import check_layers
+        problems += check_layers(paths, params, names, lim)
     return [p for p in problems if p.fatal]
 
 

@@ -12,6 +12,7 @@ import pytest
 import shapely
 from conftest import run_check_plan
 from helpers.graphs import lattice_edges
+from helpers.legacy import write_legacy_files
 from hypothesis import given, settings, strategies as st
 
 from gridplan.optimize import agreement_groups as ag
@@ -111,12 +112,8 @@ def test_generated_layers_change_at_most_a_fifth_of_the_truth_grids(small_plan):
 def merged(small_plan, sample_small, tmp_path_factory):
     from gridplan.optimize.merge import merge_layers, write_merge
     d = tmp_path_factory.mktemp("merge")
-    truth = small_plan.grids.to_crs(small_plan.grids.estimate_utm_crs())
-    files = {}
-    for kind, layer in legacy_layers(truth, seed=1).items():
-        layer = layer.to_crs(4326).assign(note="x")
-        layer.to_file(d / f"{kind}.geojson", driver="GeoJSON")
-        files[kind] = f"{d / kind}.geojson:{kind}_id" if kind == "shifts" else d / f"{kind}.geojson"
+    files = {kind: f"{path}:{kind}_id" if kind == "shifts" else path
+             for kind, path in write_legacy_files(small_plan, d, seed=1).items()}
     result, report = merge_layers(files, sample_small["boundaries"], sample_small["households"],
                                   sample_small.get("facilities"), sample_small.get("roster"), time_limit_per_unit=3.0)
     out = write_merge(result, report, d / "out")

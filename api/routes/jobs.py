@@ -10,7 +10,7 @@ import json
 import re
 import shutil
 import threading
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from gridplan.api import kinds
 from gridplan.api.auth import planner, reader
+from gridplan.api.mergekind import check_id_field_names, merge_layer_roles
 from gridplan.api.problems import ProblemError, error_item, scrub
 from gridplan.api.quota import check_queue, record_submitter
 from gridplan.api.submitcheck import check_uploads
@@ -101,7 +102,11 @@ def parse_params(raw: str | None) -> dict:
     ``row`` the option); server-side settings (``FORBIDDEN_PARAMS``) are refused too.
     Returns the options as sent (the runner builds ``PlanOptions`` from them again).
     """
-    params = _params_object(raw)
+    return check_plan_params(_params_object(raw))
+
+
+def check_plan_params(params: dict) -> dict:
+    """Check a dict of plan options as :func:`parse_params` does (422 naming the option); return it."""
     try:
         PlanOptions.from_mapping(params, exclude=FORBIDDEN_PARAMS)
     except OptionsError as e:
@@ -126,8 +131,15 @@ def _params_object(raw: str | None) -> dict:
     return params
 
 
+LAYERS_DESCRIPTION = ("kind merge: the legacy grid layers, one polygon file per department (repeat the field; "
+                      "at most max_merge_layers, 8 by default); each is checked like the other uploads")
+LAYER_NAMES_DESCRIPTION = ("kind merge: the layers' names in the order of the layers files, as a JSON list or "
+                           "comma-separated (letters, digits, _ . -; default: each file's stem). Their id fields go "
+                           "in params as layer_id_fields {name: field} (default: the first unique column)")
+
 #: The JSON schema of ``params`` (derived from the plan options), shown in the OpenAPI document.
-PARAMS_DESCRIPTION = ("JSON object of plan options (any subset; the rest take their defaults). Schema: "
+PARAMS_DESCRIPTION = ("JSON object of plan options (any subset; the rest take their defaults). Kind merge also takes "
+                      "layer_id_fields: {layer name: id field of that layers file}. Schema: "
                       + json.dumps(PlanOptions.json_schema(exclude=FORBIDDEN_PARAMS)["properties"],
                                    separators=(",", ":")))
 
@@ -148,7 +160,9 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
                  grids: Optional[UploadFile] = File(None, description="an existing grid layer (kind audit, adopt)"),
                  baseline: Optional[UploadFile] = File(None, description="last plan's grid layer to keep (kind plan)"),
                  params: Optional[str] = Form(None, description=PARAMS_DESCRIPTION),
-                 kind: Optional[str] = Form(None, description="plan (default), audit or adopt"),
+                 layers: Optional[List[UploadFile]] = File(None, description=LAYERS_DESCRIPTION),
+                 layer_names: Optional[str] = Form(None, description=LAYER_NAMES_DESCRIPTION),
+                 kind: Optional[str] = Form(None, description="plan (default), audit, adopt or merge"),
                  _role: str = Depends(planner)) -> Response:
     """Upload the input files and options of a plan; the job is queued once the files pass the checks.
 
@@ -157,29 +171,39 @@ async def submit(request: Request, boundaries: UploadFile = File(..., descriptio
     before the body is read; the files are then checked as ``gridplan validate`` does, under
     memory and time limits (a file too large to check is a 413). Every fatal problem comes back in
     one 422 naming the file (as you named it), the row and the problem.
+    ``kind`` picks what is computed: ``plan``; ``audit`` or ``adopt`` of an uploaded ``grids``
+    layer; ``merge`` of the legacy grid layers sent as the repeated ``layers`` field (named by
+    ``layer_names``; one is enough), whose result is a plan with a crosswalk per layer.
     Poll ``GET /v1/jobs/{id}`` (the ``Location`` header) for progress.
     """
     ctx = request.app.state.ctx
     job_kind = kinds.get_kind(kind)
-    opts = kinds.parse_kind_params(job_kind, _params_object(params), lambda: parse_params(params))
+    opts = kinds.parse_kind_params(job_kind, _params_object(params), check_plan_params)
     files = {"boundaries": boundaries, "households": households, "facilities": facilities, "roster": roster,
              "network": network, "barriers": barriers, "grids": grids, "baseline": baseline}
-    files = {k: v for k, v in files.items() if v is not None and not isinstance(v, str)}
-    kinds.check_files(job_kind, set(files))
+    files = {k: (v, _client_name(v.filename, k)) for k, v in files.items() if v is not None and not isinstance(v, str)}
+    layer_files = [u for u in (layers or []) if u is not None and not isinstance(u, str)]
+    kinds.check_files(job_kind, set(files) | ({"layers"} if layer_files else set()))
+    roles = merge_layer_roles(job_kind.name, layer_files, layer_names, ctx.settings.max_merge_layers, _client_name)
+    check_id_field_names(opts, [r for r, _, _ in roles])
+    taken = [g for _, g in files.values()]
+    for j, (role, up, given) in enumerate(roles):   # a file name two uploads share is told apart by its place
+        files[role] = (up, given if taken.count(given) + [g for _, _, g in roles].count(given) == 1
+                       else f"layers[{j}] {given}")
+    stems = {role: f"layer{j}" for j, (role, _, _) in enumerate(roles)}   # the names are the client's: not in paths
     store = ctx.store
     job_id = store.new_id()
     idir = store.input_dir(job_id)
     idir.mkdir(parents=True, exist_ok=True)
     paths, names = {}, {}
     try:
-        for role, up in files.items():
-            dest = idir / f"{role}{_suffix(up.filename)}"
-            given = _client_name(up.filename, role)
+        for role, (up, given) in files.items():
+            dest = idir / f"{stems.get(role, role)}{_suffix(up.filename)}"
             with open(dest, "wb") as fh:
                 await run_in_threadpool(shutil.copyfileobj, up.file, fh, 1 << 20)
             if dest.stat().st_size == 0:
-                raise ProblemError(422, f"the {role} file is empty", [error_item(given, None,
-                                                                                 "the file is empty")],
+                what = f"layers file of layer {role[6:]}" if role.startswith("layer:") else f"{role} file"
+                raise ProblemError(422, f"the {what} is empty", [error_item(given, None, "the file is empty")],
                                    kind="invalid-upload")
             paths[role], names[role] = dest, given
         errors = await check_uploads(paths, opts, names, ctx.settings)

@@ -19,7 +19,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["results"])
 
 
 class Layer(str, Enum):
-    """The result layers of a plan (``workers`` only with a roster, ``micro_grids`` only with a micro target)."""
+    """The result layers of a plan (``workers``, ``micro_grids`` and ``crosswalk`` only where they apply).
+
+    ``workers`` needs a roster, ``micro_grids`` a micro target; ``crosswalk`` comes from a merge
+    (legacy grid x new grid, with households and shares).
+    """
 
     grids = "grids"
     stations = "stations"
@@ -28,6 +32,7 @@ class Layer(str, Enum):
     units = "units"
     workers = "workers"
     micro_grids = "micro_grids"
+    crosswalk = "crosswalk"
 
 
 def _succeeded(request: Request, job_id: str) -> dict:
