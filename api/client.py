@@ -95,7 +95,7 @@ class Client:
 
     # ------------------------------------------------------------------ jobs
     def submit(self, boundaries, households, params: dict | None = None, kind: str | None = None,
-               **files) -> str:
+               layers: dict | None = None, **files) -> str:
         """Submit a plan job and return its id.
 
         Parameters
@@ -106,6 +106,9 @@ class Client:
             The plan options (``target_households``, ``tolerance``, ``minutes``, ``coords``, …).
         kind : str, optional
             The job kind, for services that run more than plan jobs (sent only when given).
+        layers : dict, optional
+            ``{name: file}``: the departments' legacy grid layers of a ``merge`` job (sent as the repeated
+            ``layers`` upload with ``layer_names``; kind ``merge`` is implied).
         **files
             Optional inputs by role: ``facilities``, ``roster``, ``network``, ``barriers``; ``grids`` (the
             existing grid layer) for an ``audit`` or ``adopt`` job.
@@ -113,9 +116,13 @@ class Client:
         unknown = set(files) - set(FILE_ROLES)
         if unknown:
             raise TypeError(f"unknown input role(s) {sorted(unknown)}: expected {', '.join(FILE_ROLES[2:])}")
-        parts = {"boundaries": _file(boundaries), "households": _file(households)}
-        parts.update({role: _file(v) for role, v in files.items() if v is not None})
+        parts = [("boundaries", _file(boundaries)), ("households", _file(households))]
+        parts += [(role, _file(v)) for role, v in files.items() if v is not None]
         data = {"params": json.dumps(params or {})}
+        if layers:
+            parts += [("layers", _file(v)) for v in layers.values()]
+            data["layer_names"] = json.dumps(list(layers))
+            kind = kind or "merge"
         if kind is not None:
             data["kind"] = kind
         return self._request("POST", "/v1/jobs", files=parts, data=data).json()["id"]

@@ -139,3 +139,14 @@ def test_a_hostile_or_wrong_layer_file_is_422_naming_it(env):
     assert [e["source"] for e in body["errors"]] == [layers["merges"].name], body
     assert "NOPE" in body["errors"][0]["problem"] and "layer_id_fields" in body["errors"][0]["problem"]
     assert "--layer" not in body["errors"][0]["problem"]
+
+
+def test_the_client_submits_a_merge_job(env):
+    from gridplan.api.client import Client
+    c, keys, _d, layers, sample = env
+    gp = Client(key=keys["planner"], http=c)
+    jid = gp.submit(sample["boundaries"], sample["households"], params={"time_limit_per_unit": 3.0},
+                    layers={"police": layers["merges"], "urban": layers["splits"]})
+    job = gp.wait(jid, timeout=300, poll_s=0.05)
+    assert job["status"] == "succeeded" and job["summary"]["kind"] == "merge"
+    assert set(job["summary"]["merge"]) == {"police", "urban"}
