@@ -331,7 +331,9 @@ def _register_commands() -> None:
         importlib.import_module(f"gridplan.api.{name}").register(app)
 
 
-if __name__ != "__main__":   # run as a script, the real module (imported below) registers them
+# Only the module under its own name registers them: run as a script (``__main__``) the block below
+# imports it, and a worker process's copy of the script (``__mp_main__``) needs no commands.
+if __name__ == "gridplan.api.cli":
     _register_commands()
 
 

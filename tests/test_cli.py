@@ -91,6 +91,8 @@ def test_plan_then_lookup(sample_small, tmp_path, small_plan):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     assert summary["grids"] >= 1 and (out / "plan.gpkg").exists() and (out / "report.html").exists()
+    # the worker processes really ran the units (a worker that dies on start-up fails its units)
+    assert summary["partition"]["units_by_balance"]["failed"] == 0 and summary["partition"]["jobs"] == 2
     g = small_plan.grids.iloc[0]
     pt = g.geometry.representative_point()
     r = gridplan("lookup", "--plan", out, pt.x, pt.y)
