@@ -86,9 +86,10 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
                 old: gpd.GeoDataFrame) -> tuple[UnitPartition, list[int]] | None:
     """Re-plan one unit against its ``old`` grids. None when nothing of the old plan can be kept.
 
-    Two answers are made — the old grids repaired by boundary moves (``optimize.adopt``) and the
-    still-balanced grids kept with the rest re-split — and the one within the tolerance with the
-    fewest households moved (grid code changed) wins; its count is in the notes.
+    Three answers are made — the old grids repaired by boundary moves (``optimize.adopt``), the
+    still-balanced grids kept with the rest re-split, and a fresh partition whose grids take the
+    old codes that keep most households — and the one within the tolerance with the fewest
+    households moved (grid code changed) wins; its count is in the notes.
     """
     t0 = time.perf_counter()
     if len(old) == 0:
@@ -100,7 +101,7 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     next_seq = _next_seq(old)
     was = old_seq_of_points(clipped, seqs_old, xy)
     answers, failed = [], []
-    for make in (_resplit, _repaired):
+    for make in (_resplit, _repaired, _fresh):
         try:
             res = make(geometry, xy, households, target, options, old, clipped, next_seq, t0)
         except Exception as e:  # one way failing leaves the other; the note says so
@@ -115,6 +116,36 @@ def replan_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
     (part, seqs), moved = min(answers, key=lambda a: (a[0][0].balance not in ("within", "single"), a[1]))
     note = f"{moved} households moved to another grid code (the fewest of the answers tried)"
     return replace(part, notes=tuple(dict.fromkeys((*part.notes, note)))), seqs
+
+
+def _fresh(geometry, xy, households, target, options, old, clipped, next_seq, t0):
+    """Return a fresh partition of the unit, each grid coded with the old grid it keeps most households of.
+
+    The matching maximises the households that keep their code (an assignment problem); grids left
+    without an old code get the unit's next never-used numbers, in code order.
+    """
+    from scipy.optimize import linear_sum_assignment
+    part = partition_unit(geometry, xy, households, target, options)
+    seqs_old = [int(v) for v in old["seq"]]
+    was = old_seq_of_points(clipped, seqs_old, xy)
+    k, m = len(part.polygons), len(seqs_old)
+    kept = np.zeros((k, m))
+    for j, s in enumerate(seqs_old):
+        on = was == s
+        kept[:, j] = np.bincount(part.labels[on], weights=households[on], minlength=k)
+    if not kept.any():
+        return None                          # no old grid holds any of its households: nothing to keep
+    rows, cols = linear_sum_assignment(-kept)
+    seqs = [0] * k
+    for r, c in zip(rows, cols):
+        if kept[r, c] > 0:                   # an old code goes only to a grid that keeps some of its households
+            seqs[r] = seqs_old[c]
+    fresh = [i for i in range(k) if seqs[i] == 0]
+    for n, i in enumerate(fresh):
+        seqs[i] = next_seq + n
+    if max(seqs) > 999:
+        return None
+    return replace(part, status="baseline+fresh", seconds=time.perf_counter() - t0), seqs
 
 
 def _next_seq(old: gpd.GeoDataFrame) -> int:
