@@ -224,15 +224,45 @@ def assign_points(polygons, xy) -> np.ndarray:
     return out
 
 
-def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
+HAIR_M = 0.002   # m: the disk that brings a point left a hair outside its grid back in, unsnapped
+
+
+def clear_points(polygons, xy, labels, clearance: float = 0.1, within=None) -> list:
+    """Grids that keep every point at least ~``clearance`` metres inside the grid its label names.
+
+    See ``_clear``; then a point still outside its own grid but inside ``within`` (a hair from the
+    unit's edge, where snapped vertices cannot follow it) gets a ``HAIR_M`` disk of its grid, not
+    snapped, taken from any grid it overlaps.
+    """
+    out = _clear(polygons, xy, labels, clearance, within)
+    if within is None or len(out) < 2 or not len(xy):
+        return out
+    g = np.asarray(out, dtype=object)
+    pts = shapely.points(np.asarray(xy, dtype=float).reshape(-1, 2))
+    labels = np.asarray(labels, dtype=np.int64)
+    for i in np.flatnonzero(~shapely.covers(g[labels], pts) & shapely.covers(within, pts)):
+        disk = shapely.buffer(pts[i], HAIR_M, quad_segs=4)
+        k = int(labels[i])
+        hit = [j for j in np.flatnonzero(shapely.intersects(g, disk)) if j != k]
+        trial = g.copy()
+        trial[k] = shapely.union(g[k], disk)
+        for j in hit:
+            trial[j] = shapely.difference(g[j], disk)
+        if _same_kind(list(trial), out):
+            g = trial
+    return list(g)
+
+
+def _clear(polygons, xy, labels, clearance: float = 0.1, within=None) -> list:
     """Grids that keep every point at least ~``clearance`` metres inside the grid its label names.
 
     A household a millimetre from a grid edge belongs to whichever grid the next reprojection or
     the next point-in-polygon test says; here each point closer than ``clearance`` to another
     grid gets a small disk (radius ``clearance``, or 0.45 × the distance to the nearest point
     labelled otherwise, if smaller) cut from the other grids and given to its own grid, inside
-    the union of the grids. Labels do not change; the grids still tile the same area. Returns the
-    input polygons when the result would not be valid single-part grids as before.
+    the union of the grids (or ``within``, the unit they tile: a point a hair inside the unit's edge
+    but outside the grids, where snapping left a sliver, is then covered too). Labels do not change.
+    Returns the input polygons when the result would not be valid single-part grids as before.
     """
     polys = list(polygons)
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
@@ -241,9 +271,14 @@ def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
         return polys
     g = np.asarray(polys, dtype=object)
     pts = shapely.points(xy)
+    whole = _fill_pinholes(shapely.union_all(g, grid_size=GRID_SIZE))
+    if within is not None:
+        whole = shapely.union(whole, within, grid_size=GRID_SIZE)
     pi, gi = shapely.STRtree(g).query(pts, predicate="dwithin", distance=clearance)
-    near = np.unique(pi[gi != labels[pi]])
-    near = near[shapely.covers(g[labels[near]], pts[near])]     # points outside every grid stay as they are
+    own = shapely.covers(g[labels], pts)
+    # near another grid, or not covered by its own (a pinhole or sliver gap the overlays left between grids)
+    near = np.union1d(np.unique(pi[gi != labels[pi]]), np.flatnonzero(~own))
+    near = near[own[near] | shapely.covers(whole, pts[near])]   # points outside every grid stay as they are
     if not len(near):
         return polys
     from scipy.spatial import cKDTree
@@ -255,7 +290,6 @@ def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
     radius = np.minimum(clearance, 0.45 * nearest)
     # a 16-gon around each point, circumscribed so that it holds the whole circle of that radius
     disks = shapely.buffer(pts[near], radius / np.cos(np.pi / 16), quad_segs=4)
-    whole = shapely.union_all(g, grid_size=GRID_SIZE)
     owner = labels[near]
     for give in (_give_clipped, _give_pieces):
         out = give(polys, owner, disks, range(len(near)), whole)
@@ -277,6 +311,20 @@ def clear_points(polygons, xy, labels, clearance: float = 0.1) -> list:
             break
         todo = left
     return out
+
+
+PINHOLE_M2 = 1.0   # holes of the grids' union smaller than this are overlay slivers, not land outside the unit
+
+
+def _fill_pinholes(geom):
+    """Return ``geom`` with its interior rings under ``PINHOLE_M2`` filled."""
+    parts = []
+    for p in shapely.get_parts(geom):
+        if p.geom_type != "Polygon":
+            continue
+        holes = [r for r in p.interiors if shapely.Polygon(r).area >= PINHOLE_M2]
+        parts.append(shapely.Polygon(p.exterior, holes))
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts) if parts else geom
 
 
 def _give_clipped(polys, owner, disks, which, whole) -> list:

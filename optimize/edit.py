@@ -30,6 +30,7 @@ from gridplan.optimize.edit_state import (
     grid_row,
     household_id_column,
     recount,
+    refuse_geometry_failures,
     refuse_locked,
     remeasure,
 )
@@ -122,6 +123,7 @@ def _unique_xy(xy: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(xy, float).reshape(-1, 2), axis=0)
 
 
+@refuse_geometry_failures
 def move(plan: Plan, points=None, polygon=None, to: str | None = None, force: bool = False) -> Plan:
     """Return a new plan where the chosen households (and their land) belong to grid ``to``.
 
@@ -229,6 +231,7 @@ def _check_cover(work: Work, codes) -> None:
                             "polygon after the edit (the geometry could not follow); nothing was changed", (c,))
 
 
+@refuse_geometry_failures
 def merge_grids(plan: Plan, a: str, b: str, force: bool = False) -> Plan:
     """Return a new plan where grid ``b`` is merged into grid ``a`` (``a`` keeps its code; ``b`` retires).
 

@@ -28,6 +28,7 @@ from gridplan.optimize.edit_state import (
     new_codes,
     plan_target,
     recount,
+    refuse_geometry_failures,
     refuse_locked,
     remeasure,
 )
@@ -112,6 +113,7 @@ def _new_rows(work: Work, template: int, codes: list[str], polys: list) -> None:
     work.grids = pd.concat([g, add], ignore_index=True)
 
 
+@refuse_geometry_failures
 def split(plan: Plan, code: str, k: int = 2, force: bool = False) -> Plan:
     """Return a new plan where grid ``code`` is split into ``k`` balanced, contiguous grids.
 
@@ -243,6 +245,7 @@ def _band_options(options, total: int, k_unit: int, free_total: int, k_free: int
     return options.with_(tolerance=float(min(tol, max(inner, 0.01))))
 
 
+@refuse_geometry_failures
 def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None = None,
               force: bool = False) -> Plan:
     """Return a new plan where the unlocked grids of ``unit`` are re-partitioned (locked grids stay).

@@ -36,6 +36,26 @@ class EditError(ValueError):
         self.field = field
 
 
+def refuse_geometry_failures(fn):
+    """Turn a geometry-engine failure inside edit ``fn`` into an :class:`EditError` (the plan is unchanged).
+
+    Overlays of nearly coincident edges can make GEOS give up (a side-location conflict); the edit
+    is then refused with that reason rather than crashing the caller.
+    """
+    import functools
+
+    import shapely.errors
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except shapely.errors.GEOSException as e:
+            raise EditError(f"the {fn.__name__} edit was refused: the geometry engine could not overlay these "
+                            f"grids ({e})") from e
+    return wrapped
+
+
 @dataclass(frozen=True)
 class Change:
     """One edit in a plan's change log."""

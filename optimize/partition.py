@@ -218,7 +218,7 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
         if p is not None:
             answers.append(p)
             if p.dev <= tol + 1e-9 and not _sec_out(p, sec):
-                return _result(p, notes, "within", None, t0)
+                return _result(p, notes, "within", None, t0, geometry)
             if p.dev > tol + 1e-9:
                 cert = certify.certify(hh, k, tol, seed=int(options.seed))
     if not _settled(answers, cert):
@@ -231,12 +231,12 @@ def partition_unit(geometry, xy: np.ndarray, households: np.ndarray, target: flo
         if _sec_out(best, sec):
             notes.append(f"secondary balance missed: ±{sec[1]:.0%} not met by any model's grids within the "
                          f"primary tolerance (best {_sec_dev(best, sec):.1%}); not proven unreachable")
-        return _result(best, notes, "within", None, t0)
+        return _result(best, notes, "within", None, t0, geometry)
     if cert is None or len(best.polygons) != k:
         cert = certify.certify(hh, len(best.polygons), tol, seed=int(options.seed))
     return _result(best, notes + [_miss_note(best, answers, cert, tol)],
                    "certified" if cert.reachable is False else "miss",
-                   cert.best_band if cert.reachable is False else None, t0)
+                   cert.best_band if cert.reachable is False else None, t0, geometry)
 
 
 def _graph_models(answers: list, failures: list, geometry, xy, hh, k: int, options, barriers, cert,
@@ -342,8 +342,8 @@ def _miss_note(best: _Answer, answers: list[_Answer], cert, tol: float) -> str:
     return f"model miss: max deviation {best.dev:.1%} exceeds ±{tol:.0%} ({why}; models: {tried})"
 
 
-def _result(a: _Answer, notes: list[str], balance: str, best_band, t0: float) -> UnitPartition:
-    polys = clear_points(a.polygons, a.xy, a.labels, CLEARANCE)
+def _result(a: _Answer, notes: list[str], balance: str, best_band, t0: float, within=None) -> UnitPartition:
+    polys = clear_points(a.polygons, a.xy, a.labels, CLEARANCE, within=within)
     return UnitPartition(a.labels, polys, len(a.polygons), a.status, a.dev, perf_counter() - t0,
                          tuple(notes) + a.notes, tuple(int(v) for v in a.households), a.cells,
                          balance=balance, best_band=best_band)

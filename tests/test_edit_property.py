@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from hypothesis import event, given, settings, strategies as st
+from hypothesis import example, event, given, settings, strategies as st
 
 from gridplan.optimize.edit_balance import BALANCE_KINDS
 from gridplan.optimize.edit_state import EditError
@@ -73,6 +73,9 @@ def _balance_accounted(plan):
 
 @settings(max_examples=200, deadline=None)
 @given(which=st.integers(0, len(PLANS) - 1), edits=st.lists(edit, min_size=1, max_size=4))
+# found by the 30-minute random run: GEOS gave up (side-location conflict) on the last move
+@example(which=2, edits=[("lock", 0, 0, 1, False), ("split", 4, 0, 1, True), ("split", 7, 0, 1, True),
+                         ("move", 329, 0, 4, True)])
 def test_random_edit_sequences_keep_every_invariant(which, edits):
     plan = synthetic_plan(*PLANS[which])
     history = CodeHistory(plan)
