@@ -2,10 +2,10 @@
 
 A collection is one layer of one plan. The live plan's layers are the collections named by the
 layer alone (``grids``, ``stations``, …); every succeeded plan's layers are also collections named
-``{plan_id}.{layer}``. Which plan is live is decided in ONE place, :func:`live_plan_id` (today the
-newest succeeded job, as the lookup's default; the published "live plan" replaces it), and
-whether a plan answers a ``datetime`` query in :func:`plan_in_interval` (the hook for published
-versions).
+``{plan_id}.{layer}``. Which plan is live is decided in ONE place, :func:`live_plan_id` (the
+published version in effect today, else the newest succeeded job, as for lookups), and
+whether a plan answers a ``datetime`` query in :func:`plan_in_interval` (its effective period as a
+published version).
 """
 from __future__ import annotations
 
@@ -39,17 +39,28 @@ def live_plan_id(store) -> str | None:
     return live_id(store.engine)
 
 
-def plan_in_interval(job: dict, interval: tuple[float | None, float | None] | None) -> bool:
-    """Tell whether plan ``job`` is in effect at some time of ``interval`` (epoch seconds, open ends None).
+def plan_in_interval(store, plan_id: str, interval: tuple[float | None, float | None] | None) -> bool:
+    """Tell whether version ``plan_id`` was in effect at some time of ``interval`` (epoch seconds, open ends None).
 
-    The hook for published versions: today a plan is in effect from the time its job finished
-    on; a version's own validity period replaces this.
+    A version is in effect from its publication's ``effective_from`` up to the next published
+    version's (``api.versions.timeline``, dates at 00:00 UTC); a version never published answers no
+    ``datetime`` query. No interval: every version answers.
     """
     if interval is None:
         return True
-    start = job.get("finished_at")
-    _, end = interval
-    return start is not None and (end is None or start <= end)
+    from gridplan.api.versions import timeline
+
+    def ts(day: str | None) -> float | None:
+        return None if day is None else datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp()
+
+    start, end = interval
+    for vid, frm, to in timeline(store.engine):
+        if vid != plan_id:
+            continue
+        a, b = ts(frm), ts(to)
+        if (end is None or a <= end) and (b is None or start is None or start < b):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

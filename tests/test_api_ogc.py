@@ -233,10 +233,19 @@ def test_documents_and_keys(client, data):
                  "area_km2": {"title": "area_km2", "type": "number"},
                  "geometry": {"title": "geometry", "format": "geometry-any"}}
     assert c.get("/ogc/collections/stations/queryables", headers=h).json()["properties"]["existing"]["type"] == "boolean"
-    # a datetime before the plan existed selects nothing
-    r = c.get("/ogc/collections/grids/items?datetime=2000-01-01T00:00:00Z", headers=h)
-    assert r.json()["features"] == [] and r.json()["numberMatched"] == 0
-    assert len(c.get("/ogc/collections/grids/items?datetime=2000-01-01T00:00:00Z/..", headers=h).json()["features"]) == 10
+    # datetime selects published versions by their effective period; an unpublished one answers none
+    import datetime as dt
+
+    from gridplan.api import versions
+    items = lambda when: c.get(f"/ogc/collections/grids/items?datetime={when}", headers=h).json()  # noqa: E731
+    assert items("2000-01-01T00:00:00Z/..")["features"] == []
+    live = plans[""][0]
+    assert versions.publish(c.app.state.ctx.store.engine, live, dt.date(2026, 1, 1))
+    r = items("2000-01-01T00:00:00Z")
+    assert r["features"] == [] and r["numberMatched"] == 0
+    assert len(items("2026-03-01T00:00:00Z")["features"]) == 10
+    assert len(items("2000-01-01T00:00:00Z/..")["features"]) == 10
+    assert items("2000-01-01T00:00:00Z/2025-12-31T23:59:59Z")["features"] == []
 
 
 def test_public_published_opens_the_live_plan_only(data):

@@ -338,7 +338,7 @@ def items(request: Request, collection_id: str,
     _extent, count, fields = plans.layer_meta(c)
     where = _filter(filter_, filter_lang, filter_crs, fields)
     q = FeatureQuery(box, _equals(request, fields), off, lim, where)
-    in_effect = plans.plan_in_interval({"finished_at": c.finished_at}, interval)
+    in_effect = plans.plan_in_interval(request.app.state.ctx.store, c.plan_id, interval)
     total = (count if in_effect else 0) if not q.filtered else None
     body = _page(request, c, q, out_crs != CRS84, in_effect, total)
     return StreamingResponse(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out_crs}>"})
