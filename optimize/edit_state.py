@@ -37,7 +37,7 @@ class EditError(ValueError):
 
 
 def refuse_geometry_failures(fn):
-    """Turn a geometry-engine failure inside edit ``fn`` into an :class:`EditError` (the plan is unchanged).
+    """Turn a geometry-engine or partition failure inside edit ``fn`` into an :class:`EditError` (plan unchanged).
 
     Overlays of nearly coincident edges can make GEOS give up (a side-location conflict); the edit
     is then refused with that reason rather than crashing the caller.
@@ -53,6 +53,8 @@ def refuse_geometry_failures(fn):
         except shapely.errors.GEOSException as e:
             raise EditError(f"the {fn.__name__} edit was refused: the geometry engine could not overlay these "
                             f"grids ({e})") from e
+        except RuntimeError as e:       # every partition model failed on the region (optimize.partition)
+            raise EditError(f"the {fn.__name__} edit was refused: no model could partition the region ({e})") from e
     return wrapped
 
 

@@ -76,6 +76,8 @@ def _balance_accounted(plan):
 # found by the 30-minute random run: GEOS gave up (side-location conflict) on the last move
 @example(which=2, edits=[("lock", 0, 0, 1, False), ("split", 4, 0, 1, True), ("split", 7, 0, 1, True),
                          ("move", 329, 0, 4, True)])
+# and by the longer run: every model of a split's partition failed on the region's geometry
+@example(which=2, edits=[("move", 3, 1, 3, True), ("split", 159, 0, 5, False)])
 def test_random_edit_sequences_keep_every_invariant(which, edits):
     plan = synthetic_plan(*PLANS[which])
     history = CodeHistory(plan)
