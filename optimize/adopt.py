@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from gridplan.geo.grids import GRID_SIZE, assign_points, polygon_parts
+from gridplan.geo.cells import build_cells
+from gridplan.geo.grids import GRID_SIZE, assign_points, dissolve_cells, polygon_parts
 from gridplan.optimize import cellmodel, certify, power, rebalance
-from gridplan.optimize.fewest import fewest_moves
+from gridplan.optimize.fewest import SMALL_POINTS, fewest_moves
 from gridplan.optimize.partition import choose_k
 
 
@@ -169,6 +170,8 @@ def repair_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
         return None
     polys, seqs = [polys[i] for i in keep], [int(seqs[i]) for i in keep]
     mp, graph = cellmodel.build_graph(geometry, xy, h_rows, k)
+    if mp.m <= SMALL_POINTS:     # a small unit: its households' own cells, where the exact model proves the fewest
+        mp, graph = build_cells(geometry, xy, h_rows)
     if k > mp.m:
         return None
     nbrs = graph.neighbours()
@@ -193,7 +196,7 @@ def repair_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
         retired = [g for g, _ in merges]
     was = old_seq_of_points(polys, seqs, xy)
     best = None
-    for make in (_patched_polygons, _dissolved_polygons):   # exact old edges where they hold, else cell edges
+    for make in (_patched_polygons, _dissolved_polygons, _cell_polygons):   # old edges where they hold, else cells'
         out = make(geometry, mp, graph, base, base_lab, lab, k, tol)
         if out is None or any(p.geom_type != "Polygon" or p.is_empty for p in out):
             continue
@@ -217,6 +220,13 @@ def _dissolved_polygons(geometry, mp, graph, base, base_lab, lab, k, tol):
     if not np.any(lab != base_lab):
         return None
     return cellmodel.grid_polygons(mp, graph, lab, k, tol)[0]
+
+
+def _cell_polygons(geometry, mp, graph, base, base_lab, lab, k, tol):
+    """Return each group as the plain union of its cells (no edge straightening: no point changes side)."""
+    if not np.any(lab != base_lab):
+        return None
+    return dissolve_cells(graph.polygons, lab, k)
 
 
 def _exact(old_lab, h, nbrs, seqs, seqs_now, lab, k, lo, hi, next_seq):

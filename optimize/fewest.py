@@ -1,4 +1,4 @@
-"""The fewest households moved, exactly, on a unit's cell graph (CP-SAT with lazy contiguity cuts).
+"""The fewest households moved, exactly, on a unit's cell graph (CP-SAT, contiguity by flows).
 
 Cells keep their old grid or move to another; ``k`` groups are used, each an old grid (its code
 survives) or a new one, each within the band [lo, hi]; the objective is the households whose
@@ -6,8 +6,9 @@ group differs from their old grid (cells of land no old grid covered count nothi
 behind — the cells moved, so land without households stays where it was.
 
 Contiguity is a single-commodity flow from one root cell per group (``_connected``).
-Deterministic: one worker, a fixed seed, a deterministic time limit. The answer is *proven*
-fewest on the cell graph only when solved to optimality (``optimal``); otherwise it is the best
+Deterministic: a fixed seed and a deterministic time limit; one worker, or on small graphs
+(``SMALL_POINTS`` cells) several strategies interleaved in one thread (``interleave_search``).
+The answer is *proven* fewest on the cell graph only when solved to optimality (``optimal``); otherwise it is the best
 found within the limit.
 """
 from __future__ import annotations
@@ -19,6 +20,9 @@ from ortools.sat.python import cp_model
 
 MAX_CELLS = 200      # larger graphs are left to the boundary-move heuristic
 DTIME = 2.0          # deterministic time of the model
+SMALL_POINTS = 40    # a unit of at most this many points is re-planned on its households' own cells ...
+SMALL_DTIME = 20.0   # ... with this deterministic time, its search interleaved over several strategies
+SMALL_WORKERS = 8
 CELL_WEIGHT = 1      # objective: households moved x (cells + 1), plus cells moved
 
 
@@ -71,15 +75,18 @@ def fewest_moves(old: np.ndarray, h: np.ndarray, nbrs: list, k_old: int, k: int,
     stay = [x[c][int(old[c])] for c in range(n) if old[c] >= 0]
     w = [int(h[c]) for c in range(n) if old[c] >= 0]
     m.Minimize(sum((wi * (n + 1) + CELL_WEIGHT) * (1 - s) for wi, s in zip(w, stay)))
-    _connected(m, x, used, nbrs)
+    roots, flows = _connected(m, x, used, nbrs)
     if hint is not None:
-        for c in range(n):
-            for g in range(groups):
-                m.AddHint(x[c][g], int(hint[c]) == g)
+        _hint(m, x, used, roots, flows, np.asarray(hint), nbrs)
     solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
     solver.parameters.random_seed = int(seed)
-    solver.parameters.max_deterministic_time = DTIME
+    if n <= SMALL_POINTS:          # interleaved workers: several strategies in one thread, deterministic
+        solver.parameters.num_workers = SMALL_WORKERS
+        solver.parameters.interleave_search = True
+        solver.parameters.max_deterministic_time = SMALL_DTIME
+    else:
+        solver.parameters.num_workers = 1
+        solver.parameters.max_deterministic_time = DTIME
     st = solver.Solve(m)
     if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
@@ -88,7 +95,7 @@ def fewest_moves(old: np.ndarray, h: np.ndarray, nbrs: list, k_old: int, k: int,
     return FewestMoves(lab, [int(g) for g in np.unique(lab)], moved, st == cp_model.OPTIMAL)
 
 
-def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> None:
+def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> tuple[list, list]:
     """Make every group one connected piece: a single-commodity flow from one root cell per group.
 
     Every cell of a group other than its root takes in at least one unit more than it sends on,
@@ -96,6 +103,7 @@ def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> None:
     """
     n, groups = len(x), len(used)
     arcs = [(a, int(b)) for a in range(n) for b in nbrs[a]]
+    roots, flows = [], []
     for g in range(groups):
         root = [m.NewBoolVar("") for _ in range(n)]
         m.Add(sum(root) == used[g])
@@ -114,3 +122,43 @@ def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> None:
             inflow[b].append(v)
         for c in range(n):
             m.Add(sum(inflow[c]) - sum(outflow[c]) >= x[c][g] - n * root[c])
+        roots.append(root)
+        flows.append(f)
+    return roots, flows
+
+
+def _hint(m: cp_model.CpModel, x: list, used: list, roots: list, flows: list, hint: np.ndarray, nbrs: list) -> None:
+    """Hint a whole solution from a labelling: its cells, and for each connected group a BFS tree's flows.
+
+    A complete hint lets the solver start from the heuristic's answer at once (a group of the hint
+    that is not connected gets its cells hinted only).
+    """
+    n = len(x)
+    for g in range(len(used)):
+        cells = np.flatnonzero(hint == g)
+        m.AddHint(used[g], len(cells) > 0)
+        for c in range(n):
+            m.AddHint(x[c][g], bool(hint[c] == g))
+        if not len(cells):
+            for c in range(n):
+                m.AddHint(roots[g][c], False)
+            for v in flows[g].values():
+                m.AddHint(v, 0)
+            continue
+        parent = {int(cells[0]): -1}
+        order = [int(cells[0])]
+        for a in order:
+            for b in nbrs[a]:
+                b = int(b)
+                if hint[b] == g and b not in parent:
+                    parent[b] = a
+                    order.append(b)
+        if len(order) < len(cells):
+            continue                       # not connected: leave the flows to the solver
+        size = {c: 1 for c in order}
+        for c in reversed(order[1:]):
+            size[parent[c]] += size[c]
+        for c in range(n):
+            m.AddHint(roots[g][c], c == order[0])
+        for (a, b), v in flows[g].items():
+            m.AddHint(v, size[b] if parent.get(b) == a else 0)
