@@ -1,7 +1,8 @@
 """Issue 15's siting options through HTTP with the real pipeline: a capacity (the facilities'
 ``capacity`` column and ``default_capacity``) is kept by every station of the results, closures name
-the closed stations, p-center reports the worst travel time the households layer shows, and a bad
-value of any of these options is a 422 problem+json naming it (nothing queued)."""
+the closed stations, p-center reports the worst travel time the households layer shows, single
+sourcing gives each household point one station, backup coverage reaches everyone (or fails saying
+why), and a bad value of any of these options is a 422 problem+json naming it."""
 from __future__ import annotations
 
 import json
@@ -93,6 +94,32 @@ def test_p_center_reports_the_worst_minutes_of_the_households(env):
     # one station fewer cannot do better: the existing three alone leave a household farther away
     alone = finished(env, {"siting_model": "pcenter", "max_stations": 0})[0]["summary"]["coverage"]
     assert alone["objective"] >= cov["objective"] - 1e-9
+
+
+def test_single_source_serves_each_household_point_from_one_station(env):
+    j, st, hh = finished(env, {"coverage_target": 0.8, "default_capacity": 10, "single_source": True})
+    cov = j["summary"]["coverage"]
+    assert cov["share"] >= 0.8 - 1e-12 and cov["stations_over_capacity"] == 0
+    per_station: dict[str, float] = {}
+    for h in hh:                                           # the households layer names each point's one station
+        if h.get("station_id"):
+            per_station[h["station_id"]] = per_station.get(h["station_id"], 0) + h["households"]
+    for s in st:                                           # so its counts are the stations' loads, exactly
+        assert s["assigned"] == per_station.get(s["station_id"], 0) <= s["capacity"]
+    assert sum(per_station.values()) == pytest.approx(cov["share"] * 40)
+
+
+def test_backup_coverage_and_its_infeasible_cap(env):
+    j, st, _ = finished(env, {"siting_model": "backup"})
+    cov = j["summary"]["coverage"]
+    assert cov["model"] == "backup" and cov["status"] == "OPTIMAL" and cov["share"] == 1.0
+    assert cov["objective"] == pytest.approx(cov["double_coverage_share"] * 40)   # households reached twice
+    c, keys, _ = env
+    r = submit(env, {"siting_model": "backup", "max_stations": 1})   # one new station cannot reach everyone
+    assert r.status_code == 202, r.text
+    failed = wait_job(lambda u: c.get(u, headers={"X-API-Key": keys["reader"]}), r.json()["id"], timeout=180)
+    assert failed["status"] == "failed" and "backup coverage" in failed["error"], failed
+    assert "Traceback" not in failed["error"] and "/work" not in failed["error"]
 
 
 @pytest.mark.parametrize("params, name", [
