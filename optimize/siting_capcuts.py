@@ -24,6 +24,8 @@ keeps its flow, both reported FEASIBLE with the master's bound.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -179,9 +181,34 @@ def _town_cuts(master: "_Master", cov: sparse.csr_matrix, finite: np.ndarray) ->
             master.add(reach, members)
 
 
+@dataclass(frozen=True)
+class Round:
+    """What one master/flow round proved (``cut_capacitated``'s ``progress`` gets one after each round).
+
+    ``seconds`` since the call started; ``served`` the weight the max flow of this round's open set
+    serves (always feasible); ``bound`` this master's bound (a bound of the capacitated model: the
+    master is a relaxation), both in the caller's weight units for the MCLP and in stations for the
+    LSCP; ``best_served``/``best_bound`` the best of each so far; ``gap`` the MCLP's
+    ``(best_bound - best_served) / best_bound`` (nan for the LSCP, whose open sets may fall short);
+    ``cuts`` the cut-set rows in this round's master, ``nodes`` the master nodes so far.
+    """
+
+    round: int
+    seconds: float
+    served: float
+    bound: float
+    best_served: float
+    best_bound: float
+    gap: float
+    cuts: int
+    nodes: int
+    master_status: str
+
+
 def cut_capacitated(pairs, weights, capacity, kind: str = "lscp", p: int | None = None,
                     target_weight: float | None = None, sites: Sites | None = None,
-                    node_limit: int | None = None, max_rounds: int = MAX_ROUNDS) -> CapResult:
+                    node_limit: int | None = None, max_rounds: int = MAX_ROUNDS,
+                    progress: Callable[[Round], None] | None = None) -> CapResult:
     """Capacitated LSCP or MCLP with split assignment, by cut-set rows (see the module docstring).
 
     Parameters
@@ -191,10 +218,12 @@ def cut_capacitated(pairs, weights, capacity, kind: str = "lscp", p: int | None 
     kind : "lscp" (fewest stations; all reachable households, or ``target_weight``) | "mclp" (``p``)
     sites : forced and closable columns (``siting_capacity.Sites``)
     node_limit : nodes per master MIP; max_rounds : master/flow rounds (both deterministic)
+    progress : called with a ``Round`` after each round (the answer does not depend on it)
 
     Returns
     -------
-    CapResult (the assignment is the final max flow's)
+    CapResult (the assignment is the final max flow's; for the MCLP the best round's flow, with the
+    lowest master bound met)
     """
     t0 = time.perf_counter()
     cov0 = sparse.csr_matrix(pairs, dtype=bool)
@@ -211,29 +240,66 @@ def cut_capacitated(pairs, weights, capacity, kind: str = "lscp", p: int | None 
     master = _Master(cov, w, cap, kind, p, need, sites, node_limit)
     _town_cuts(master, cov, np.isfinite(cap))
     capf = np.where(np.isfinite(cap), cap, w.sum())
-    nodes, status, bound, open_, flow, served = 0, "FEASIBLE", np.nan, None, None, 0.0
-    for _ in range(max_rounds):
+    st = _rounds(master, cov, w, capf, kind, max_rounds, progress, t0)
+    if st.status != "OPTIMAL" and kind == "lscp" and not st.proved:
+        st.open_, st.flow, st.served = _repair(cov, w, capf, st.open_, need if need is not None else float(w.sum()))
+    return _cut_result(mg, st.flow, st.served, w0, cap, st.open_, sites, kind, st.status, st.bound, master,
+                       st.nodes, t0)
+
+
+@dataclass
+class _State:
+    """The loop's answer so far: the open set and flow kept, the bound kept, and the proof."""
+
+    open_: np.ndarray | None = None
+    flow: sparse.csr_matrix | None = None
+    served: float = -np.inf
+    bound: float = np.nan
+    status: str = "FEASIBLE"
+    proved: bool = False          # the LSCP's open set serves what its master asked
+    nodes: int = 0
+
+
+def _rounds(master, cov, w, capf, kind, max_rounds, progress, t0) -> _State:
+    """Master / max-flow / cut rounds; keeps the MCLP's best flow and lowest bound (the LSCP's last)."""
+    m, mclp, st = cov.shape[1], kind == "mclp", _State()
+    for k in range(max_rounds):
         sol = master.solve()
-        nodes += sol.nodes
+        st.nodes += sol.nodes
         if sol.x is None:
             raise CapacityInfeasible(f"capacitated {kind}: the stations within reach cannot serve the households "
                                      f"asked for ({sol.status})")
-        bound = sol.bound
         open_ = np.flatnonzero(mip.binary(sol.x[:m])).astype(np.int64)
         wz = w * np.clip(sol.x[m:], 0, 1)
         served, flow, side = _flow(cov, w, capf, open_)
-        if served >= wz.sum() - 0.5:
-            status = sol.status
+        done = served >= wz.sum() - 0.5
+        if not mclp or served > st.served or done:
+            st.open_, st.flow, st.served = open_, flow, served
+        if mclp:
+            st.bound = sol.bound if not np.isfinite(st.bound) else min(st.bound, sol.bound)
+        else:
+            st.bound = sol.bound if not np.isfinite(st.bound) else max(st.bound, sol.bound)
+        cuts = [] if done else _violated(cov, wz, capf, side, open_)
+        if progress is not None:
+            progress(_round(k, t0, served, sol, st, master, mclp))
+        if done:
+            st.status, st.proved = sol.status, True
             break
-        cuts = _violated(cov, wz, capf, side, open_)
         if not cuts:
             break
         for reach, members in cuts:
             master.add(reach, members)
-    else:
-        if kind == "lscp":
-            open_, flow, served = _repair(cov, w, capf, open_, need if need is not None else float(w.sum()))
-    return _cut_result(mg, flow, served, w0, cap, open_, sites, kind, status, bound, master, nodes, t0)
+    return st
+
+
+def _round(k, t0, served, sol, st, master, mclp) -> Round:
+    """Return the ``Round`` record of round ``k`` (MCLP bounds in weight units, LSCP bounds in stations)."""
+    s = master.s if mclp else 1.0
+    best, bnd = (st.served, st.bound * s) if mclp else (np.nan, st.bound)
+    gap = max(bnd - best, 0.0) / bnd if mclp and bnd > 0 else (0.0 if mclp else np.nan)
+    return Round(round=k + 1, seconds=time.perf_counter() - t0, served=served, bound=sol.bound * s,
+                 best_served=best, best_bound=bnd, gap=gap, cuts=master.cuts, nodes=st.nodes,
+                 master_status=sol.status)
 
 
 def _cut_result(mg, flow, served, w0, cap, open_, sites, kind, status, bound, master, nodes, t0) -> CapResult:
