@@ -244,7 +244,8 @@ def backup_cover(cov, weights=None, forced=(), n_sites: int | None = None, node_
     sol = mip.solve(np.r_[np.zeros(m), w[live] / s], A, lo, hi, np.r_[np.ones(m), np.zeros(nr)], lb, ub,
                     maximize=True, node_limit=node_limit or mip.node_limit_for(A.nnz))
     if sol.x is None:
-        raise sm.Infeasible(f"backup coverage: no {k} sites cover every coverable demand ({sol.status})")
+        who = f"{k} sites ({len(forced)} existing + {k - len(forced)} new)" if len(forced) else f"{k} sites"
+        raise sm.Infeasible(f"backup coverage: no {who} cover every coverable demand ({sol.status})")
     open_ = np.flatnonzero(mip.binary(sol.x[:m])).astype(np.int64)
     count = np.asarray(cov[:, open_].sum(axis=1)).ravel()
     double = float(w[count >= 2].sum())

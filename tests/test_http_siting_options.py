@@ -119,6 +119,7 @@ def test_backup_coverage_and_its_infeasible_cap(env):
     assert r.status_code == 202, r.text
     failed = wait_job(lambda u: c.get(u, headers={"X-API-Key": keys["reader"]}), r.json()["id"], timeout=180)
     assert failed["status"] == "failed" and "backup coverage" in failed["error"], failed
+    assert "+ 1 new" in failed["error"], failed        # the count names the existing sites and the one asked for
     assert "Traceback" not in failed["error"] and "/work" not in failed["error"]
 
 
