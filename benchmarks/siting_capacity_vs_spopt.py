@@ -62,12 +62,16 @@ def run_gridplan(xy, w, cand, cov, capacity, p):
     return out
 
 
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20      # kB on Linux
+
+
 def _spopt_child(q, xy, w, cand, capacity, p, which, mem_gb):
     resource.setrlimit(resource.RLIMIT_AS, (int(mem_gb * 2**30), int(mem_gb * 2**30)))
+    t = time.perf_counter()
     try:
         import pulp
         from spopt.locate import LSCP, PCenter
-        t = time.perf_counter()
         d = np.hypot(xy[:, None, 0] - cand[None, :, 0], xy[:, None, 1] - cand[None, :, 1])
         if which == "clscp":
             m = LSCP.from_cost_matrix(d, MINUTES * SPEED, facility_capacity_arr=np.full(len(cand), capacity),
@@ -76,11 +80,14 @@ def _spopt_child(q, xy, w, cand, capacity, p, which, mem_gb):
             m = PCenter.from_cost_matrix(d, p_facilities=p)
         m = m.solve(pulp.PULP_CBC_CMD(msg=False, gapRel=0), results=False)
         obj = m.problem.objective.value()
-        q.put(dict(time=time.perf_counter() - t, obj=float(obj), status=pulp.LpStatus[m.problem.status]))
+        q.put(dict(time=time.perf_counter() - t, obj=float(obj), status=pulp.LpStatus[m.problem.status],
+                   peak_rss_gb=_peak_gb()))
     except MemoryError:
-        q.put(dict(time=None, obj=None, status=f"MemoryError (address space capped at {mem_gb:g} GB)"))
+        q.put(dict(time=None, obj=None, status=f"MemoryError (address space capped at {mem_gb:g} GB)",
+                   stopped_after_s=time.perf_counter() - t, peak_rss_gb=_peak_gb()))
     except Exception as e:  # report whatever stopped it
-        q.put(dict(time=None, obj=None, status=f"{type(e).__name__}: {str(e)[:200]}"))
+        q.put(dict(time=None, obj=None, status=f"{type(e).__name__}: {str(e)[:200]}",
+                   stopped_after_s=time.perf_counter() - t, peak_rss_gb=_peak_gb()))
 
 
 def run_spopt(xy, w, cand, capacity, p, which, cap_s, mem_gb):
