@@ -76,11 +76,14 @@ def fewest_moves(old: np.ndarray, h: np.ndarray, nbrs: list, k_old: int, k: int,
     w = [int(h[c]) for c in range(n) if old[c] >= 0]
     m.Minimize(sum((wi * (n + 1) + CELL_WEIGHT) * (1 - s) for wi, s in zip(w, stay)))
     roots, flows = _connected(m, x, used, nbrs)
-    if hint is not None:
+    small = n <= SMALL_POINTS
+    # OR-Tools 9.15 aborts the process (CHECK heuristics.fixed_search) on an interleaved search given a
+    # hint that is no solution: small graphs are hinted only with a labelling that meets every rule
+    if hint is not None and (not small or _feasible(np.asarray(hint), h, nbrs, k, lo, hi)):
         _hint(m, x, used, roots, flows, np.asarray(hint), nbrs)
     solver = cp_model.CpSolver()
     solver.parameters.random_seed = int(seed)
-    if n <= SMALL_POINTS:          # interleaved workers: several strategies in one thread, deterministic
+    if small:                      # interleaved workers: several strategies, deterministic
         solver.parameters.num_workers = SMALL_WORKERS
         solver.parameters.interleave_search = True
         solver.parameters.max_deterministic_time = SMALL_DTIME
@@ -125,6 +128,26 @@ def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> tuple[li
         roots.append(root)
         flows.append(f)
     return roots, flows
+
+
+def _feasible(lab: np.ndarray, h: np.ndarray, nbrs: list, k: int, lo: int, hi: int) -> bool:
+    """Return whether a labelling uses ``k`` groups, each within [lo, hi] and connected."""
+    groups = np.unique(lab)
+    if len(groups) != k or lab.min() < 0:
+        return False
+    for g in groups:
+        cells = np.flatnonzero(lab == g)
+        if not lo <= int(h[cells].sum()) <= hi:
+            return False
+        seen, stack = {int(cells[0])}, [int(cells[0])]
+        while stack:
+            for b in nbrs[stack.pop()]:
+                if lab[b] == g and int(b) not in seen:
+                    seen.add(int(b))
+                    stack.append(int(b))
+        if len(seen) != len(cells):
+            return False
+    return True
 
 
 def _hint(m: cp_model.CpModel, x: list, used: list, roots: list, flows: list, hint: np.ndarray, nbrs: list) -> None:
