@@ -3,7 +3,8 @@
 Random small units (a rectangle or an L), old grids as vertical strips, households grown in
 one strip: whatever answer wins, its grids tile the unit, never overlap, are single valid
 Polygons, hold the households they count, keep old codes only once and number new ones above
-the unit's registry, and its balance word is a recount.
+the unit's registry, and its balance word is a recount; it moves no fewer households than the
+geometry-free bound and at most 1.2x the fewest for connected unions of the households' cells.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from gridplan.optimize.adopt import old_seq_of_points
 from gridplan.optimize.baseline import replan_unit
 from gridplan.optimize.options import PlanOptions
+from gridplan.optimize.partition import choose_k
+from tests.helpers.fewest import fewest_moved, fewest_moved_contiguous, voronoi_graph
 
 OPTS = PlanOptions(time_limit_per_unit=1.0)
 UNIT = "469025100001"
@@ -73,3 +76,8 @@ def test_a_replanned_unit_keeps_every_rule(sc):
     was = old_seq_of_points(list(old.geometry), list(old["seq"]), xy)
     moved = int(w[np.asarray(seqs)[lab] != was].sum())
     assert f"{moved} households moved" in " ".join(part.notes)
+    k = choose_k(w.sum(), target)
+    if part.balance == "within" and len(polys) == k:   # never below the geometry-free fewest; near the contiguous
+        assert moved >= fewest_moved(was - 1, w, len(old), k, tol)
+        best = fewest_moved_contiguous(was - 1, w, voronoi_graph(unit, xy), len(old), k, tol)
+        assert best is None or moved <= 1.2 * best, (moved, best)   # None: no connected answer on those cells

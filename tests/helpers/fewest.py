@@ -32,19 +32,25 @@ def _model(old: np.ndarray, w: np.ndarray, k_old: int, k: int, tol: float):
     return m, x
 
 
-def _solve(m: cp_model.CpModel) -> cp_model.CpSolver:
+def _solve(m: cp_model.CpModel) -> cp_model.CpSolver | None:
+    """Solve to optimality; None when proven infeasible."""
     s = cp_model.CpSolver()
     s.parameters.num_workers = 1
     s.parameters.random_seed = 0
     s.parameters.max_deterministic_time = 30.0
-    assert s.Solve(m) == cp_model.OPTIMAL
+    st = s.Solve(m)
+    if st == cp_model.INFEASIBLE:
+        return None
+    assert st == cp_model.OPTIMAL, s.StatusName(st)
     return s
 
 
 def fewest_moved(old: np.ndarray, w: np.ndarray, k_old: int, k: int, tol: float) -> int:
     """Return the minimum households whose group differs from ``old`` (-1: no old grid, never counted)."""
     m, _ = _model(old, w, k_old, k, tol)
-    return int(round(_solve(m).ObjectiveValue()))
+    s = _solve(m)
+    assert s is not None, "no assignment meets the band"
+    return int(round(s.ObjectiveValue()))
 
 def voronoi_graph(unit, xy: np.ndarray) -> list[set[int]]:
     """Return the neighbours of each point's Voronoi cell within ``unit`` (cells sharing an edge)."""
@@ -76,18 +82,21 @@ def _components(members: list[int], nbrs: list[set[int]]) -> list[list[int]]:
 
 
 def fewest_moved_contiguous(old: np.ndarray, w: np.ndarray, nbrs: list[set[int]], k_old: int, k: int,
-                            tol: float, rounds: int = 500) -> int:
+                            tol: float, rounds: int = 500) -> int | None:
     """Return the minimum households moved when every group must be connected in ``nbrs`` (CP-SAT).
 
     The model of ``fewest_moved`` plus lazy separator rows: whenever a group of the optimum falls
     in pieces, for a cell ``a`` of a piece ``C`` and a cell ``b`` of another piece of the group,
     ``x[a] + x[b] <= 1 + sum(x[s] for s next to C)`` (a connected group that holds both must hold a
-    cell around ``C``), and solve again. The first connected optimum is the contiguous optimum.
+    cell around ``C``), and solve again. The first connected optimum is the contiguous optimum;
+    None when no connected labelling meets the band on this graph.
     """
     groups = max(k, k_old)
     m, x = _model(old, w, k_old, k, tol)
     for _ in range(rounds):
         s = _solve(m)
+        if s is None:
+            return None
         lab = [max(range(groups), key=lambda g: s.Value(x[p][g])) for p in range(len(w))]
         cut = False
         for g in range(groups):
