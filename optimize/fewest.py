@@ -7,7 +7,7 @@ behind — the cells moved, so land without households stays where it was.
 
 Contiguity is a single-commodity flow from one root cell per group (``_connected``).
 Deterministic: a fixed seed and a deterministic time limit; one worker, or on small graphs
-(``SMALL_POINTS`` cells) several strategies interleaved in one thread (``interleave_search``).
+(``SMALL_POINTS`` cells, ``SMALL_GRIDS`` grids) several strategies interleaved in deterministic batches (``interleave_search``).
 The answer is *proven* fewest on the cell graph only when solved to optimality (``optimal``); otherwise it is the best
 found within the limit.
 """
@@ -20,7 +20,8 @@ from ortools.sat.python import cp_model
 
 MAX_CELLS = 200      # larger graphs are left to the boundary-move heuristic
 DTIME = 2.0          # deterministic time of the model
-SMALL_POINTS = 40    # a unit of at most this many points is re-planned on its households' own cells ...
+SMALL_POINTS = 40    # a unit of at most this many points and ...
+SMALL_GRIDS = 3      # ... this many grids is re-planned on its households' own cells ...
 SMALL_DTIME = 20.0   # ... with this deterministic time, its search interleaved over several strategies
 SMALL_WORKERS = 8
 CELL_WEIGHT = 1      # objective: households moved x (cells + 1), plus cells moved
@@ -76,7 +77,7 @@ def fewest_moves(old: np.ndarray, h: np.ndarray, nbrs: list, k_old: int, k: int,
     w = [int(h[c]) for c in range(n) if old[c] >= 0]
     m.Minimize(sum((wi * (n + 1) + CELL_WEIGHT) * (1 - s) for wi, s in zip(w, stay)))
     roots, flows = _connected(m, x, used, nbrs)
-    small = n <= SMALL_POINTS
+    small = n <= SMALL_POINTS and k <= SMALL_GRIDS
     # OR-Tools 9.15 aborts the process (CHECK heuristics.fixed_search) on an interleaved search given a
     # hint that is no solution: small graphs are hinted only with a labelling that meets every rule
     if hint is not None and (not small or _feasible(np.asarray(hint), h, nbrs, k, lo, hi)):
