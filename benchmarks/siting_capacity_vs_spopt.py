@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,6 +69,7 @@ def _peak_gb() -> float:
 
 
 def _spopt_child(q, xy, w, cand, capacity, p, which, mem_gb):
+    os.setsid()                     # its own process group: a cap hit kills the CBC it started too
     resource.setrlimit(resource.RLIMIT_AS, (int(mem_gb * 2**30), int(mem_gb * 2**30)))
     t = time.perf_counter()
     try:
@@ -97,7 +100,7 @@ def run_spopt(xy, w, cand, capacity, p, which, cap_s, mem_gb):
     proc.start()
     proc.join(cap_s)
     if proc.is_alive():
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)     # spopt's process and the CBC solver it runs
         proc.join()
         return dict(time=None, obj=None, status=f"cap hit: not finished in {cap_s:g} s", wall=time.perf_counter() - t)
     return q.get() if not q.empty() else dict(time=None, obj=None, status=f"exit code {proc.exitcode}")
