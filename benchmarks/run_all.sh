@@ -31,3 +31,6 @@ run hostile_uploads     benchmarks/hostile_uploads.py
 run province_cli        benchmarks/province.py --data "$PROVINCE" --via cli --configs 2
 run province_speedup    benchmarks/province.py --data "$PROVINCE" --via python --configs 1,2,dask \
                           --counties 469001,469025,469029,460200 --lookup
+run adopt               benchmarks/adopt.py
+run adopt_small         benchmarks/adopt_small.py
+run siting_capacity     benchmarks/siting_capacity_vs_spopt.py --spopt-cap 1800 --spopt-mem-gb 16
