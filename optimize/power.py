@@ -29,7 +29,7 @@ import numpy as np
 import shapely
 from ortools.graph.python import min_cost_flow
 
-from gridplan.geo.grids import assign_points, polygon_parts
+from gridplan.geo.grids import assign_points, polygon_parts, repair_transformed
 
 ROUNDS = 14              # capacitated Lloyd rounds per start
 STARTS = 3               # seeded k-means++ starts; the most compact balanced result is kept
@@ -381,5 +381,9 @@ def power_partition(geometry, xy: np.ndarray, h: np.ndarray, k: int, tolerance: 
     if best.res is None:
         return None
     b = best.res
-    back = [shapely.transform(p, lambda c: c + origin) for p in b.polygons]
+    # shifting back rounds the coordinates: a vertex on a hairline spike can cross its edge (an
+    # invalid ring, found by the random partition run); such a ring is rebuilt without the spike
+    back = list(repair_transformed([shapely.transform(p, lambda c: c + origin) for p in b.polygons]))
+    if any(p.geom_type != "Polygon" for p in back):
+        return None
     return PowerResult(b.labels, back, b.centers + origin, b.weights, b.pp_mean, b.max_dev)
