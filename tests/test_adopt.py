@@ -12,7 +12,7 @@ from gridplan.optimize.baseline import load_baseline, replan_unit
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import choose_k
 from tests.helpers.adopt_scenario import grow, keep_share
-from tests.helpers.fewest import fewest_moved, fewest_moved_contiguous, voronoi_graph
+from tests.helpers.fewest import contiguous_fewest, fewest_moved
 
 OPTS = PlanOptions(time_limit_per_unit=1.0)
 UNIT = "469025100001"
@@ -51,12 +51,12 @@ def test_moves_are_counted_truly_and_never_below_the_fewest_possible(seed):
         assert part.balance == "miss" and any("outside ±10%" in n for n in part.notes)
 
 
-def contiguous_fewest(seed: int) -> int:
+def contiguous_fewest_of(seed: int) -> int:
     """The fewest households moved over grids that are connected unions of the points' Voronoi cells."""
     unit, xy, w, old = grown_unit(seed)
     target = float(w[xy[:, 0] >= 1000].sum()) / 2
     was = old_seq_of_points(list(old.geometry), [1, 2, 3], xy)
-    return fewest_moved_contiguous(was - 1, w, voronoi_graph(unit, xy), 3, choose_k(w.sum(), target), 0.10)
+    return contiguous_fewest(unit, xy, w, was - 1, 3, choose_k(w.sum(), target), 0.10)
 
 
 @pytest.mark.parametrize("seed", [1, 3, 12, 21])     # seeds where contiguity costs moves, or the search is hard
@@ -67,7 +67,7 @@ def test_moves_within_1_2_of_the_fewest_on_small_units(seed):
     formulation independent of the product's flow model; it is never below the geometry-free bound.
     """
     part, moved, fewest = moved_and_fewest(seed)
-    best = contiguous_fewest(seed)
+    best = contiguous_fewest_of(seed)
     assert best >= fewest
     assert part.balance == "within" and moved <= 1.2 * best, (seed, moved, best, fewest)
 

@@ -11,26 +11,21 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import shapely
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gridplan.optimize.adopt import old_seq_of_points
 from gridplan.optimize.baseline import replan_unit
 from gridplan.optimize.options import PlanOptions
 from gridplan.optimize.partition import choose_k
-from tests.helpers.fewest import fewest_moved, fewest_moved_contiguous, voronoi_graph
+from tests.helpers.fewest import contiguous_fewest, fewest_moved
 
 OPTS = PlanOptions(time_limit_per_unit=1.0)
 UNIT = "469025100001"
 
 
-@st.composite
-def scenarios(draw):
-    strips = draw(st.integers(2, 3))
-    ell = draw(st.booleans())
-    n = draw(st.integers(8, 30))
-    seed = draw(st.integers(0, 2**31 - 1))
-    growth = draw(st.sampled_from([1.0, 1.15, 1.3, 1.6]))
+def scenario(strips: int, ell: bool, n: int, seed: int, growth: float):
+    """A unit (rectangle, or an L) of ``strips`` 1 km old grids and up to ``n`` points; the first grows."""
     rng = np.random.default_rng(seed)
     width = 1000.0 * strips
     unit = shapely.box(0, 0, width, 1000)
@@ -46,8 +41,17 @@ def scenarios(draw):
     return unit, xy, w, old
 
 
+@st.composite
+def scenarios(draw):
+    return scenario(draw(st.integers(2, 3)), draw(st.booleans()), draw(st.integers(8, 30)),
+                    draw(st.integers(0, 2**31 - 1)), draw(st.sampled_from([1.0, 1.15, 1.3, 1.6])))
+
+
 @settings(max_examples=12)
 @given(scenarios())
+# found by the random run: the L's notch cuts a Voronoi cell in two; the reference counted it as one node and
+# so allowed a grid in two pieces (40 moved); the connected fewest is 70
+@example(scenario(3, True, 11, 3, 1.0))
 def test_a_replanned_unit_keeps_every_rule(sc):
     unit, xy, w, old = sc
     if len(xy) < 2:
@@ -79,5 +83,5 @@ def test_a_replanned_unit_keeps_every_rule(sc):
     k = choose_k(w.sum(), target)
     if part.balance == "within" and len(polys) == k:   # never below the geometry-free fewest; near the contiguous
         assert moved >= fewest_moved(was - 1, w, len(old), k, tol)
-        best = fewest_moved_contiguous(was - 1, w, voronoi_graph(unit, xy), len(old), k, tol)
+        best = contiguous_fewest(unit, xy, w, was - 1, len(old), k, tol)
         assert best is None or moved <= 1.2 * best, (moved, best)   # None: no connected answer on those cells

@@ -53,17 +53,39 @@ def fewest_moved(old: np.ndarray, w: np.ndarray, k_old: int, k: int, tol: float)
     return int(round(s.ObjectiveValue()))
 
 def voronoi_graph(unit, xy: np.ndarray) -> list[set[int]]:
-    """Return the neighbours of each point's Voronoi cell within ``unit`` (cells sharing an edge)."""
+    """Return the adjacency (shared edges) of the points' Voronoi cells clipped to ``unit``.
+
+    Node ``i < len(xy)`` is the piece of point ``i``'s cell that holds it; a cell that a concave
+    unit cuts in pieces adds its other pieces as further nodes (no households), so a grid that
+    holds a cell's far piece must reach it through its own neighbours.
+    """
     import shapely
     cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=unit, ordered=True))
     cells = shapely.intersection(cells, unit)
-    nbrs: list[set[int]] = [set() for _ in range(len(xy))]
-    a, b = shapely.STRtree(cells).query(cells, predicate="intersects")
+    pts = shapely.points(xy)
+    nodes, extra = [], []
+    for c, p in zip(cells, pts):
+        parts = [q for q in shapely.get_parts(c) if q.geom_type == "Polygon" and q.area > 0]
+        main = min(parts, key=lambda q: (not q.covers(p), q.distance(p)))
+        nodes.append(main)
+        extra += [q for q in parts if q is not main]
+    nodes = np.asarray(nodes + extra, dtype=object)
+    nbrs: list[set[int]] = [set() for _ in range(len(nodes))]
+    a, b = shapely.STRtree(nodes).query(nodes, predicate="intersects")
     for i, j in zip(a, b):
-        if i < j and shapely.length(shapely.intersection(cells[i], cells[j])) > 1e-6:
+        if i < j and shapely.length(shapely.intersection(nodes[i], nodes[j])) > 1e-6:
             nbrs[i].add(int(j))
             nbrs[j].add(int(i))
     return nbrs
+
+
+def contiguous_fewest(unit, xy: np.ndarray, w: np.ndarray, old: np.ndarray, k_old: int, k: int,
+                      tol: float) -> int | None:
+    """``fewest_moved_contiguous`` on the Voronoi cells of ``xy`` in ``unit`` (far pieces hold nobody)."""
+    nbrs = voronoi_graph(unit, xy)
+    pad = len(nbrs) - len(w)
+    return fewest_moved_contiguous(np.r_[old, np.full(pad, -1)], np.r_[w, np.zeros(pad, w.dtype)], nbrs,
+                                   k_old, k, tol)
 
 
 def _components(members: list[int], nbrs: list[set[int]]) -> list[list[int]]:
