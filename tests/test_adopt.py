@@ -59,7 +59,7 @@ def contiguous_fewest_of(seed: int) -> int:
     return contiguous_fewest(unit, xy, w, was - 1, 3, choose_k(w.sum(), target), 0.10)
 
 
-@pytest.mark.parametrize("seed", [1, 3, 12, 21])     # seeds where contiguity costs moves, or the search is hard
+@pytest.mark.parametrize("seed", [1, 3, 12, 16, 21])   # contiguity costs moves, the search is hard, or 3 grids grow to 4
 def test_moves_within_1_2_of_the_fewest_on_small_units(seed):
     """Issue 12's target on small units (3 grids, 36 points): moved <= 1.2 x the contiguous optimum.
 
