@@ -48,7 +48,7 @@ def partition_options(plan: Plan):
         return PlanOptions()
 
 
-def repartition(region, xy: np.ndarray, households: np.ndarray, k: int, options):
+def repartition(region, xy: np.ndarray, households: np.ndarray, k: int, options, allow_multipart: bool | None = None):
     """Partition ``region`` (WGS 84) into ``k`` grids holding the households at ``xy`` (WGS 84).
 
     Parameters
@@ -63,6 +63,10 @@ def repartition(region, xy: np.ndarray, households: np.ndarray, k: int, options)
         Grids wanted.
     options : PlanOptions
         Tolerance, seed and the deterministic per-unit budget.
+    allow_multipart : bool, optional
+        Whether a grid may come out in pieces (default: when ``region`` is in pieces itself). A
+        rebalance passes whether any grid it replaces was: free grids around a locked one that cuts
+        the unit in two are single Polygons, and so must their replacements be.
 
     Returns
     -------
@@ -77,7 +81,7 @@ def repartition(region, xy: np.ndarray, households: np.ndarray, k: int, options)
     # households clipped to the exact region, so nothing is carried across coordinate systems
     lab = _same_place_same_label(xy, np.asarray(part.labels, np.int64))
     polys = parts_from_labels(region, xy, lab, part.k)
-    multipart = region.geom_type != "Polygon"
+    multipart = region.geom_type != "Polygon" if allow_multipart is None else bool(allow_multipart)
     bad = [i for i, p in enumerate(polys) if p.is_empty or (p.geom_type != "Polygon" and not multipart)]
     if bad:
         raise EditError(f"the re-partition gave {len(bad)} grid(s) in pieces or empty; nothing was changed")
@@ -282,7 +286,8 @@ def rebalance(plan: Plan, unit: str, k: int | None = None, target: float | None 
     h = work.households.loc[rows, "households"].to_numpy(np.int64)
     region = shapely.union_all(np.asarray([g.geometry.values[g.index.get_loc(r)] for r in free_rows], dtype=object))
     opts = _band_options(partition_options(plan), total, len(locked) + int(k), int(h.sum()), int(k))
-    polys, labels, part = repartition(region, xy, h, int(k), opts)
+    was_multi = any(g.geometry.values[g.index.get_loc(r)].geom_type != "Polygon" for r in free_rows)
+    polys, labels, part = repartition(region, xy, h, int(k), opts, allow_multipart=was_multi)
     k = len(polys)
     old_lab = work.households.loc[rows, "grid_code"].astype(str).to_numpy()
     fresh, retired, reshaped, same, new_lab = _place(work, unit, free_rows, polys, labels, old_lab, h)

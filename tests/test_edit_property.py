@@ -81,6 +81,9 @@ def _balance_accounted(plan):
 # and by the run of this session: the free grids' union kept a 1e-19 deg² hole, and clipping Voronoi cells
 # to it lost 4,000 m² of the unit in the rebalance
 @example(which=0, edits=[("lock", 0, 0, 1, False), ("split", 1, 0, 1, True), ("rebalance", 0, 0, 1, False)])
+# and: a locked grid cut the free land in two, and the rebalance let a grid span both pieces (a MultiPolygon)
+@example(which=1, edits=[("lock", 1, 0, 1, False), ("lock", 1, 0, 1, False), ("split", 0, 0, 1, True),
+                         ("rebalance", 0, 0, 1, False)])
 def test_random_edit_sequences_keep_every_invariant(which, edits):
     plan = synthetic_plan(*PLANS[which])
     history = CodeHistory(plan)
