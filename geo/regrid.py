@@ -216,14 +216,17 @@ def parts_from_labels(region, xy: np.ndarray, labels: np.ndarray, k: int) -> lis
         loose.extend(p for p in parts if p is not main)
     out = [_clean(shapely.union_all(np.asarray(g, dtype=object)), region.area) if g else shapely.Polygon()
            for g in own]
-    for q in sorted(loose, key=lambda q: -q.area):
-        j = _owner_of(q, out)
-        out[j] = _clean(shapely.union(out[j], q), region.area)
+    _hand_over(loose, out, region.area)
     missed = _clean(shapely.difference(region, shapely.union_all(np.asarray(out, dtype=object))), region.area)
-    for q in sorted(polygon_parts(missed), key=lambda q: -q.area):   # what an overlay lost goes to a neighbour
-        j = _owner_of(q, out)
-        out[j] = _clean(shapely.union(out[j], q), region.area)
+    _hand_over(polygon_parts(missed), out, region.area)      # what an overlay lost goes to a neighbour too
     return out
+
+
+def _hand_over(pieces: list, out: list, ref_area: float) -> None:
+    """Give each piece, largest first, to the grid of ``out`` it shares most border with (in place)."""
+    for q in sorted(pieces, key=lambda q: -q.area):
+        j = _owner_of(q, out)
+        out[j] = _clean(shapely.union(out[j], q), ref_area)
 
 
 @lru_cache(maxsize=16)

@@ -170,7 +170,7 @@ def repair_unit(geometry, xy: np.ndarray, households: np.ndarray, target: float,
         return None
     polys, seqs = [polys[i] for i in keep], [int(seqs[i]) for i in keep]
     mp, graph = cellmodel.build_graph(geometry, xy, h_rows, k)
-    if mp.m <= SMALL_POINTS and k <= SMALL_GRIDS:     # a small unit: its households' own cells, where the exact model proves the fewest
+    if mp.m <= SMALL_POINTS and k <= SMALL_GRIDS:   # a small unit: its households' own cells (exact fewest)
         mp, graph = build_cells(geometry, xy, h_rows)
     if k > mp.m:
         return None

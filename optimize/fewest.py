@@ -131,6 +131,18 @@ def _connected(m: cp_model.CpModel, x: list, used: list, nbrs: list) -> tuple[li
     return roots, flows
 
 
+def _tree(lab: np.ndarray, g: int, start: int, nbrs: list) -> tuple[list[int], dict[int, int]]:
+    """Breadth-first order and parents of the cells of group ``g`` reached from ``start`` inside it."""
+    parent, order = {start: -1}, [start]
+    for a in order:
+        for b in nbrs[a]:
+            b = int(b)
+            if lab[b] == g and b not in parent:
+                parent[b] = a
+                order.append(b)
+    return order, parent
+
+
 def _feasible(lab: np.ndarray, h: np.ndarray, nbrs: list, k: int, lo: int, hi: int) -> bool:
     """Return whether a labelling uses ``k`` groups, each within [lo, hi] and connected."""
     groups = np.unique(lab)
@@ -138,15 +150,7 @@ def _feasible(lab: np.ndarray, h: np.ndarray, nbrs: list, k: int, lo: int, hi: i
         return False
     for g in groups:
         cells = np.flatnonzero(lab == g)
-        if not lo <= int(h[cells].sum()) <= hi:
-            return False
-        seen, stack = {int(cells[0])}, [int(cells[0])]
-        while stack:
-            for b in nbrs[stack.pop()]:
-                if lab[b] == g and int(b) not in seen:
-                    seen.add(int(b))
-                    stack.append(int(b))
-        if len(seen) != len(cells):
+        if not lo <= int(h[cells].sum()) <= hi or len(_tree(lab, int(g), int(cells[0]), nbrs)[0]) != len(cells):
             return False
     return True
 
@@ -169,14 +173,7 @@ def _hint(m: cp_model.CpModel, x: list, used: list, roots: list, flows: list, hi
             for v in flows[g].values():
                 m.AddHint(v, 0)
             continue
-        parent = {int(cells[0]): -1}
-        order = [int(cells[0])]
-        for a in order:
-            for b in nbrs[a]:
-                b = int(b)
-                if hint[b] == g and b not in parent:
-                    parent[b] = a
-                    order.append(b)
+        order, parent = _tree(hint, g, int(cells[0]), nbrs)
         if len(order) < len(cells):
             continue                       # not connected: leave the flows to the solver
         size = {c: 1 for c in order}
